@@ -1,0 +1,1 @@
+//! Weir broker (being written).

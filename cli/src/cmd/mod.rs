@@ -1,0 +1,7 @@
+pub mod bench;
+pub mod broker;
+pub mod consume;
+pub mod dev;
+pub mod group;
+pub mod produce;
+pub mod topic;

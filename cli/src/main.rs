@@ -1,0 +1,55 @@
+//! `weir`: one binary for every role. Each subcommand lives in `cmd/`; this
+//! file only parses the command line, sets up logging and dispatches.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Kafka-compatible streaming platform for Kubernetes")]
+struct Cli {
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `weir_broker=debug`.
+    #[arg(long, env = "WEIR_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker.
+    Broker(cmd::broker::BrokerArgs),
+    /// Run a whole local platform on this machine (no Kubernetes needed).
+    Dev(cmd::dev::DevArgs),
+    /// Create, list, describe, alter and delete topics.
+    Topic(cmd::topic::TopicArgs),
+    /// Produce records read from standard input, one per line.
+    Produce(cmd::produce::ProduceArgs),
+    /// Consume records and print them to standard output.
+    Consume(cmd::consume::ConsumeArgs),
+    /// List and describe consumer groups, with lag.
+    Group(cmd::group::GroupArgs),
+    /// Measure produce and consume throughput and latency.
+    Bench(cmd::bench::BenchArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&cli.log)?)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Broker(args) => cmd::broker::run(args).await,
+            Command::Dev(args) => cmd::dev::run(args).await,
+            Command::Topic(args) => cmd::topic::run(args).await,
+            Command::Produce(args) => cmd::produce::run(args).await,
+            Command::Consume(args) => cmd::consume::run(args).await,
+            Command::Group(args) => cmd::group::run(args).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
+        }
+    })
+}

@@ -1,0 +1,1 @@
+//! Weir client (being written).

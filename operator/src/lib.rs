@@ -1,0 +1,1 @@
+//! CRD types, desired-state builders and reconcilers. Not built yet: see docs/architecture.md.

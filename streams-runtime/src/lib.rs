@@ -1,0 +1,1 @@
+//! Stream-processing library and declarative pipeline runner. Not built yet: see docs/architecture.md.
