@@ -1,1 +1,19 @@
-//! Weir broker (being written).
+//! Weir's broker: a Kafka wire server over Weir's partition log and group
+//! coordinator. `Broker::start` recovers the data directory and serves.
+//!
+//! Layers, outermost first: `server` (listener, framing, decoding) →
+//! `handlers` (one per API) → `BrokerState` (metadata, logs, groups).
+
+pub mod broker;
+mod clock;
+pub mod config;
+pub mod fetch_session;
+mod group_store;
+mod handlers;
+pub mod metadata;
+pub mod partitions;
+mod server;
+pub mod topic_config;
+
+pub use broker::{Broker, BrokerError, BrokerState};
+pub use config::{BrokerConfig, BrokerConfigError};

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Kafka-compatible streaming platform for Kubernetes")]
+#[command(
+    name = "weir",
+    version,
+    about = "Kafka-compatible streaming platform for Kubernetes"
+)]
 struct Cli {
     /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `weir_broker=debug`.
     #[arg(long, env = "WEIR_LOG", default_value = "info", global = true)]
@@ -40,7 +44,9 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_new(&cli.log)?)
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         match cli.command {
             Command::Broker(args) => cmd::broker::run(args).await,

@@ -1,6 +1,75 @@
-#[derive(clap::Args)]
-pub struct BrokerArgs {}
+//! `weir broker`: run one broker until SIGTERM or Ctrl-C, then stop cleanly.
 
-pub async fn run(_args: BrokerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("weir broker is being written")
+use std::path::PathBuf;
+
+use anyhow::Context;
+use weir_broker::{Broker, BrokerConfig};
+
+#[derive(clap::Args, Debug)]
+pub struct BrokerArgs {
+    /// This broker's id, unique in the cluster.
+    #[arg(long, env = "WEIR_NODE_ID", default_value_t = 1)]
+    pub node_id: i32,
+    /// Where logs and metadata live.
+    #[arg(long, env = "WEIR_DATA_DIR", default_value = "./.weir")]
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds.
+    #[arg(long, env = "WEIR_LISTEN", default_value = "0.0.0.0:9092")]
+    pub listen: String,
+    /// Address clients are told to connect to (default: the listen address,
+    /// or this host's name when listening on all interfaces).
+    #[arg(long, env = "WEIR_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Rack (failure domain) of this broker, reported to clients.
+    #[arg(long, env = "WEIR_RACK")]
+    pub rack: Option<String>,
+    /// Kafka broker setting KEY=VALUE (e.g. log.retention.ms=3600000); repeatable.
+    /// From the environment, separate several with ';'.
+    #[arg(long = "config", env = "WEIR_CONFIG", value_delimiter = ';')]
+    pub config: Vec<String>,
+}
+
+impl BrokerArgs {
+    pub fn broker_config(&self) -> anyhow::Result<BrokerConfig> {
+        let mut config = BrokerConfig::new(self.node_id, &self.data_dir, &self.listen)
+            .with_settings(self.config.iter().map(String::as_str))?;
+        config.rack = self.rack.clone();
+        config.advertise = match &self.advertise {
+            Some(a) => Some(a.clone()),
+            None => default_advertise(&self.listen),
+        };
+        Ok(config)
+    }
+}
+
+/// Listening on every interface says nothing about where clients should
+/// connect, so advertise this host's name, as Kafka does.
+fn default_advertise(listen: &str) -> Option<String> {
+    let (host, port) = listen.rsplit_once(':')?;
+    let unspecified = host.is_empty() || host == "0.0.0.0" || host == "[::]" || host == "::";
+    if !unspecified {
+        return None;
+    }
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(format!("{}:{port}", name.trim()))
+}
+
+pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
+    let config = args.broker_config()?;
+    let broker = Broker::start(config).await.context("starting the broker")?;
+    wait_for_shutdown_signal().await?;
+    broker.shutdown().await.context("stopping the broker")?;
+    Ok(())
+}
+
+/// Waits for SIGTERM (Kubernetes, `docker stop`) or Ctrl-C.
+pub async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+    }
+    tracing::info!("shutting down");
+    Ok(())
 }

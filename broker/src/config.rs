@@ -1,0 +1,245 @@
+//! Broker configuration: identity and addresses from flags, plus Kafka's
+//! broker-level keys (`--config key=value`, as in `server.properties`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::topic_config::{TOPIC_CONFIGS, validate_topic_config};
+
+/// Broker-only keys and their defaults (the topic defaults' broker names come
+/// from the topic table).
+static BROKER_KEYS: &[(&str, &str)] = &[
+    ("auto.create.topics.enable", "false"),
+    ("num.partitions", "1"),
+    ("default.replication.factor", "1"),
+    ("socket.request.max.bytes", "104857600"),
+    ("group.initial.rebalance.delay.ms", "3000"),
+    ("group.min.session.timeout.ms", "6000"),
+    ("group.max.session.timeout.ms", "1800000"),
+    ("offsets.retention.minutes", "10080"),
+    ("log.retention.check.interval.ms", "300000"),
+    ("log.cleaner.backoff.ms", "15000"),
+    ("log.cleaner.enable", "true"),
+    ("log.flush.scheduler.interval.ms", "60000"),
+    ("fetch.max.bytes", "57671680"),
+    ("delete.topic.enable", "true"),
+];
+
+/// Everything a broker needs to start.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds, `HOST:PORT` (port 0 picks a free one).
+    pub listen: String,
+    /// Address clients are told to connect to; `None` means the bound address.
+    pub advertise: Option<String>,
+    pub rack: Option<String>,
+    /// Kafka broker keys set explicitly (`--config`).
+    pub settings: BTreeMap<String, String>,
+}
+
+/// A bad broker setting; names the key and the rule.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerConfigError {
+    #[error("unknown broker config key {0:?} (see docs/compatibility.md for the keys Weir knows)")]
+    UnknownKey(String),
+    #[error("invalid broker config {key}={value:?}: {reason}")]
+    Invalid {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("broker config must be KEY=VALUE, got {0:?}")]
+    Malformed(String),
+}
+
+impl BrokerConfig {
+    pub fn new(node_id: i32, data_dir: impl Into<PathBuf>, listen: impl Into<String>) -> Self {
+        BrokerConfig {
+            node_id,
+            data_dir: data_dir.into(),
+            listen: listen.into(),
+            advertise: None,
+            rack: None,
+            settings: BTreeMap::new(),
+        }
+    }
+
+    /// Parses `KEY=VALUE` pairs into settings, checking each against the known keys.
+    pub fn with_settings<'a>(
+        mut self,
+        pairs: impl IntoIterator<Item = &'a str>,
+    ) -> Result<Self, BrokerConfigError> {
+        for pair in pairs {
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| BrokerConfigError::Malformed(pair.to_string()))?;
+            self = self.with_setting(key.trim(), value.trim())?;
+        }
+        Ok(self)
+    }
+
+    /// Sets one broker key after checking it.
+    pub fn with_setting(mut self, key: &str, value: &str) -> Result<Self, BrokerConfigError> {
+        validate_broker_setting(key, value)?;
+        self.settings.insert(key.to_string(), value.to_string());
+        Ok(self)
+    }
+
+    fn get(&self, key: &str) -> &str {
+        self.settings
+            .get(key)
+            .map(String::as_str)
+            .or_else(|| BROKER_KEYS.iter().find(|(k, _)| *k == key).map(|(_, d)| *d))
+            .unwrap_or("")
+    }
+
+    fn long(&self, key: &str) -> i64 {
+        // Settings were validated on the way in; a default always parses.
+        self.get(key).parse().unwrap_or_default()
+    }
+
+    fn millis(&self, key: &str) -> Duration {
+        Duration::from_millis(self.long(key).max(0) as u64)
+    }
+
+    pub fn auto_create_topics(&self) -> bool {
+        self.get("auto.create.topics.enable")
+            .eq_ignore_ascii_case("true")
+    }
+    pub fn num_partitions(&self) -> i32 {
+        self.long("num.partitions") as i32
+    }
+    pub fn default_replication_factor(&self) -> i16 {
+        self.long("default.replication.factor") as i16
+    }
+    pub fn socket_request_max_bytes(&self) -> usize {
+        self.long("socket.request.max.bytes") as usize
+    }
+    pub fn group_initial_rebalance_delay(&self) -> Duration {
+        self.millis("group.initial.rebalance.delay.ms")
+    }
+    pub fn group_min_session_timeout(&self) -> Duration {
+        self.millis("group.min.session.timeout.ms")
+    }
+    pub fn group_max_session_timeout(&self) -> Duration {
+        self.millis("group.max.session.timeout.ms")
+    }
+    pub fn offsets_retention(&self) -> Duration {
+        Duration::from_secs(self.long("offsets.retention.minutes").max(0) as u64 * 60)
+    }
+    pub fn retention_check_interval(&self) -> Duration {
+        self.millis("log.retention.check.interval.ms")
+    }
+    pub fn cleaner_backoff(&self) -> Duration {
+        self.millis("log.cleaner.backoff.ms")
+    }
+    pub fn cleaner_enabled(&self) -> bool {
+        self.get("log.cleaner.enable").eq_ignore_ascii_case("true")
+    }
+    pub fn flush_interval(&self) -> Duration {
+        self.millis("log.flush.scheduler.interval.ms")
+    }
+    pub fn delete_topic_enabled(&self) -> bool {
+        self.get("delete.topic.enable").eq_ignore_ascii_case("true")
+    }
+
+    /// Every broker key with its value and whether it was set explicitly,
+    /// sorted by name (DescribeConfigs on the broker resource).
+    pub fn effective_settings(&self) -> Vec<(String, String, bool)> {
+        let defaults = BROKER_KEYS.iter().map(|(k, d)| (*k, *d)).chain(
+            TOPIC_CONFIGS
+                .iter()
+                .filter_map(|d| d.broker_key.map(|k| (k, d.default))),
+        );
+        let mut all: Vec<_> = defaults
+            .map(|(key, default)| match self.settings.get(key) {
+                Some(v) => (key.to_string(), v.clone(), true),
+                None => (key.to_string(), default.to_string(), false),
+            })
+            .collect();
+        all.sort();
+        all.dedup_by(|a, b| a.0 == b.0);
+        all
+    }
+}
+
+/// Checks one broker key: a topic default under its broker name is checked
+/// by the topic rule; a broker-only key must be a boolean or a number.
+pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfigError> {
+    let invalid = |reason: String| BrokerConfigError::Invalid {
+        key: key.into(),
+        value: value.into(),
+        reason,
+    };
+    if let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.broker_key == Some(key)) {
+        return validate_topic_config(def.name, value).map_err(|e| invalid(e.to_string()));
+    }
+    let (_, default) = BROKER_KEYS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .ok_or_else(|| BrokerConfigError::UnknownKey(key.to_string()))?;
+    if *default == "true" || *default == "false" {
+        if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
+            return Err(invalid("expected true or false".into()));
+        }
+    } else {
+        let n: i64 = value
+            .parse()
+            .map_err(|_| invalid("not a whole number".into()))?;
+        if n < 0 {
+            return Err(invalid("must not be negative".into()));
+        }
+        let at_least_one = ["num.partitions", "default.replication.factor"];
+        if at_least_one.contains(&key) && n < 1 {
+            return Err(invalid("must be at least 1".into()));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_are_checked_by_name_and_rule() {
+        let base = || BrokerConfig::new(1, "/tmp/x", "127.0.0.1:0");
+        assert!(matches!(
+            base().with_settings(["log.retention.mss=1"]),
+            Err(BrokerConfigError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            base().with_settings(["num.partitions=0"]),
+            Err(BrokerConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            base().with_settings(["log.cleanup.policy=sometimes"]),
+            Err(BrokerConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            base().with_settings(["auto.create.topics.enable"]),
+            Err(BrokerConfigError::Malformed(_))
+        ));
+        let cfg = base()
+            .with_settings([
+                "num.partitions=3",
+                "auto.create.topics.enable=true",
+                "log.retention.ms=1000",
+            ])
+            .unwrap();
+        assert_eq!(cfg.num_partitions(), 3);
+        assert!(cfg.auto_create_topics());
+    }
+
+    #[test]
+    fn defaults_follow_kafka() {
+        let cfg = BrokerConfig::new(1, "/tmp/x", "127.0.0.1:0");
+        assert!(!cfg.auto_create_topics());
+        assert_eq!(cfg.socket_request_max_bytes(), 104_857_600);
+        assert_eq!(cfg.group_initial_rebalance_delay(), Duration::from_secs(3));
+        assert_eq!(cfg.num_partitions(), 1);
+    }
+}

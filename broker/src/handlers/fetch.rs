@@ -1,0 +1,263 @@
+//! Fetch with long polling: read what is there; if it is less than
+//! `min_bytes`, wait for appends until `max_wait_ms`, then answer with what
+//! there is. Stored batches go out as they are on disk.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use uuid::Uuid;
+
+use super::str_bytes;
+use crate::broker::BrokerState;
+use crate::fetch_session::{FetchPlan, RequestedPartition, SessionPartition};
+
+/// One partition's read result.
+struct PartitionRead {
+    key: (String, i32),
+    topic_id: Uuid,
+    error: i16,
+    high_watermark: i64,
+    log_start: i64,
+    records: Bytes,
+}
+
+pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) -> FetchResponse {
+    let mut response = FetchResponse::default();
+    let mut unknown_ids = Vec::new();
+    let mut requested = Vec::new();
+    for topic in &req.topics {
+        let name = if version >= 13 {
+            match state.metadata.topic_by_id(topic.topic_id) {
+                Some(t) => t.name,
+                None => {
+                    unknown_ids.push((
+                        topic.topic_id,
+                        topic
+                            .partitions
+                            .iter()
+                            .map(|p| p.partition)
+                            .collect::<Vec<_>>(),
+                    ));
+                    continue;
+                }
+            }
+        } else {
+            topic.topic.to_string()
+        };
+        let topic_id = state
+            .metadata
+            .topic(&name)
+            .map(|t| t.id)
+            .unwrap_or_default();
+        for p in &topic.partitions {
+            requested.push(RequestedPartition {
+                topic: name.clone(),
+                topic_id,
+                partition: p.partition,
+                fetch_offset: p.fetch_offset,
+                max_bytes: p.partition_max_bytes,
+            });
+        }
+    }
+    let forgotten = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|t| {
+            let name = if version >= 13 {
+                state
+                    .metadata
+                    .topic_by_id(t.topic_id)
+                    .map(|m| m.name)
+                    .unwrap_or_default()
+            } else {
+                t.topic.to_string()
+            };
+            t.partitions.iter().map(move |p| (name.clone(), *p))
+        })
+        .collect();
+
+    let plan = match state.fetch_sessions.plan(
+        req.session_id,
+        req.session_epoch,
+        requested,
+        forgotten,
+        Instant::now(),
+    ) {
+        Ok(plan) => plan,
+        Err(e) => {
+            response.error_code = e.code();
+            return response;
+        }
+    };
+    response.session_id = plan.session_id;
+
+    let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
+    let plan = Arc::new(plan);
+    let reads = loop {
+        // Register for wake-ups before reading, so an append that lands
+        // between the read and the wait is not missed.
+        let appended = state.logs.appended().notified();
+        tokio::pin!(appended);
+        appended.as_mut().enable();
+
+        let reads = read_all(state, Arc::clone(&plan), max_bytes).await;
+        let total: usize = reads.iter().map(|r| r.records.len()).sum();
+        let any_error = reads.iter().any(|r| r.error != 0);
+        if total >= min_bytes
+            || any_error
+            || Instant::now() >= deadline
+            || plan.partitions.is_empty()
+        {
+            break reads;
+        }
+        if tokio::time::timeout_at(deadline.into(), appended)
+            .await
+            .is_err()
+        {
+            break read_all(state, Arc::clone(&plan), max_bytes).await;
+        }
+    };
+
+    for read in reads {
+        let has_news = read.error != 0 || !read.records.is_empty();
+        let include = !plan.incremental
+            || state.fetch_sessions.record_sent(
+                plan.session_id,
+                &read.key,
+                read.high_watermark,
+                read.log_start,
+                has_news,
+            );
+        if !plan.incremental && plan.session_id != 0 {
+            state.fetch_sessions.record_sent(
+                plan.session_id,
+                &read.key,
+                read.high_watermark,
+                read.log_start,
+                has_news,
+            );
+        }
+        if !include {
+            continue;
+        }
+        let mut data = PartitionData::default();
+        data.partition_index = read.key.1;
+        data.error_code = read.error;
+        data.high_watermark = read.high_watermark;
+        data.last_stable_offset = read.high_watermark;
+        data.log_start_offset = read.log_start;
+        data.records = Some(read.records);
+        push_partition(&mut response, &read.key.0, read.topic_id, data);
+    }
+    for (id, partitions) in unknown_ids {
+        for p in partitions {
+            let mut data = PartitionData::default();
+            data.partition_index = p;
+            data.error_code = ResponseError::UnknownTopicId.code();
+            data.high_watermark = -1;
+            data.last_stable_offset = -1;
+            data.log_start_offset = -1;
+            push_partition(&mut response, "", id, data);
+        }
+    }
+    response
+}
+
+fn push_partition(response: &mut FetchResponse, topic: &str, topic_id: Uuid, data: PartitionData) {
+    match response.responses.last_mut() {
+        Some(last) if last.topic.as_str() == topic && last.topic_id == topic_id => {
+            last.partitions.push(data)
+        }
+        _ => {
+            let mut t = FetchableTopicResponse::default();
+            t.topic = TopicName(str_bytes(topic));
+            t.topic_id = topic_id;
+            t.partitions.push(data);
+            response.responses.push(t);
+        }
+    }
+}
+
+/// Reads every planned partition in one trip to the blocking pool, keeping
+/// the response under `max_bytes` except that the first batch found always
+/// goes out whole (so a batch larger than the limit cannot stall a consumer).
+async fn read_all(
+    state: &Arc<BrokerState>,
+    plan: Arc<FetchPlan>,
+    max_bytes: usize,
+) -> Vec<PartitionRead> {
+    let partitions: Vec<_> = plan
+        .partitions
+        .iter()
+        .map(|(key, sp)| (key.clone(), sp.clone(), state.logs.get(&key.0, key.1)))
+        .collect();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut remaining = max_bytes;
+        let mut any_data = false;
+        partitions
+            .into_iter()
+            .map(|(key, sp, partition)| {
+                read_one(
+                    key,
+                    &sp,
+                    partition.as_deref(),
+                    &mut remaining,
+                    &mut any_data,
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .await;
+    result.unwrap_or_default()
+}
+
+fn read_one(
+    key: (String, i32),
+    sp: &SessionPartition,
+    partition: Option<&crate::partitions::Partition>,
+    remaining: &mut usize,
+    any_data: &mut bool,
+) -> PartitionRead {
+    let mut read = PartitionRead {
+        key,
+        topic_id: sp.topic_id,
+        error: 0,
+        high_watermark: -1,
+        log_start: -1,
+        records: Bytes::new(),
+    };
+    let Some(partition) = partition else {
+        read.error = ResponseError::UnknownTopicOrPartition.code();
+        return read;
+    };
+    let log = partition.log();
+    read.high_watermark = log.log_end_offset();
+    read.log_start = log.log_start_offset();
+    if *remaining == 0 {
+        return read;
+    }
+    let limit = (sp.max_bytes.max(0) as usize).min(*remaining);
+    match log.read(sp.fetch_offset, limit, read.high_watermark) {
+        Ok(info) => {
+            if info.records.len() > *remaining && *any_data {
+                // Over the response limit: leave it for the next fetch.
+                return read;
+            }
+            *remaining = remaining.saturating_sub(info.records.len());
+            *any_data |= !info.records.is_empty();
+            read.records = info.records;
+        }
+        Err(e) => read.error = e.kafka_error_code(),
+    }
+    read
+}

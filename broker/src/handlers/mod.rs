@@ -1,0 +1,178 @@
+//! The request router: one handler per API. `SUPPORTED` is the single list
+//! of what the broker implements; ApiVersions advertises exactly it.
+
+mod configs;
+mod fetch;
+mod metadata;
+mod offsets;
+mod produce;
+mod topics;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::broker::BrokerState;
+
+/// Who sent a request and how.
+pub struct RequestContext {
+    pub api: ApiKey,
+    pub version: i16,
+    pub client_id: String,
+    pub peer: SocketAddr,
+}
+
+/// APIs the broker implements and the version range of each (within what
+/// the `kafka-protocol` crate can decode).
+const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 17),
+    (ApiKey::ListOffsets, 1, 9),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 9),
+    (ApiKey::OffsetFetch, 1, 9),
+    (ApiKey::FindCoordinator, 0, 6),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 5),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// The version range the broker serves for `api`, if it serves it at all.
+pub fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|&(_, min, max)| (min, max))
+}
+
+fn api_versions_response(error_code: i16) -> ApiVersionsResponse {
+    let mut response = ApiVersionsResponse::default();
+    response.error_code = error_code;
+    response.api_keys = SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            let mut v = ApiVersion::default();
+            v.api_key = key as i16;
+            v.min_version = min;
+            v.max_version = max;
+            v
+        })
+        .collect();
+    response
+}
+
+/// The answer to an ApiVersions request of a version we do not know.
+pub fn api_versions_unsupported() -> ResponseKind {
+    ResponseKind::ApiVersions(api_versions_response(
+        kafka_protocol::error::ResponseError::UnsupportedVersion.code(),
+    ))
+}
+
+/// Handles one decoded request. `Ok(None)`: send nothing back (acks=0).
+/// `Err` closes the connection (with the reason logged), as Kafka does when a
+/// request cannot be served at all.
+pub async fn handle(
+    state: &Arc<BrokerState>,
+    ctx: &RequestContext,
+    request: RequestKind,
+) -> Result<Option<ResponseKind>, String> {
+    let v = ctx.version;
+    let groups = &state.groups;
+    let response = match request {
+        RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),
+        RequestKind::Metadata(req) => {
+            ResponseKind::Metadata(metadata::metadata(state, req, v).await)
+        }
+        RequestKind::DescribeCluster(req) => {
+            ResponseKind::DescribeCluster(metadata::describe_cluster(state, req))
+        }
+        RequestKind::FindCoordinator(req) => {
+            ResponseKind::FindCoordinator(metadata::find_coordinator(state, req, v))
+        }
+        RequestKind::Produce(req) => {
+            return Ok(produce::produce(state, req, v)
+                .await
+                .map(ResponseKind::Produce));
+        }
+        RequestKind::InitProducerId(req) => {
+            ResponseKind::InitProducerId(produce::init_producer_id(state, req).await)
+        }
+        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::fetch(state, req, v).await),
+        RequestKind::ListOffsets(req) => {
+            ResponseKind::ListOffsets(offsets::list_offsets(state, req).await)
+        }
+        RequestKind::DeleteRecords(req) => {
+            ResponseKind::DeleteRecords(offsets::delete_records(state, req).await)
+        }
+        RequestKind::CreateTopics(req) => {
+            ResponseKind::CreateTopics(topics::create_topics(state, req, v).await)
+        }
+        RequestKind::DeleteTopics(req) => {
+            ResponseKind::DeleteTopics(topics::delete_topics(state, req, v).await)
+        }
+        RequestKind::CreatePartitions(req) => {
+            ResponseKind::CreatePartitions(topics::create_partitions(state, req).await)
+        }
+        RequestKind::DescribeConfigs(req) => {
+            ResponseKind::DescribeConfigs(configs::describe_configs(state, req))
+        }
+        RequestKind::AlterConfigs(req) => {
+            ResponseKind::AlterConfigs(configs::alter_configs(state, req).await)
+        }
+        RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
+            configs::incremental_alter_configs(state, req).await,
+        ),
+        RequestKind::JoinGroup(req) => {
+            let host = ctx.peer.ip().to_string();
+            ResponseKind::JoinGroup(
+                groups
+                    .join_group(req, v, &ctx.client_id, &format!("/{host}"))
+                    .await,
+            )
+        }
+        RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(groups.sync_group(req, v).await),
+        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(groups.heartbeat(req, v).await),
+        RequestKind::LeaveGroup(req) => ResponseKind::LeaveGroup(groups.leave_group(req, v).await),
+        RequestKind::OffsetCommit(req) => {
+            ResponseKind::OffsetCommit(groups.offset_commit(req, v).await)
+        }
+        RequestKind::OffsetFetch(req) => {
+            ResponseKind::OffsetFetch(groups.offset_fetch(req, v).await)
+        }
+        RequestKind::OffsetDelete(req) => {
+            ResponseKind::OffsetDelete(groups.offset_delete(req, v).await)
+        }
+        RequestKind::ListGroups(req) => ResponseKind::ListGroups(groups.list_groups(req, v).await),
+        RequestKind::DescribeGroups(req) => {
+            ResponseKind::DescribeGroups(groups.describe_groups(req, v).await)
+        }
+        RequestKind::DeleteGroups(req) => {
+            ResponseKind::DeleteGroups(groups.delete_groups(req, v).await)
+        }
+        _ => return Err(format!("no handler for {:?}", ctx.api)),
+    };
+    Ok(Some(response))
+}
+
+/// `StrBytes` from anything printable, for error messages and names.
+pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}

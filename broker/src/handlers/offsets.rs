@@ -1,0 +1,118 @@
+//! ListOffsets (earliest, latest, max timestamp, by timestamp) and
+//! DeleteRecords (move a partition's log start forward).
+
+use std::sync::Arc;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{
+    DeleteRecordsRequest, DeleteRecordsResponse, ListOffsetsRequest, ListOffsetsResponse,
+};
+use weir_log::{LogError, PartitionLog};
+
+use crate::broker::BrokerState;
+
+/// ListOffsets' special timestamps.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+const LATEST_TIERED: i64 = -5;
+
+/// The offset (and its timestamp) a ListOffsets timestamp asks for.
+fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), LogError> {
+    Ok(match timestamp {
+        LATEST | LATEST_TIERED => (log.log_end_offset(), -1),
+        EARLIEST | EARLIEST_LOCAL => (log.log_start_offset(), -1),
+        MAX_TIMESTAMP => log.max_timestamp()?.unwrap_or((-1, -1)),
+        ts => log.offset_for_timestamp(ts)?.unwrap_or((-1, -1)),
+    })
+}
+
+pub async fn list_offsets(
+    state: &Arc<BrokerState>,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
+    let mut jobs = Vec::new();
+    for topic in req.topics {
+        for p in topic.partitions {
+            jobs.push((
+                topic.name.clone(),
+                p.partition_index,
+                p.timestamp,
+                state.logs.get(&topic.name, p.partition_index),
+            ));
+        }
+    }
+    let answers = tokio::task::spawn_blocking(move || {
+        jobs.into_iter()
+            .map(|(name, index, timestamp, partition)| {
+                let mut r = ListOffsetsPartitionResponse::default();
+                r.partition_index = index;
+                r.timestamp = -1;
+                r.offset = -1;
+                match partition {
+                    None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
+                    Some(partition) => match lookup(&partition.log(), timestamp) {
+                        Ok((offset, ts)) => {
+                            r.offset = offset;
+                            r.timestamp = ts;
+                            r.leader_epoch = 0;
+                        }
+                        Err(e) => r.error_code = e.kafka_error_code(),
+                    },
+                }
+                (name, r)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap_or_default();
+    let mut response = ListOffsetsResponse::default();
+    for (name, r) in answers {
+        match response.topics.last_mut() {
+            Some(t) if t.name == name => t.partitions.push(r),
+            _ => {
+                let mut t = ListOffsetsTopicResponse::default();
+                t.name = name;
+                t.partitions.push(r);
+                response.topics.push(t);
+            }
+        }
+    }
+    response
+}
+
+pub async fn delete_records(
+    state: &Arc<BrokerState>,
+    req: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
+    let mut response = DeleteRecordsResponse::default();
+    for topic in req.topics {
+        let mut t = DeleteRecordsTopicResult::default();
+        t.name = topic.name.clone();
+        for p in topic.partitions {
+            let mut r = DeleteRecordsPartitionResult::default();
+            r.partition_index = p.partition_index;
+            r.low_watermark = -1;
+            match state.logs.get(&topic.name, p.partition_index) {
+                None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
+                Some(partition) => match partition
+                    .with_log(move |log| log.delete_records_before(p.offset))
+                    .await
+                {
+                    Ok(low) => r.low_watermark = low,
+                    Err(e) => r.error_code = e.kafka_error_code(),
+                },
+            }
+            t.partitions.push(r);
+        }
+        response.topics.push(t);
+    }
+    response
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: builds once, then runs the Rust tests (unit and
+# cross-process, with the rdkafka crate) and the real-client suites
+# (confluent-kafka, kafka-python, kcat) against the built `weir` binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cache="${WEIR_CACHE:-$HOME/.cache/weir}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$cache/target}"
+venv="$cache/venv"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "== creating the Python venv for client tests"
+  python3 -m venv "$venv"
+fi
+if ! "$venv/bin/python" -c 'import confluent_kafka, kafka, pytest' 2>/dev/null \
+   || ! cmp -s tests/python/requirements.txt "$venv/.requirements"; then
+  "$venv/bin/pip" install -q -r tests/python/requirements.txt
+  cp tests/python/requirements.txt "$venv/.requirements"
+fi
+command -v kcat >/dev/null || { echo "kcat is missing: apt-get install kcat (or run .ci/run)"; exit 1; }
+
+echo "== build (once, shared by every stage)"
+cargo build --workspace --all-targets
+export WEIR_BIN="$CARGO_TARGET_DIR/debug/weir"
+
+echo "== Rust tests (unit + cross-process with rdkafka)"
+cargo nextest run --workspace --no-fail-fast
+
+echo "== real clients: confluent-kafka, kafka-python, kcat"
+"$venv/bin/python" -m pytest tests/python -q
