@@ -1,1 +1,78 @@
-//! Group coordinator (being written).
+//! Weir's group coordinator: Kafka's classic consumer-group protocol
+//! (JoinGroup/SyncGroup/Heartbeat/LeaveGroup) and committed offsets.
+//!
+//! The crate is layered so the decisions can be tested without a runtime:
+//! - [`group`]: a pure state machine per group; methods take inputs and `now`
+//!   and return responses plus [`group::Effect`]s.
+//! - [`records`]: the `__consumer_offsets` key/value formats, byte-compatible
+//!   with Kafka's so its tools can read our internal topic.
+//! - [`coordinator`]: the async shell — per-group locks, held join/sync
+//!   responses, timers, persistence through [`GroupStore`].
+
+pub mod coordinator;
+pub mod errors;
+pub mod group;
+pub mod records;
+
+use std::time::Duration;
+
+pub use coordinator::GroupCoordinator;
+
+/// Broker-wide settings of the coordinator, named after Kafka's broker configs.
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    /// `group.initial.rebalance.delay.ms`: how long the first rebalance of an
+    /// empty group waits for more members (extended as members join, capped
+    /// at the rebalance timeout).
+    pub initial_rebalance_delay: Duration,
+    /// `group.min.session.timeout.ms`
+    pub min_session_timeout: Duration,
+    /// `group.max.session.timeout.ms`
+    pub max_session_timeout: Duration,
+    /// `offsets.retention.minutes`
+    pub offsets_retention: Duration,
+    /// `group.max.size`
+    pub max_group_size: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        Self {
+            initial_rebalance_delay: Duration::from_millis(3000),
+            min_session_timeout: Duration::from_millis(6000),
+            max_session_timeout: Duration::from_millis(1_800_000),
+            offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            max_group_size: i32::MAX as usize,
+        }
+    }
+}
+
+/// A failure of the durable store behind the coordinator.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("group store I/O failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("group store failed: {0}")]
+    Other(String),
+}
+
+/// Durable storage for group metadata and committed offsets — the broker
+/// implements it over the compacted internal topic `__consumer_offsets`.
+///
+/// Synchronous because the broker's implementation appends to a log under a
+/// mutex; the coordinator always calls it through
+/// `tokio::task::spawn_blocking`, never on a runtime worker thread.
+pub trait GroupStore: Send + Sync + 'static {
+    /// Appends records durably (key, value; value None = tombstone) in order.
+    fn append(&self, records: Vec<(bytes::Bytes, Option<bytes::Bytes>)>) -> Result<(), StoreError>;
+    /// Every record stored so far, oldest first (replayed at start-up).
+    fn load(&self) -> Result<Vec<(bytes::Bytes, Option<bytes::Bytes>)>, StoreError>;
+}
+
+/// What the coordinator needs to know about topics (the broker's metadata).
+pub trait TopicCatalog: Send + Sync + 'static {
+    fn partition_exists(&self, topic: &str, partition: i32) -> bool;
+    /// OffsetCommit/OffsetFetch v10 name topics by id.
+    fn topic_name(&self, id: uuid::Uuid) -> Option<String>;
+    fn topic_id(&self, name: &str) -> Option<uuid::Uuid>;
+}

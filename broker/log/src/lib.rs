@@ -1,1 +1,39 @@
-//! Partition log storage (being written).
+//! Weir's partition log: segment files with sparse offset and time indexes,
+//! crash recovery that truncates a torn tail, retention, compaction and
+//! idempotent-producer state.
+//!
+//! The API is synchronous std I/O: the broker owns one [`PartitionLog`] per
+//! topic-partition behind a mutex and calls it from `spawn_blocking`.
+//! Batches are stored exactly as the producer sent them apart from the header
+//! fields the broker owns (base offset, leader epoch, LogAppendTime), so the
+//! produce path never decodes or re-encodes records.
+//!
+//! Files in a partition directory:
+//! - `<base>.log`, `<base>.index`, `<base>.timeindex`: segments named by their
+//!   20-digit base offset; index entries are `[relative offset u32, position u32]`
+//!   and `[timestamp i64, relative offset u32]`, big-endian, every
+//!   `index.interval.bytes`. Indexes are hints: open checks and rebuilds them.
+//! - `log-start-offset`: the log start offset (DeleteRecords, retention).
+//! - `producer-state.json`: idempotent-producer snapshot and the offset it covers.
+//! - `cleaner-state.json`: compaction progress and per-segment first-cleaned times.
+//! - `.clean-shutdown`: written by `close`, removed by `open`; without it the last
+//!   segment is CRC-checked in full on open.
+//! - `*.log.cleaned` / `*.log.swap`: compaction output before / after its commit point.
+
+pub mod batch;
+mod cleaner;
+mod config;
+mod error;
+mod index;
+mod log;
+mod producer;
+mod segment;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod testutil;
+
+pub use config::{CleanupPolicy, LogConfig, TimestampType};
+pub use error::{LogError, Result};
+pub use log::{AppendInfo, AppendOrigin, CompactionStats, PartitionLog, ReadInfo};

@@ -1,0 +1,63 @@
+use std::io;
+
+/// Everything the log can refuse or fail with; each maps to a Kafka error code.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// Bad framing, magic or CRC in a batch the client sent.
+    #[error("corrupt message: {0}")]
+    CorruptMessage(String),
+    #[error("message too large: {0}")]
+    MessageTooLarge(String),
+    /// Well-formed bytes that break a rule (record count, null key on a compacted topic, ...).
+    #[error("invalid record: {0}")]
+    InvalidRecord(String),
+    #[error("offset out of range: {0}")]
+    OffsetOutOfRange(String),
+    #[error("out of order sequence number: {0}")]
+    OutOfOrderSequence(String),
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
+    #[error("unknown producer id: {0}")]
+    UnknownProducerId(String),
+    #[error("storage I/O failed: {context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Stored data that cannot be made sense of (a decode failure in a stored batch).
+    #[error("corrupt log storage: {0}")]
+    CorruptStorage(String),
+}
+
+impl LogError {
+    /// The Kafka protocol error code to answer with.
+    pub fn kafka_error_code(&self) -> i16 {
+        match self {
+            LogError::CorruptMessage(_) => 2,
+            LogError::MessageTooLarge(_) => 10,
+            LogError::InvalidRecord(_) => 87,
+            LogError::OffsetOutOfRange(_) => 1,
+            LogError::OutOfOrderSequence(_) => 45,
+            LogError::InvalidProducerEpoch(_) => 47,
+            LogError::UnknownProducerId(_) => 59,
+            LogError::Io { .. } | LogError::CorruptStorage(_) => 56,
+        }
+    }
+}
+
+pub type Result<T, E = LogError> = std::result::Result<T, E>;
+
+/// Attaches what we were doing (and to which file) to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| LogError::Io {
+            context: context(),
+            source,
+        })
+    }
+}
