@@ -4,8 +4,10 @@
 //! Layers, outermost first: `server` (listener, framing, decoding) →
 //! `handlers` (one per API) → `BrokerState` (metadata, logs, groups).
 
+pub mod alloc;
 pub mod broker;
 mod clock;
+pub mod codec;
 pub mod config;
 pub mod fetch_session;
 mod group_store;
@@ -17,3 +19,9 @@ pub mod topic_config;
 
 pub use broker::{Broker, BrokerError, BrokerState};
 pub use config::{BrokerConfig, BrokerConfigError};
+
+// Unit tests decode garbage on purpose; they need the same allocator as the
+// `weir` binary (which declares it in `cli/`).
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: alloc::LazyHugeAlloc = alloc::LazyHugeAlloc;

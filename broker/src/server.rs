@@ -10,39 +10,22 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use crate::broker::BrokerState;
+use crate::codec::{DecodeError, Decoded, check_frame_size, decode_request, encode_response};
 use crate::handlers::{self, RequestContext};
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectionError {
-    #[error("frame of {size} bytes is larger than socket.request.max.bytes ({max})")]
-    FrameTooLarge { size: i64, max: usize },
-    #[error("frame of {0} bytes is too short for a request header")]
-    FrameTooShort(i32),
-    #[error("unknown API key {0}")]
-    UnknownApiKey(i16),
-    #[error("{api:?} version {version} is not supported (supported: {min}..={max})")]
-    UnsupportedVersion {
-        api: ApiKey,
-        version: i16,
-        min: i16,
-        max: i16,
-    },
-    #[error("malformed {api:?} v{version} request: {reason}")]
-    Malformed {
-        api: ApiKey,
-        version: i16,
-        reason: String,
-    },
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
     #[error("handling {api:?}: {reason}")]
     Handler { api: ApiKey, reason: String },
     #[error(transparent)]
@@ -102,85 +85,45 @@ async fn handle_connection(
             },
             _ = shutdown.changed() => return Ok(()),
         };
-        if size < 0 || size as usize > max {
-            return Err(ConnectionError::FrameTooLarge {
-                size: size as i64,
-                max,
-            });
-        }
-        if size < 8 {
-            return Err(ConnectionError::FrameTooShort(size));
-        }
-        let mut frame = BytesMut::zeroed(size as usize);
+        let size = check_frame_size(size, max)?;
+        let mut frame = BytesMut::zeroed(size);
         reader.read_exact(&mut frame).await?;
         let frame = frame.freeze();
 
         out.clear();
-        if let Some(()) = handle_frame(&state, peer, frame, &mut out).await? {
+        if handle_frame(&state, peer, frame, &mut out).await? {
             writer.write_all(&out).await?;
             writer.flush().await?;
         }
     }
 }
 
-/// Decodes, handles and encodes one request. `Ok(None)` means the request
-/// wants no response (produce with acks=0).
+/// Decodes, handles and encodes one request into `out`. Returns whether
+/// there is a response to send (produce with acks=0 has none).
 async fn handle_frame(
     state: &Arc<BrokerState>,
     peer: SocketAddr,
-    mut frame: Bytes,
+    frame: Bytes,
     out: &mut BytesMut,
-) -> Result<Option<()>, ConnectionError> {
-    let raw_key = frame.slice(0..2).get_i16();
-    let version = frame.slice(2..4).get_i16();
-    let correlation_id = frame.slice(4..8).get_i32();
-    let api = ApiKey::try_from(raw_key).map_err(|()| ConnectionError::UnknownApiKey(raw_key))?;
-    let Some(range) = handlers::supported_versions(api) else {
-        return Err(ConnectionError::UnsupportedVersion {
+) -> Result<bool, ConnectionError> {
+    let (header, api, version, request) = match decode_request(frame)? {
+        Decoded::Request {
+            header,
             api,
             version,
-            min: -1,
-            max: -1,
-        });
-    };
-    if version < range.0 || version > range.1 {
-        if api == ApiKey::ApiVersions {
-            // Clients probe with their newest ApiVersions; Kafka answers a
-            // version it does not know with a v0 error response listing what
-            // it supports, so the client can retry with a version we share.
-            encode_response(
-                out,
-                api,
-                0,
-                correlation_id,
-                handlers::api_versions_unsupported(),
+            request,
+        } => (header, api, version, request),
+        Decoded::UnsupportedApiVersions { correlation_id } => {
+            let response = handlers::api_versions_unsupported();
+            encode_response(out, ApiKey::ApiVersions, 0, correlation_id, &response).map_err(
+                |reason| ConnectionError::Handler {
+                    api: ApiKey::ApiVersions,
+                    reason,
+                },
             )?;
-            return Ok(Some(()));
+            return Ok(true);
         }
-        return Err(ConnectionError::UnsupportedVersion {
-            api,
-            version,
-            min: range.0,
-            max: range.1,
-        });
-    }
-    let malformed = |reason: String| ConnectionError::Malformed {
-        api,
-        version,
-        reason,
     };
-    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
-        .map_err(|e| malformed(e.to_string()))?;
-    let request =
-        RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(format!("{e:#}")))?;
-    if frame.has_remaining() {
-        debug!(
-            ?api,
-            version,
-            extra = frame.remaining(),
-            "request has trailing bytes"
-        );
-    }
     let ctx = RequestContext {
         api,
         version,
@@ -190,37 +133,14 @@ async fn handle_frame(
     let response = handlers::handle(state, &ctx, request)
         .await
         .map_err(|reason| ConnectionError::Handler { api, reason })?;
-    match response {
-        Some(response) => {
-            encode_response(out, api, version, correlation_id, response)?;
-            Ok(Some(()))
-        }
-        None => Ok(None),
-    }
-}
-
-fn encode_response(
-    out: &mut BytesMut,
-    api: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    response: kafka_protocol::messages::ResponseKind,
-) -> Result<(), ConnectionError> {
-    let start = out.len();
-    out.extend_from_slice(&[0; 4]);
-    let mut header = ResponseHeader::default();
-    header.correlation_id = correlation_id;
-    let failed = |reason: String| ConnectionError::Handler {
-        api,
-        reason: format!("encoding the response: {reason}"),
+    let Some(response) = response else {
+        return Ok(false);
     };
-    header
-        .encode(out, api.response_header_version(version))
-        .map_err(|e| failed(e.to_string()))?;
-    response
-        .encode(out, version)
-        .map_err(|e| failed(e.to_string()))?;
-    let size = (out.len() - start - 4) as i32;
-    out[start..start + 4].copy_from_slice(&size.to_be_bytes());
-    Ok(())
+    encode_response(out, api, version, header.correlation_id, &response).map_err(|reason| {
+        ConnectionError::Handler {
+            api,
+            reason: format!("encoding the response: {reason}"),
+        }
+    })?;
+    Ok(true)
 }

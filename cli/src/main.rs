@@ -38,6 +38,10 @@ enum Command {
     Bench(cmd::bench::BenchArgs),
 }
 
+/// Keeps a malformed request from aborting the process (see the module docs).
+#[global_allocator]
+static ALLOCATOR: weir_broker::alloc::LazyHugeAlloc = weir_broker::alloc::LazyHugeAlloc;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Fuzzes the request decoder with libFuzzer (cargo fuzz). A benchmark-like
+# job, not part of CI: run it for as long as you like.
+#   scripts/fuzz.sh [SECONDS]   (default 300)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds="${1:-300}"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+# cargo fuzz wants nightly-only flags; RUSTC_BOOTSTRAP lets the stable
+# toolchain accept them, and `-s none` skips the sanitizer runtime, which
+# stable does not ship.
+export RUSTC_BOOTSTRAP=1
+mkdir -p fuzz/corpus/decode_request
+cargo fuzz run -s none decode_request fuzz/corpus/decode_request -- \
+  -max_total_time="$seconds" -rss_limit_mb=4096
