@@ -109,6 +109,20 @@ impl BrokerState {
         Ok(topic)
     }
 
+    /// The topic's effective `min.insync.replicas` (on the produce path, so
+    /// it looks up the one key rather than resolving every config).
+    pub fn min_insync_replicas(&self, topic: &str) -> i32 {
+        const KEY: &str = "min.insync.replicas";
+        let topic_value = self
+            .metadata
+            .topic(topic)
+            .and_then(|t| t.configs.get(KEY).cloned());
+        topic_value
+            .or_else(|| self.config.settings.get(KEY).cloned())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1)
+    }
+
     /// Replaces a topic's config overrides (already validated) and applies
     /// them to its open logs at once: every topic config is dynamic here.
     pub fn set_topic_configs(

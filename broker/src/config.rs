@@ -142,6 +142,9 @@ impl BrokerConfig {
     pub fn flush_interval(&self) -> Duration {
         self.millis("log.flush.scheduler.interval.ms")
     }
+    pub fn fetch_max_bytes(&self) -> usize {
+        self.long("fetch.max.bytes") as usize
+    }
     pub fn delete_topic_enabled(&self) -> bool {
         self.get("delete.topic.enable").eq_ignore_ascii_case("true")
     }

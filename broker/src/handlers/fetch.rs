@@ -97,10 +97,10 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
 
     let deadline = Instant::now() + Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 {
-        usize::MAX
-    } else {
-        req.max_bytes as usize
+    // The broker's fetch.max.bytes caps what a client may ask for.
+    let max_bytes = match req.max_bytes {
+        n if n > 0 => (n as usize).min(state.config.fetch_max_bytes()),
+        _ => state.config.fetch_max_bytes(),
     };
     let plan = Arc::new(plan);
     let reads = loop {

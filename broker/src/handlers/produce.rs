@@ -15,6 +15,9 @@ use super::str_bytes;
 use crate::broker::BrokerState;
 use crate::clock::now_ms;
 
+/// Replicas in sync for every partition while the broker runs alone.
+const IN_SYNC_REPLICAS: i32 = 1;
+
 /// One partition's part of a produce request.
 struct PartitionWrite {
     topic: usize,
@@ -35,6 +38,11 @@ pub async fn produce(
         let mut topic_response = TopicProduceResponse::default();
         topic_response.name = topic.name.clone();
         response.responses.push(topic_response);
+        let min_insync = if acks == -1 {
+            state.min_insync_replicas(topic.name.as_str())
+        } else {
+            1
+        };
         for data in topic.partition_data {
             let mut r = PartitionProduceResponse::default();
             r.index = data.index;
@@ -51,6 +59,13 @@ pub async fn produce(
                 ));
             } else if partition.is_none() {
                 r.error_code = ResponseError::UnknownTopicOrPartition.code();
+            } else if min_insync > IN_SYNC_REPLICAS {
+                // One broker means one in-sync replica: acks=all cannot
+                // promise more copies than that.
+                r.error_code = ResponseError::NotEnoughReplicas.code();
+                r.error_message = Some(str_bytes(format!(
+                    "min.insync.replicas is {min_insync} but this partition has {IN_SYNC_REPLICAS} in-sync replica"
+                )));
             } else if data.records.is_none() {
                 r.error_code = ResponseError::InvalidRecord.code();
                 r.error_message = Some(str_bytes("produce request carries no records"));
