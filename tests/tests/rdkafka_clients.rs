@@ -72,6 +72,7 @@ async fn round_trip_in_every_compression() {
         create_topic(&bootstrap, &topic, 1).await;
         let producer = producer(&bootstrap, compression);
         let mut expected = Vec::new();
+        let mut pending = Vec::new();
         for i in 0..200i64 {
             let key = format!("key-{c}-{i}");
             // Repetitive values so every codec really compresses.
@@ -91,12 +92,8 @@ async fn round_trip_in_every_compression() {
                 .payload(&value)
                 .headers(headers)
                 .timestamp(ts);
-            let delivery = producer
-                .send(record, Duration::from_secs(10))
-                .await
-                .expect("delivered");
-            assert_eq!(delivery.partition, 0);
-            assert_eq!(delivery.offset, i, "offsets are assigned densely from 0");
+            // Queue them all (so they batch), and check the acks below.
+            pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("queued"));
             expected.push(Seen {
                 key: key.into_bytes(),
                 value: value.into_bytes(),
@@ -106,6 +103,11 @@ async fn round_trip_in_every_compression() {
                 ],
                 timestamp: ts,
             });
+        }
+        for (i, delivery) in pending.into_iter().enumerate() {
+            let delivery = delivery.await.expect("not cancelled").map_err(|(e, _)| e).expect("delivered");
+            assert_eq!(delivery.partition, 0);
+            assert_eq!(delivery.offset, i as i64, "offsets are assigned densely from 0");
         }
         sent.push((topic, expected));
     }
@@ -121,7 +123,8 @@ async fn round_trip_in_every_compression() {
             Duration::from_secs(30),
             "all records to be consumed",
             || {
-                if let Some(message) = consumer.poll(Duration::from_millis(100)) {
+                // Drain everything available before the next check.
+                while let Some(message) = consumer.poll(Duration::from_millis(100)) {
                     let m = message.expect("consume");
                     let headers = m
                         .headers()
