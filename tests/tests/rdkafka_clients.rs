@@ -93,7 +93,12 @@ async fn round_trip_in_every_compression() {
                 .headers(headers)
                 .timestamp(ts);
             // Queue them all (so they batch), and check the acks below.
-            pending.push(producer.send_result(record).map_err(|(e, _)| e).expect("queued"));
+            pending.push(
+                producer
+                    .send_result(record)
+                    .map_err(|(e, _)| e)
+                    .expect("queued"),
+            );
             expected.push(Seen {
                 key: key.into_bytes(),
                 value: value.into_bytes(),
@@ -105,9 +110,16 @@ async fn round_trip_in_every_compression() {
             });
         }
         for (i, delivery) in pending.into_iter().enumerate() {
-            let delivery = delivery.await.expect("not cancelled").map_err(|(e, _)| e).expect("delivered");
+            let delivery = delivery
+                .await
+                .expect("not cancelled")
+                .map_err(|(e, _)| e)
+                .expect("delivered");
             assert_eq!(delivery.partition, 0);
-            assert_eq!(delivery.offset, i as i64, "offsets are assigned densely from 0");
+            assert_eq!(
+                delivery.offset, i as i64,
+                "offsets are assigned densely from 0"
+            );
         }
         sent.push((topic, expected));
     }

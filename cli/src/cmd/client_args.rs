@@ -1,0 +1,97 @@
+//! Flags shared by every command that talks to brokers.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use weir_client::ClientConfig;
+use weir_client::admin::Admin;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Broker(s) to bootstrap from, HOST:PORT[,HOST:PORT…].
+    #[arg(
+        long = "bootstrap-server",
+        env = "WEIR_BOOTSTRAP_SERVER",
+        default_value = "127.0.0.1:9092",
+        global = true
+    )]
+    pub bootstrap_server: String,
+    /// How long one request to a broker may take, in milliseconds.
+    #[arg(
+        long,
+        env = "WEIR_REQUEST_TIMEOUT_MS",
+        default_value_t = 30_000,
+        global = true
+    )]
+    pub request_timeout_ms: u64,
+}
+
+impl ClientArgs {
+    pub fn config(&self, client_id: &str) -> ClientConfig {
+        ClientConfig {
+            client_id: client_id.to_string(),
+            request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
+            ..ClientConfig::new(self.bootstrap_server.as_str())
+        }
+    }
+
+    pub async fn admin(&self) -> anyhow::Result<Admin> {
+        // The client's own error already says which address and why.
+        Ok(Admin::connect(self.config("weir-admin")).await?)
+    }
+}
+
+/// Parses `k=v` pairs given with `--config`/`--header`.
+pub fn parse_pairs(pairs: &[String], what: &str) -> anyhow::Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|p| {
+            let (k, v) = p
+                .split_once('=')
+                .with_context(|| format!("{what} {p:?} is not KEY=VALUE"))?;
+            anyhow::ensure!(!k.is_empty(), "{what} {p:?} has an empty key");
+            Ok((k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// 1234567 → "1,234,567".
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::with_capacity(s.len() + s.len() / 3);
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_thousands() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn parses_pairs() {
+        let p = parse_pairs(&["a=b".into(), "c=d=e".into()], "--config").unwrap();
+        assert_eq!(
+            p,
+            vec![("a".into(), "b".into()), ("c".into(), "d=e".into())]
+        );
+        assert!(
+            parse_pairs(&["nope".into()], "--config")
+                .unwrap_err()
+                .to_string()
+                .contains("KEY=VALUE")
+        );
+    }
+}
