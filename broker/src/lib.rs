@@ -19,6 +19,7 @@ pub mod topic_config;
 
 pub use broker::{Broker, BrokerError, BrokerState};
 pub use config::{BrokerConfig, BrokerConfigError};
+pub use handlers::advertised_versions;
 
 // Unit tests decode garbage on purpose; they need the same allocator as the
 // `weir` binary (which declares it in `cli/`).

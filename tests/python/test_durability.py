@@ -76,12 +76,13 @@ def test_kill9_during_acks_all_produce_keeps_every_acknowledged_record(broker):
     b = broker.bootstrap
     nparts = 3
     topic = create_topic(b, unique("kill9"), nparts)
-    total = 6000
-    window = 400
+    total = 30000   # far more than can be sent between reaching kill_after and the kill
+    window = 400    # records in flight at most
     kill_after = 2000
     acked = {}      # seq -> (partition, offset)
     failed = {}     # seq -> error
     state = {"sent": 0, "stop": False, "error": None}
+    reached = threading.Event()
     p = producer(b, **{"acks": "all", "linger.ms": 2, "message.timeout.ms": 4000,
                        "enable.idempotence": False, "retries": 1000000,
                        "retry.backoff.ms": 50, "max.in.flight.requests.per.connection": 1})
@@ -90,6 +91,8 @@ def test_kill9_during_acks_all_produce_keeps_every_acknowledged_record(broker):
         seq = int(msg.value().split(b"-")[1])
         if err is None:
             acked[seq] = (msg.partition(), msg.offset())
+            if len(acked) >= kill_after:
+                reached.set()
         else:
             failed[seq] = err
 
@@ -114,18 +117,21 @@ def test_kill9_during_acks_all_produce_keeps_every_acknowledged_record(broker):
     t = threading.Thread(target=run, daemon=True)
     t.start()
     try:
-        wait_until(lambda: len(acked) >= kill_after, 60, "%d acknowledged records" % kill_after)
+        assert reached.wait(60), "only %d records acknowledged within 60s" % len(acked)
         broker.kill9()
+        in_flight_at_kill = state["sent"] - len(acked) - len(failed)
         state["stop"] = True
         t.join(45)
         assert not t.is_alive(), "producer thread did not finish"
         assert state["error"] is None, state["error"]
-        assert len(p) == 0, "producer still holds %d records" % len(p)
+        remaining = p.flush(10)
+        assert remaining == 0, "producer still holds %d records" % remaining
     finally:
         state["stop"] = True
     sent = state["sent"]
     assert len(acked) + len(failed) == sent, (len(acked), len(failed), sent)
     assert len(acked) < total, "everything was acknowledged before the kill; the test proved nothing"
+    print("kill -9 with %d records in flight; %d acknowledged, %d failed" % (in_flight_at_kill, len(acked), len(failed)))
 
     broker.start()
     wait_for_topic(b, topic, nparts)

@@ -6,7 +6,7 @@ import time
 from kafka.record.memory_records import MemoryRecordsBuilder
 
 import kafka_wire as w
-from weir_helpers import consume_all, create_topic, producer, unique, wait_for_topic, wait_until
+from weir_helpers import consume_all, create_topic, producer, unique, wait_for_topic
 
 NONE = 0
 OUT_OF_ORDER_SEQUENCE_NUMBER = 45
@@ -17,12 +17,13 @@ def test_idempotent_producer_survives_restart_without_duplicates(broker):
     b = broker.bootstrap
     nparts = 3
     topic = create_topic(b, unique("idem"), nparts)
-    total = 4000
+    total = 20000   # far more than can be sent between reaching restart_after and SIGTERM
     window = 500
-    restart_after = 1300
+    restart_after = 1500
     acked = {}
     failed = {}
-    state = {"sent": 0, "error": None, "restarted": False}
+    state = {"sent": 0, "error": None}
+    reached = threading.Event()
     p = producer(b, **{"enable.idempotence": True, "acks": "all", "linger.ms": 2,
                        "message.timeout.ms": 120000, "retry.backoff.ms": 100,
                        "reconnect.backoff.max.ms": 500})
@@ -31,6 +32,8 @@ def test_idempotent_producer_survives_restart_without_duplicates(broker):
         seq = int(msg.value().split(b"-")[1])
         if err is None:
             acked[seq] = (msg.partition(), msg.offset())
+            if len(acked) >= restart_after:
+                reached.set()
         else:
             failed[seq] = err
 
@@ -53,10 +56,10 @@ def test_idempotent_producer_survives_restart_without_duplicates(broker):
 
     t = threading.Thread(target=run, daemon=True)
     t.start()
-    wait_until(lambda: len(acked) >= restart_after or state["error"], 60,
-               "%d acknowledged records before the restart" % restart_after)
+    assert reached.wait(60), "only %d records acknowledged within 60s (%s)" % (len(acked), state["error"])
     acked_at_restart = len(acked)
     broker.restart()  # SIGTERM, wait for exit, start again on the same dir and port
+    print("restarted with %d of %d records acknowledged" % (acked_at_restart, total))
     t.join(180)
     assert not t.is_alive(), "idempotent producer did not finish within 180s after the restart"
     assert state["error"] is None, state["error"]

@@ -260,3 +260,45 @@ def _kp_consume_one_partition(bootstrap, topic, n, timeout=30.0):
         return out
     finally:
         c.close()
+
+
+# --------------------------------------------------------------------------- fetch edge cases
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "zstd"])
+def test_fetch_from_offset_inside_a_batch(module_broker, codec):
+    """A fetch starting in the middle of a (compressed) batch returns records from
+    exactly that offset on."""
+    from confluent_kafka import Consumer, TopicPartition
+    b = module_broker.bootstrap
+    topic = create_topic(b, unique("rt-mid-" + codec), 1)
+    p = producer(b, **{"compression.type": codec, "linger.ms": 200, "batch.num.messages": 1000})
+    for i in range(100):
+        p.produce(topic, partition=0, value=b"m%d" % i)
+    flush_all(p)
+    for start in (37, 99, 0):
+        c = Consumer({"bootstrap.servers": b, "group.id": unique("mid"), "enable.auto.commit": False})
+        try:
+            c.assign([TopicPartition(topic, 0, start)])
+            got = []
+            deadline = time.monotonic() + 20
+            while len(got) < 100 - start and time.monotonic() < deadline:
+                m = c.poll(0.2)
+                if m is not None and not m.error():
+                    got.append((m.offset(), m.value()))
+            assert got == [(i, b"m%d" % i) for i in range(start, 100)], "start %d: got %s" % (start, got[:3])
+        finally:
+            c.close()
+
+
+@pytest.mark.parametrize("codec", ["none", "lz4"])
+def test_large_record(module_broker, codec):
+    b = module_broker.bootstrap
+    topic = create_topic(b, unique("rt-large-" + codec), 1)
+    big = bytes((i * 7919) % 251 for i in range(900_000))
+    p = producer(b, **{"compression.type": codec})
+    p.produce(topic, partition=0, key=b"big", value=big)
+    p.produce(topic, partition=0, key=b"small", value=b"after")
+    flush_all(p)
+    msgs = consume_all(b, topic, [0], extra={"fetch.max.bytes": 1024 * 1024,
+                                            "max.partition.fetch.bytes": 64 * 1024})
+    assert [(m.key(), m.value()) for m in msgs] == [(b"big", big), (b"small", b"after")]

@@ -55,6 +55,11 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
 ];
 
+/// Every API the broker serves with its version range, as ApiVersions says.
+pub fn advertised_versions() -> Vec<(ApiKey, i16, i16)> {
+    SUPPORTED.to_vec()
+}
+
 /// The version range the broker serves for `api`, if it serves it at all.
 pub fn supported_versions(api: ApiKey) -> Option<(i16, i16)> {
     SUPPORTED
@@ -117,7 +122,7 @@ pub async fn handle(
         }
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::fetch(state, req, v).await),
         RequestKind::ListOffsets(req) => {
-            ResponseKind::ListOffsets(offsets::list_offsets(state, req).await)
+            ResponseKind::ListOffsets(offsets::list_offsets(state, req, v).await)
         }
         RequestKind::DeleteRecords(req) => {
             ResponseKind::DeleteRecords(offsets::delete_records(state, req).await)

@@ -37,6 +37,7 @@ fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), LogError> {
 pub async fn list_offsets(
     state: &Arc<BrokerState>,
     req: ListOffsetsRequest,
+    version: i16,
 ) -> ListOffsetsResponse {
     let mut jobs = Vec::new();
     for topic in req.topics {
@@ -62,7 +63,10 @@ pub async fn list_offsets(
                         Ok((offset, ts)) => {
                             r.offset = offset;
                             r.timestamp = ts;
-                            r.leader_epoch = 0;
+                            // The field exists from v4; older versions must leave it at its default.
+                            if version >= 4 {
+                                r.leader_epoch = 0;
+                            }
                         }
                         Err(e) => r.error_code = e.kafka_error_code(),
                     },

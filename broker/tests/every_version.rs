@@ -1,0 +1,278 @@
+//! Every API at every version the broker advertises gets an answer. A
+//! response field set on a version that lacks it makes kafka-protocol refuse
+//! to encode, which closes the client's connection: this walks the whole
+//! advertised table with minimal requests so no such hole can hide.
+
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use weir_broker::{Broker, BrokerConfig};
+
+/// A small but meaningful request of each kind: named topics and groups
+/// that exist, so handlers go past their first checks.
+fn request(api: ApiKey, version: i16) -> RequestKind {
+    let topic = || TopicName(StrBytes::from_static_str("t"));
+    // One group per version: a member joined by an earlier version would
+    // otherwise hold the next join until its rebalance timeout.
+    let group_name = format!("g-{version}");
+    let group = || GroupId(StrBytes::from_string(group_name.clone()));
+    match api {
+        ApiKey::Produce => {
+            let mut r = ProduceRequest::default();
+            r.acks = 1;
+            r.timeout_ms = 1000;
+            let mut t = produce_request::TopicProduceData::default();
+            t.name = topic();
+            t.partition_data
+                .push(produce_request::PartitionProduceData::default().with_index(0));
+            r.topic_data.push(t);
+            r.into()
+        }
+        ApiKey::Fetch => {
+            let mut r = FetchRequest::default();
+            r.max_bytes = 1 << 20;
+            r.replica_id = BrokerId(-1);
+            let mut t = fetch_request::FetchTopic::default();
+            t.topic = topic();
+            let mut p = fetch_request::FetchPartition::default();
+            p.partition_max_bytes = 1 << 20;
+            t.partitions.push(p);
+            r.topics.push(t);
+            r.into()
+        }
+        ApiKey::ListOffsets => {
+            let mut r = ListOffsetsRequest::default();
+            let mut t = list_offsets_request::ListOffsetsTopic::default();
+            t.name = topic();
+            let mut p = list_offsets_request::ListOffsetsPartition::default();
+            p.timestamp = -1;
+            t.partitions.push(p);
+            r.topics.push(t);
+            r.into()
+        }
+        ApiKey::Metadata => MetadataRequest::default().into(),
+        ApiKey::OffsetCommit => {
+            let mut r = OffsetCommitRequest::default();
+            r.group_id = group();
+            r.generation_id_or_member_epoch = -1;
+            let mut t = offset_commit_request::OffsetCommitRequestTopic::default();
+            t.name = topic();
+            t.partitions
+                .push(offset_commit_request::OffsetCommitRequestPartition::default());
+            r.topics.push(t);
+            r.into()
+        }
+        ApiKey::OffsetFetch => {
+            let mut r = OffsetFetchRequest::default();
+            if version < 8 {
+                r.group_id = group();
+            } else {
+                let mut g = offset_fetch_request::OffsetFetchRequestGroup::default();
+                g.group_id = group();
+                r.groups.push(g);
+            }
+            r.into()
+        }
+        ApiKey::FindCoordinator => {
+            let mut r = FindCoordinatorRequest::default();
+            if version < 4 {
+                r.key = StrBytes::from_static_str("g");
+            } else {
+                r.coordinator_keys.push(StrBytes::from_static_str("g"));
+            }
+            r.into()
+        }
+        ApiKey::JoinGroup => {
+            let mut r = JoinGroupRequest::default();
+            r.group_id = group();
+            r.session_timeout_ms = 10_000;
+            r.rebalance_timeout_ms = 10_000;
+            r.protocol_type = StrBytes::from_static_str("consumer");
+            r.protocols
+                .push(join_group_request::JoinGroupRequestProtocol::default());
+            r.into()
+        }
+        ApiKey::Heartbeat => HeartbeatRequest::default().with_group_id(group()).into(),
+        ApiKey::LeaveGroup => LeaveGroupRequest::default().with_group_id(group()).into(),
+        ApiKey::SyncGroup => SyncGroupRequest::default().with_group_id(group()).into(),
+        ApiKey::DescribeGroups => DescribeGroupsRequest::default()
+            .with_groups(vec![group()])
+            .into(),
+        ApiKey::ListGroups => ListGroupsRequest::default().into(),
+        ApiKey::ApiVersions => ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("test"))
+            .with_client_software_version(StrBytes::from_static_str("1"))
+            .into(),
+        ApiKey::CreateTopics => {
+            let mut r = CreateTopicsRequest::default();
+            let mut t = create_topics_request::CreatableTopic::default();
+            t.name = TopicName(StrBytes::from_static_str("made-here"));
+            t.num_partitions = 1;
+            t.replication_factor = 1;
+            r.topics.push(t);
+            r.validate_only = true;
+            r.into()
+        }
+        ApiKey::DeleteTopics => {
+            let mut r = DeleteTopicsRequest::default();
+            if version < 6 {
+                r.topic_names
+                    .push(TopicName(StrBytes::from_static_str("absent")));
+            } else {
+                let mut d = delete_topics_request::DeleteTopicState::default();
+                d.name = Some(TopicName(StrBytes::from_static_str("absent")));
+                r.topics.push(d);
+            }
+            r.into()
+        }
+        ApiKey::DeleteRecords => {
+            let mut r = DeleteRecordsRequest::default();
+            let mut t = delete_records_request::DeleteRecordsTopic::default();
+            t.name = topic();
+            t.partitions
+                .push(delete_records_request::DeleteRecordsPartition::default());
+            r.topics.push(t);
+            r.into()
+        }
+        ApiKey::InitProducerId => InitProducerIdRequest::default()
+            .with_transactional_id(None)
+            .into(),
+        ApiKey::DescribeConfigs => {
+            let mut r = DescribeConfigsRequest::default();
+            let mut res = describe_configs_request::DescribeConfigsResource::default();
+            res.resource_type = 2;
+            res.resource_name = StrBytes::from_static_str("t");
+            r.resources.push(res);
+            r.include_synonyms = true;
+            r.into()
+        }
+        ApiKey::AlterConfigs => {
+            let mut r = AlterConfigsRequest::default();
+            let mut res = alter_configs_request::AlterConfigsResource::default();
+            res.resource_type = 2;
+            res.resource_name = StrBytes::from_static_str("t");
+            r.resources.push(res);
+            r.validate_only = true;
+            r.into()
+        }
+        ApiKey::CreatePartitions => {
+            let mut r = CreatePartitionsRequest::default();
+            let mut t = create_partitions_request::CreatePartitionsTopic::default();
+            t.name = topic();
+            t.count = 1;
+            t.assignments = None;
+            r.topics.push(t);
+            r.into()
+        }
+        ApiKey::DeleteGroups => DeleteGroupsRequest::default()
+            .with_groups_names(vec![group()])
+            .into(),
+        ApiKey::IncrementalAlterConfigs => {
+            let mut r = IncrementalAlterConfigsRequest::default();
+            let mut res = incremental_alter_configs_request::AlterConfigsResource::default();
+            res.resource_type = 2;
+            res.resource_name = StrBytes::from_static_str("t");
+            r.resources.push(res);
+            r.validate_only = true;
+            r.into()
+        }
+        ApiKey::OffsetDelete => OffsetDeleteRequest::default().with_group_id(group()).into(),
+        ApiKey::DescribeCluster => DescribeClusterRequest::default().into(),
+        other => panic!("the broker advertises {other:?} but this test has no request for it"),
+    }
+}
+
+async fn round_trip(
+    stream: &mut TcpStream,
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+) -> Result<(), String> {
+    let mut header = RequestHeader::default();
+    header.request_api_key = api as i16;
+    header.request_api_version = version;
+    header.correlation_id = correlation_id;
+    header.client_id = Some(StrBytes::from_static_str("every-version"));
+    let mut body = BytesMut::new();
+    header
+        .encode(&mut body, api.request_header_version(version))
+        .map_err(|e| e.to_string())?;
+    request(api, version)
+        .encode(&mut body, version)
+        .map_err(|e| format!("encoding the request: {e}"))?;
+    let mut frame = BytesMut::new();
+    frame.put_i32(body.len() as i32);
+    frame.extend_from_slice(&body);
+    stream.write_all(&frame).await.map_err(|e| e.to_string())?;
+
+    let size = tokio::time::timeout(Duration::from_secs(10), stream.read_i32())
+        .await
+        .map_err(|_| "no response within 10 s".to_string())?
+        .map_err(|e| format!("connection closed instead of a response: {e}"))?;
+    let mut response = vec![0; size as usize];
+    stream
+        .read_exact(&mut response)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut buf = bytes::Bytes::from(response);
+    let header = ResponseHeader::decode(&mut buf, api.response_header_version(version))
+        .map_err(|e| e.to_string())?;
+    if header.correlation_id != correlation_id {
+        return Err(format!(
+            "correlation id {} instead of {correlation_id}",
+            header.correlation_id
+        ));
+    }
+    ResponseKind::decode(api, &mut buf, version)
+        .map_err(|e| format!("decoding the response: {e}"))?;
+    if buf.has_remaining() {
+        return Err(format!("{} bytes left after the response", buf.remaining()));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_advertised_api_version_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig::new(1, dir.path(), "127.0.0.1:0")
+        .with_setting("group.initial.rebalance.delay.ms", "0")
+        .unwrap();
+    let broker = Broker::start(config).await.unwrap();
+    broker
+        .state()
+        .create_topic("t", 1, 1, Default::default(), false)
+        .unwrap();
+    let addr = broker.local_addr();
+
+    // The advertised table, as a client sees it.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    round_trip(&mut stream, ApiKey::ApiVersions, 3, 0)
+        .await
+        .unwrap();
+    let advertised: Vec<(ApiKey, i16, i16)> = weir_broker::advertised_versions();
+    assert!(advertised.len() >= 25);
+
+    let mut failures = Vec::new();
+    let mut correlation_id = 1;
+    for (api, min, max) in advertised {
+        for version in min..=max {
+            correlation_id += 1;
+            // A fresh connection per request: a failure closes it.
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            if let Err(e) = round_trip(&mut stream, api, version, correlation_id).await {
+                failures.push(format!("{api:?} v{version}: {e}"));
+            }
+        }
+    }
+    broker.shutdown().await.unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} request(s) not answered:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
