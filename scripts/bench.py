@@ -99,6 +99,11 @@ def run_load(broker, topic, records, size, acks, rate=None):
 def main():
     kinds = ["weir", "tansu-memory", "tansu-null"] if os.path.exists(TANSU) else ["weir"]
     configs = [(size, parts, acks) for size in (100, 1024) for parts in (1, 8) for acks in ("1", "all")]
+    # BENCH_ONLY="1024:8:1,100:1:all" runs a subset (size:partitions:acks).
+    only = os.environ.get("BENCH_ONLY")
+    if only:
+        wanted = {tuple(c.split(":")) for c in only.split(",")}
+        configs = [c for c in configs if (str(c[0]), str(c[1]), c[2]) in wanted]
     results = []
     for n, (size, parts, acks) in enumerate(configs):
         for kind in kinds:

@@ -329,7 +329,13 @@ async fn maintain_logs(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bo
     );
     let mut cleaner =
         tokio::time::interval(config.cleaner_backoff().max(Duration::from_millis(10)));
-    let mut flush = tokio::time::interval(config.flush_interval().max(Duration::from_millis(10)));
+    let flush_every = config.flush_interval();
+    // A disabled flush still needs an interval to select on; it never fires.
+    let mut flush = tokio::time::interval(
+        flush_every
+            .unwrap_or(Duration::from_secs(3600))
+            .max(Duration::from_millis(10)),
+    );
     let cleaner_enabled = config.cleaner_enabled();
     loop {
         let job: fn(&mut weir_log::PartitionLog, i64) -> Result<(), LogError> = tokio::select! {
@@ -338,7 +344,7 @@ async fn maintain_logs(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bo
                 log.enforce_retention(now).map(|_| ())
             },
             _ = cleaner.tick(), if cleaner_enabled => |log, now| log.compact(now).map(|_| ()),
-            _ = flush.tick() => |log, _| log.flush(),
+            _ = flush.tick(), if flush_every.is_some() => |log, _| log.flush(),
             _ = shutdown.changed() => return,
         };
         for partition in state.logs.all() {

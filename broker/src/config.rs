@@ -21,7 +21,7 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     ("log.retention.check.interval.ms", "300000"),
     ("log.cleaner.backoff.ms", "15000"),
     ("log.cleaner.enable", "true"),
-    ("log.flush.scheduler.interval.ms", "60000"),
+    ("log.flush.scheduler.interval.ms", "9223372036854775807"),
     ("fetch.max.bytes", "57671680"),
     ("delete.topic.enable", "true"),
 ];
@@ -139,8 +139,13 @@ impl BrokerConfig {
     pub fn cleaner_enabled(&self) -> bool {
         self.get("log.cleaner.enable").eq_ignore_ascii_case("true")
     }
-    pub fn flush_interval(&self) -> Duration {
-        self.millis("log.flush.scheduler.interval.ms")
+    /// How often every log is fsynced; `None` (Kafka's default) leaves it
+    /// to the OS, with an fsync at shutdown: durability against
+    /// a killed process comes from the page cache, and against a lost
+    /// machine from replication.
+    pub fn flush_interval(&self) -> Option<Duration> {
+        let every = self.millis("log.flush.scheduler.interval.ms");
+        (every < Duration::from_secs(365 * 24 * 3600)).then_some(every)
     }
     pub fn fetch_max_bytes(&self) -> usize {
         self.long("fetch.max.bytes") as usize
