@@ -62,7 +62,8 @@ class Broker:
         self.dir = tempfile.mkdtemp(prefix=f"bench-{kind}-")
         addr = f"127.0.0.1:{self.port}"
         if kind == "weir":
-            cmd = [WEIR, "broker", "--node-id", "1", "--data-dir", self.dir, "--listen", addr, "--advertise", addr]
+            cmd = [WEIR, "broker", "--node-id", "1", "--data-dir", self.dir, "--listen", addr, "--advertise", addr,
+                   "--admin-listen", "127.0.0.1:0"]
         else:
             storage = "memory://tansu/" if kind == "tansu-memory" else "null://sink"
             cmd = [TANSU, "broker", "--listener-url", f"tcp://{addr}", "--advertised-listener-url", f"tcp://{addr}",

@@ -55,6 +55,7 @@ pub struct BrokerState {
     pub logs: Arc<LogManager>,
     pub groups: GroupCoordinator,
     pub fetch_sessions: FetchSessions,
+    pub metrics: crate::admin_http::Metrics,
 }
 
 impl BrokerState {
@@ -144,6 +145,7 @@ impl BrokerState {
 pub struct Broker {
     state: Arc<BrokerState>,
     local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -159,6 +161,23 @@ impl Broker {
                     source,
                 })?;
         let local_addr = listener.local_addr()?;
+        let admin_listener = match &config.admin_listen {
+            Some(addr) => {
+                Some(
+                    TcpListener::bind(addr)
+                        .await
+                        .map_err(|source| BrokerError::Bind {
+                            addr: addr.clone(),
+                            source,
+                        })?,
+                )
+            }
+            None => None,
+        };
+        let admin_addr = admin_listener
+            .as_ref()
+            .map(TcpListener::local_addr)
+            .transpose()?;
         let advertised = advertised_address(config.advertise.as_deref(), local_addr)?;
 
         let data_dir = config.data_dir.clone();
@@ -220,6 +239,7 @@ impl Broker {
             logs,
             groups,
             fetch_sessions: FetchSessions::new(),
+            metrics: Default::default(),
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(crate::server::serve(
@@ -227,6 +247,13 @@ impl Broker {
             Arc::clone(&state),
             shutdown_rx.clone(),
         ))];
+        if let Some(admin) = admin_listener {
+            tasks.push(tokio::spawn(crate::admin_http::serve(
+                admin,
+                Arc::clone(&state),
+                shutdown_rx.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(maintain_logs(Arc::clone(&state), shutdown_rx)));
         info!(
             node_id = state.config.node_id,
@@ -238,6 +265,7 @@ impl Broker {
         Ok(Broker {
             state,
             local_addr,
+            admin_addr,
             shutdown,
             tasks,
         })
@@ -245,6 +273,11 @@ impl Broker {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where the admin HTTP port listens, if it was asked for.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn state(&self) -> &Arc<BrokerState> {

@@ -36,6 +36,9 @@ pub struct BrokerConfig {
     /// Address clients are told to connect to; `None` means the bound address.
     pub advertise: Option<String>,
     pub rack: Option<String>,
+    /// Address of the admin HTTP port (`/healthz`, `/ready`, `/metrics`);
+    /// `None` serves none.
+    pub admin_listen: Option<String>,
     /// Kafka broker keys set explicitly (`--config`).
     pub settings: BTreeMap<String, String>,
 }
@@ -53,6 +56,8 @@ pub enum BrokerConfigError {
     },
     #[error("broker config must be KEY=VALUE, got {0:?}")]
     Malformed(String),
+    #[error("--controller-quorum {0:?}: {1}")]
+    Quorum(String, String),
 }
 
 impl BrokerConfig {
@@ -63,6 +68,7 @@ impl BrokerConfig {
             listen: listen.into(),
             advertise: None,
             rack: None,
+            admin_listen: None,
             settings: BTreeMap::new(),
         }
     }
@@ -174,6 +180,59 @@ impl BrokerConfig {
     }
 }
 
+/// A controller quorum voter, `ID@HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumVoter {
+    pub id: i32,
+    pub address: String,
+}
+
+/// Parses `--controller-quorum ID@HOST:PORT,…`. Until cluster mode lands
+/// the only quorum a broker can run is itself alone, so anything else is
+/// refused at start rather than silently running a single-node cluster.
+pub fn parse_controller_quorum(
+    spec: &str,
+    node_id: i32,
+) -> Result<Vec<QuorumVoter>, BrokerConfigError> {
+    let bad = |why: String| BrokerConfigError::Quorum(spec.to_string(), why);
+    let voters = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            let (id, address) = v
+                .split_once('@')
+                .ok_or_else(|| bad(format!("{v:?} is not ID@HOST:PORT")))?;
+            let id = id
+                .parse()
+                .map_err(|_| bad(format!("{id:?} is not a node id")))?;
+            if address
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                return Err(bad(format!("{address:?} is not HOST:PORT")));
+            }
+            Ok(QuorumVoter {
+                id,
+                address: address.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    match voters.as_slice() {
+        [] => Err(bad("names no voter".into())),
+        [only] if only.id == node_id => Ok(voters),
+        [only] => Err(bad(format!(
+            "the only voter is node {} but this is node {node_id}",
+            only.id
+        ))),
+        _ => Err(bad(format!(
+            "{} voters: a multi-node quorum needs cluster mode, which this version does not have yet",
+            voters.len()
+        ))),
+    }
+}
+
 /// Checks one broker key: a topic default under its broker name is checked
 /// by the topic rule; a broker-only key must be a boolean or a number.
 pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfigError> {
@@ -240,6 +299,23 @@ mod tests {
             .unwrap();
         assert_eq!(cfg.num_partitions(), 3);
         assert!(cfg.auto_create_topics());
+    }
+
+    #[test]
+    fn controller_quorum_is_parsed_and_limited_to_this_node() {
+        let voters = parse_controller_quorum("1@broker-0:9093", 1).unwrap();
+        assert_eq!(
+            voters,
+            [QuorumVoter {
+                id: 1,
+                address: "broker-0:9093".into()
+            }]
+        );
+        assert!(parse_controller_quorum("2@broker-1:9093", 1).is_err());
+        assert!(parse_controller_quorum("1@a:9093,2@b:9093,3@c:9093", 1).is_err());
+        assert!(parse_controller_quorum("x@a:9093", 1).is_err());
+        assert!(parse_controller_quorum("1@a", 1).is_err());
+        assert!(parse_controller_quorum("", 1).is_err());
     }
 
     #[test]

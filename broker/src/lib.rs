@@ -4,6 +4,7 @@
 //! Layers, outermost first: `server` (listener, framing, decoding) →
 //! `handlers` (one per API) → `BrokerState` (metadata, logs, groups).
 
+pub mod admin_http;
 pub mod alloc;
 pub mod broker;
 mod clock;

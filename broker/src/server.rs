@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -45,7 +46,10 @@ pub async fn serve(
                     let state = Arc::clone(&state);
                     let shutdown = shutdown.clone();
                     tokio::spawn(async move {
-                        match handle_connection(stream, peer, state, shutdown).await {
+                        state.metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
+                        let result = handle_connection(stream, peer, Arc::clone(&state), shutdown).await;
+                        state.metrics.connections_closed.fetch_add(1, Ordering::Relaxed);
+                        match result {
                             Ok(()) => debug!(%peer, "connection closed"),
                             Err(ConnectionError::Io(e)) => debug!(%peer, error = %e, "connection ended"),
                             Err(e) => warn!(%peer, error = %e, "closing connection"),
@@ -89,11 +93,24 @@ async fn handle_connection(
         let mut frame = BytesMut::zeroed(size);
         reader.read_exact(&mut frame).await?;
         let frame = frame.freeze();
+        state
+            .metrics
+            .bytes_in
+            .fetch_add(size as u64 + 4, Ordering::Relaxed);
+        if frame.len() >= 2 {
+            state
+                .metrics
+                .count_request(i16::from_be_bytes([frame[0], frame[1]]));
+        }
 
         out.clear();
         if handle_frame(&state, peer, frame, &mut out).await? {
             writer.write_all(&out).await?;
             writer.flush().await?;
+            state
+                .metrics
+                .bytes_out
+                .fetch_add(out.len() as u64, Ordering::Relaxed);
         }
     }
 }

@@ -108,7 +108,9 @@ class Broker:
                "--node-id", str(self.node_id),
                "--data-dir", self.data_dir,
                "--listen", self.bootstrap,
-               "--advertise", self.bootstrap]
+               "--advertise", self.bootstrap,
+               # Several brokers may run at once: let each pick a free admin port.
+               "--admin-listen", "127.0.0.1:0"]
         for k, v in self.configs.items():
             cmd += ["--config", "%s=%s" % (k, v)]
         return cmd

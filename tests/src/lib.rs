@@ -79,6 +79,9 @@ impl BrokerProcess {
             &listen,
             "--advertise",
             &listen,
+            // Tests run brokers side by side: each picks a free admin port.
+            "--admin-listen",
+            "127.0.0.1:0",
         ])
         .arg("--data-dir")
         .arg(&self.data_dir)

@@ -20,6 +20,13 @@ pub struct BrokerArgs {
     /// or this host's name when listening on all interfaces).
     #[arg(long, env = "WEIR_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Address of the admin HTTP port (/healthz, /ready, /metrics).
+    #[arg(long, env = "WEIR_ADMIN_LISTEN", default_value = "0.0.0.0:9644")]
+    pub admin_listen: String,
+    /// The metadata quorum, ID@HOST:PORT,… (KRaft's controller.quorum.voters).
+    /// Until cluster mode lands it may name only this broker.
+    #[arg(long, env = "WEIR_CONTROLLER_QUORUM")]
+    pub controller_quorum: Option<String>,
     /// Rack (failure domain) of this broker, reported to clients.
     #[arg(long, env = "WEIR_RACK")]
     pub rack: Option<String>,
@@ -34,6 +41,10 @@ impl BrokerArgs {
         let mut config = BrokerConfig::new(self.node_id, &self.data_dir, &self.listen)
             .with_settings(self.config.iter().map(String::as_str))?;
         config.rack = self.rack.clone();
+        config.admin_listen = Some(self.admin_listen.clone());
+        if let Some(quorum) = &self.controller_quorum {
+            weir_broker::config::parse_controller_quorum(quorum, self.node_id)?;
+        }
         config.advertise = match &self.advertise {
             Some(a) => Some(a.clone()),
             None => default_advertise(&self.listen),

@@ -13,7 +13,8 @@ pub struct DevArgs {
     /// Where the platform keeps its data.
     #[arg(long, env = "WEIR_DATA_DIR", default_value = "./.weir")]
     pub data_dir: PathBuf,
-    /// Kafka port of the first broker; the other listeners take the ports above it.
+    /// Kafka port of the first broker; the other listeners take the ports
+    /// above it (the admin HTTP port is the next one).
     #[arg(long, env = "WEIR_PORT", default_value_t = 9092)]
     pub port: u16,
     /// Number of brokers.
@@ -31,13 +32,23 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let address = format!("127.0.0.1:{}", args.port);
     let data_dir = args.data_dir.join("broker-1");
     // A laptop has no patience for Kafka's 3 s wait for more group members.
-    let config = BrokerConfig::new(1, &data_dir, &address)
+    let mut config = BrokerConfig::new(1, &data_dir, &address)
         .with_setting("group.initial.rebalance.delay.ms", "0")?;
+    // The next port up serves the admin endpoints.
+    let admin_port = args
+        .port
+        .checked_add(1)
+        .context("--port leaves no room for the admin port above it")?;
+    config.admin_listen = Some(format!("127.0.0.1:{admin_port}"));
     let broker = Broker::start(config).await.with_context(|| {
         format!("starting broker 1 on {address} (is another broker using the port?)")
     })?;
+    let admin = broker
+        .admin_addr()
+        .map(|a| format!(", admin http://{a}"))
+        .unwrap_or_default();
     println!(
-        "weir dev: broker 1 on {} (data in {})",
+        "weir dev: broker 1 on {} (data in {}){admin}",
         broker.local_addr(),
         args.data_dir.display()
     );
