@@ -13,10 +13,10 @@ if [ ! -x "$venv/bin/python" ]; then
   echo "== creating the Python venv for client tests"
   python3 -m venv "$venv"
 fi
-if ! "$venv/bin/python" -c 'import confluent_kafka, kafka, pytest' 2>/dev/null \
-   || ! cmp -s tests/python/requirements.txt "$venv/.requirements"; then
-  "$venv/bin/pip" install -q -r tests/python/requirements.txt
-  cp tests/python/requirements.txt "$venv/.requirements"
+requirements=(tests/python/requirements.txt tests/operator/requirements.txt)
+if ! cat "${requirements[@]}" | cmp -s - "$venv/.requirements"; then
+  "$venv/bin/pip" install -q $(printf -- '-r %s ' "${requirements[@]}")
+  cat "${requirements[@]}" > "$venv/.requirements"
 fi
 command -v kcat >/dev/null || { echo "kcat is missing: apt-get install kcat (or run .ci/run)"; exit 1; }
 
@@ -27,5 +27,5 @@ export WEIR_BIN="$CARGO_TARGET_DIR/debug/weir"
 echo "== Rust tests (unit + cross-process with rdkafka)"
 cargo nextest run --workspace --no-fail-fast
 
-echo "== real clients: confluent-kafka, kafka-python, kcat"
-"$venv/bin/python" -m pytest tests/python -q
+echo "== real clients (confluent-kafka, kafka-python, kcat) and Kubernetes manifests (kubernetes-validate, Helm)"
+"$venv/bin/python" -m pytest tests/python tests/operator -q

@@ -38,6 +38,8 @@ enum Command {
     Group(cmd::group::GroupArgs),
     /// Measure produce and consume throughput and latency.
     Bench(cmd::bench::BenchArgs),
+    /// The Kubernetes operator: print its CRDs, or render what it would create.
+    Operator(cmd::operator::OperatorArgs),
 }
 
 /// Keeps a malformed request from aborting the process (see the module docs).
@@ -74,6 +76,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Consume(args) => cmd::consume::run(args).await,
             Command::Group(args) => cmd::group::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
+            Command::Operator(args) => cmd::operator::run(args).await,
         }
     })
 }

@@ -4,5 +4,6 @@ pub mod client_args;
 pub mod consume;
 pub mod dev;
 pub mod group;
+pub mod operator;
 pub mod produce;
 pub mod topic;
