@@ -1,0 +1,114 @@
+//! The records of the metadata log, modelled on KRaft's metadata records
+//! (KIP-631). A record states a fact the active controller decided; replaying
+//! them in log order on any node rebuilds the same [`MetadataImage`].
+//!
+//! Broker heartbeats are deliberately not records: as in KRaft they go to the
+//! active controller's in-memory session tracker, and only their consequences
+//! (fence, unfence) are logged, so an idle cluster does not grow the log.
+//!
+//! [`MetadataImage`]: crate::image::MetadataImage
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A broker's node id, as Kafka spells it (`node.id`, an int32). `-1` means "none"
+/// wherever a leader is expected.
+pub type BrokerId = i32;
+
+/// The leader value of a partition that has no leader.
+pub const NO_LEADER: BrokerId = -1;
+
+/// One listener a broker advertises to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub listener: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// What a config record applies to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ConfigResource {
+    /// Cluster-wide default (Kafka's broker resource with an empty name).
+    Cluster,
+    Broker(BrokerId),
+    Topic(String),
+}
+
+/// One entry of the metadata log. A Raft entry carries a batch of these,
+/// applied atomically (all or none), like a KRaft record batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MetadataRecord {
+    /// A broker (re-)registers. `epoch` must exceed the epoch of any earlier
+    /// registration of the same node, so a stale incarnation can be told
+    /// apart; a new registration starts fenced until it is caught up.
+    RegisterBroker {
+        node_id: BrokerId,
+        epoch: i64,
+        incarnation_id: Uuid,
+        endpoints: Vec<Endpoint>,
+        rack: Option<String>,
+    },
+    /// The broker left the cluster for good (scale-down after a drain).
+    UnregisterBroker { node_id: BrokerId, epoch: i64 },
+    /// The broker missed its session (or shut down): it may not lead or be in an ISR.
+    FenceBroker { node_id: BrokerId, epoch: i64 },
+    /// The broker is caught up with the metadata log and heartbeating again.
+    UnfenceBroker { node_id: BrokerId, epoch: i64 },
+    /// A topic comes into existence, with its config overrides. Its partitions
+    /// follow as `Partition` records in the same batch.
+    CreateTopic {
+        name: String,
+        topic_id: Uuid,
+        configs: BTreeMap<String, String>,
+    },
+    /// A new partition of an existing topic. Partitions are numbered densely:
+    /// `partition` must equal the topic's current partition count.
+    Partition(PartitionRecord),
+    /// A change of an existing partition's replicas, ISR or leader.
+    PartitionChange(PartitionChange),
+    /// The topic and all its partitions and configs go away.
+    RemoveTopic { topic_id: Uuid },
+    /// Sets (`Some`) or deletes (`None`) one config key.
+    Config {
+        resource: ConfigResource,
+        name: String,
+        value: Option<String>,
+    },
+    /// Producer ids below `next_producer_id` have been handed out.
+    ProducerIds { next_producer_id: i64 },
+}
+
+/// A partition as created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub replicas: Vec<BrokerId>,
+    pub isr: Vec<BrokerId>,
+    pub leader: BrokerId,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// A change to a partition. Fields left `None` keep their value.
+///
+/// The epochs are explicit rather than derived on replay so that the image can
+/// refuse a change computed against an older state of the partition:
+/// `partition_epoch` must be exactly one more than the current one, and
+/// `leader_epoch` may not go backwards and must grow when the leader changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionChange {
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub replicas: Option<Vec<BrokerId>>,
+    pub isr: Option<Vec<BrokerId>>,
+    pub leader: Option<BrokerId>,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
+
+/// What one Raft entry carries.
+pub type MetadataBatch = Vec<MetadataRecord>;
