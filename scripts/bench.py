@@ -97,6 +97,12 @@ def run_load(broker, topic, records, size, acks, rate=None):
     return result
 
 
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
 def main():
     kinds = ["weir", "tansu-memory", "tansu-null"] if os.path.exists(TANSU) else ["weir"]
     configs = [(size, parts, acks) for size in (100, 1024) for parts in (1, 8) for acks in ("1", "all")]
@@ -105,23 +111,35 @@ def main():
     if only:
         wanted = {tuple(c.split(":")) for c in only.split(",")}
         configs = [c for c in configs if (str(c[0]), str(c[1]), c[2]) in wanted]
-    results = []
+    # BENCH_REPEAT=N repeats every configuration N times, brokers interleaved
+    # within each repetition, and reports medians: this machine is noisy.
+    repeat = int(os.environ.get("BENCH_REPEAT", "1"))
+    runs = {}
     for n, (size, parts, acks) in enumerate(configs):
-        for kind in kinds:
-            broker = Broker(kind)
-            try:
-                topic = f"bench-{n}"
-                broker.create_topic(topic, parts)
-                full = run_load(broker, topic, RECORDS[size], size, acks)
-                half = run_load(broker, topic, RECORDS[size] // 2, size, acks, rate=max(1, int(full["msgs_per_s"] / 2)))
-                results.append({"broker": kind, "size": size, "partitions": parts, "acks": acks, "full": full, "half": half})
-                print(f"{kind:13} {size:5}B p={parts} acks={acks:3}  {full['msgs_per_s']:>9.0f} msg/s "
-                      f"{full['mb_per_s']:7.1f} MB/s  p99 {full['p99_ms']:7.2f} ms  half-load p99 {half['p99_ms']:6.2f} ms  "
-                      f"CPU {full['cpu_s_per_gb']:.2f} s/GB", file=sys.stderr, flush=True)
-            finally:
-                broker.stop()
+        for rep in range(repeat):
+            for kind in kinds:
+                broker = Broker(kind)
+                try:
+                    topic = f"bench-{n}"
+                    broker.create_topic(topic, parts)
+                    full = run_load(broker, topic, RECORDS[size], size, acks)
+                    half = run_load(broker, topic, RECORDS[size] // 2, size, acks,
+                                    rate=max(1, int(full["msgs_per_s"] / 2)))
+                    runs.setdefault((kind, size, parts, acks), []).append((full, half))
+                    print(f"{kind:13} {size:5}B p={parts} acks={acks:3} #{rep + 1}  {full['msgs_per_s']:>9.0f} msg/s "
+                          f"{full['mb_per_s']:7.1f} MB/s  p99 {full['p99_ms']:7.2f} ms  half-load p99 {half['p99_ms']:6.2f} ms  "
+                          f"CPU {full['cpu_s_per_gb']:.2f} s/GB", file=sys.stderr, flush=True)
+                finally:
+                    broker.stop()
+    results = []
+    for (kind, size, parts, acks), pairs in runs.items():
+        full = {k: median([f[k] for f, _ in pairs]) for k in pairs[0][0]}
+        half = {k: median([h[k] for _, h in pairs]) for k in pairs[0][1]}
+        results.append({"broker": kind, "size": size, "partitions": parts, "acks": acks, "runs": len(pairs),
+                        "full": full, "half": half, "all": pairs})
     with open(os.environ.get("BENCH_JSON", "bench-results.json"), "w") as f:
         json.dump(results, f, indent=1)
+    print(f"Medians of {repeat} run(s) per row.\n")
     print("| broker | record | partitions | acks | msgs/s | MB/s | p50 ms | p99 ms | p999 ms | p99 at half load, ms | broker CPU s/GB |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in results:
