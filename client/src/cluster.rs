@@ -289,8 +289,15 @@ impl Cluster {
 
     /// Cached metadata, fetched when missing.
     pub async fn topic_or_fetch(&self, name: &str) -> Result<TopicMetadata> {
-        let fresh = self.state().fetched_at.get(name).is_some_and(|t| t.elapsed() < METADATA_MAX_AGE);
-        if let Some(t) = self.topic(name).filter(|t| fresh && !t.partitions.is_empty()) {
+        let fresh = self
+            .state()
+            .fetched_at
+            .get(name)
+            .is_some_and(|t| t.elapsed() < METADATA_MAX_AGE);
+        if let Some(t) = self
+            .topic(name)
+            .filter(|t| fresh && !t.partitions.is_empty())
+        {
             return Ok(t);
         }
         self.refresh(Some(&[name.to_string()])).await?;
@@ -342,9 +349,10 @@ impl Cluster {
     pub async fn controller(&self) -> Result<Arc<Connection>> {
         let id = self.controller_id();
         if id >= 0
-            && let Ok(c) = self.broker(id).await {
-                return Ok(c);
-            }
+            && let Ok(c) = self.broker(id).await
+        {
+            return Ok(c);
+        }
         self.any().await
     }
 

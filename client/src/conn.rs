@@ -470,7 +470,8 @@ pub(crate) mod tests {
             let api = (&frame[0..2]).get_i16();
             let version = (&frame[2..4]).get_i16();
             let key = ApiKey::try_from(api).unwrap();
-            let header = RequestHeader::decode(&mut frame, key.request_header_version(version)).unwrap();
+            let header =
+                RequestHeader::decode(&mut frame, key.request_header_version(version)).unwrap();
             let Some(body) = answer(api, version, frame) else {
                 continue;
             };

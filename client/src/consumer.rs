@@ -283,9 +283,10 @@ impl Consumer {
             && self.config.group_id.is_some()
             && self.dirty
             && self.last_commit.elapsed() >= self.config.auto_commit_interval
-            && let Err(e) = self.commit().await {
-                tracing::warn!(error = %e, "auto-commit failed");
-            }
+            && let Err(e) = self.commit().await
+        {
+            tracing::warn!(error = %e, "auto-commit failed");
+        }
     }
 
     /// Commits the current position of every assigned partition.
@@ -438,7 +439,10 @@ impl Consumer {
             let committed = match &self.config.group_id {
                 Some(group) => {
                     // Bound first: the guard must not live across the await.
-                    let known = lock(&self.membership).coordinator.clone().filter(|c| c.is_alive());
+                    let known = lock(&self.membership)
+                        .coordinator
+                        .clone()
+                        .filter(|c| c.is_alive());
                     let conn = match known {
                         Some(c) => c,
                         None => self.cluster.coordinator(group, 0).await?.1,
@@ -1108,9 +1112,15 @@ mod tests {
         use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
         use kafka_protocol::messages::find_coordinator_response::Coordinator;
         use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-        use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
-        use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
-        use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponseGroup, OffsetFetchResponsePartitions, OffsetFetchResponseTopics};
+        use kafka_protocol::messages::list_offsets_response::{
+            ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+        };
+        use kafka_protocol::messages::metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        };
+        use kafka_protocol::messages::offset_fetch_response::{
+            OffsetFetchResponseGroup, OffsetFetchResponsePartitions, OffsetFetchResponseTopics,
+        };
         use kafka_protocol::messages::*;
         use kafka_protocol::protocol::Decodable;
         use std::sync::Mutex;
@@ -1124,26 +1134,60 @@ mod tests {
         fn answer(port: u16, g: &Mutex<Group>, api: i16, v: i16, mut body: Bytes) -> Option<Bytes> {
             Some(match api {
                 18 => {
-                    let keys = [(18, 0, 4), (3, 0, 12), (10, 0, 6), (11, 0, 9), (14, 0, 5), (12, 0, 4), (9, 1, 9), (2, 1, 9), (1, 4, 12), (13, 0, 5), (8, 2, 9)]
-                        .iter()
-                        .map(|&(k, min, max)| ApiVersion::default().with_api_key(k).with_min_version(min).with_max_version(max))
-                        .collect();
+                    let keys = [
+                        (18, 0, 4),
+                        (3, 0, 12),
+                        (10, 0, 6),
+                        (11, 0, 9),
+                        (14, 0, 5),
+                        (12, 0, 4),
+                        (9, 1, 9),
+                        (2, 1, 9),
+                        (1, 4, 12),
+                        (13, 0, 5),
+                        (8, 2, 9),
+                    ]
+                    .iter()
+                    .map(|&(k, min, max)| {
+                        ApiVersion::default()
+                            .with_api_key(k)
+                            .with_min_version(min)
+                            .with_max_version(max)
+                    })
+                    .collect();
                     encode_msg(&ApiVersionsResponse::default().with_api_keys(keys), v)
                 }
                 3 => encode_msg(
                     &MetadataResponse::default()
-                        .with_brokers(vec![MetadataResponseBroker::default().with_node_id(0.into()).with_host(sb("127.0.0.1")).with_port(port as i32)])
-                        .with_topics(vec![MetadataResponseTopic::default().with_name(Some(TopicName(sb("t")))).with_partitions(
-                            (0..3).map(|p| MetadataResponsePartition::default().with_partition_index(p).with_leader_id(0.into())).collect(),
-                        )]),
+                        .with_brokers(vec![
+                            MetadataResponseBroker::default()
+                                .with_node_id(0.into())
+                                .with_host(sb("127.0.0.1"))
+                                .with_port(port as i32),
+                        ])
+                        .with_topics(vec![
+                            MetadataResponseTopic::default()
+                                .with_name(Some(TopicName(sb("t"))))
+                                .with_partitions(
+                                    (0..3)
+                                        .map(|p| {
+                                            MetadataResponsePartition::default()
+                                                .with_partition_index(p)
+                                                .with_leader_id(0.into())
+                                        })
+                                        .collect(),
+                                ),
+                        ]),
                     v,
                 ),
                 10 => encode_msg(
-                    &FindCoordinatorResponse::default().with_coordinators(vec![Coordinator::default()
-                        .with_key(sb("g"))
-                        .with_node_id(0.into())
-                        .with_host(sb("127.0.0.1"))
-                        .with_port(port as i32)]),
+                    &FindCoordinatorResponse::default().with_coordinators(vec![
+                        Coordinator::default()
+                            .with_key(sb("g"))
+                            .with_node_id(0.into())
+                            .with_host(sb("127.0.0.1"))
+                            .with_port(port as i32),
+                    ]),
                     v,
                 ),
                 11 => {
@@ -1151,7 +1195,9 @@ mod tests {
                     let mut g = g.lock().unwrap();
                     g.joins += 1;
                     let resp = if req.member_id.is_empty() {
-                        JoinGroupResponse::default().with_error_code(ResponseError::MemberIdRequired.code()).with_member_id(sb("m-1"))
+                        JoinGroupResponse::default()
+                            .with_error_code(ResponseError::MemberIdRequired.code())
+                            .with_member_id(sb("m-1"))
                     } else {
                         assert_eq!(req.member_id.as_str(), "m-1");
                         JoinGroupResponse::default()
@@ -1160,19 +1206,28 @@ mod tests {
                             .with_protocol_name(Some(req.protocols[0].name.clone()))
                             .with_leader(sb("m-1"))
                             .with_member_id(sb("m-1"))
-                            .with_members(vec![JoinGroupResponseMember::default()
-                                .with_member_id(sb("m-1"))
-                                .with_metadata(req.protocols[0].metadata.clone())])
+                            .with_members(vec![
+                                JoinGroupResponseMember::default()
+                                    .with_member_id(sb("m-1"))
+                                    .with_metadata(req.protocols[0].metadata.clone()),
+                            ])
                     };
                     encode_msg(&resp, v)
                 }
                 14 => {
                     let req = SyncGroupRequest::decode(&mut body, v).unwrap();
                     let mut g = g.lock().unwrap();
-                    if let Some(a) = req.assignments.iter().find(|a| a.member_id.as_str() == "m-1") {
+                    if let Some(a) = req
+                        .assignments
+                        .iter()
+                        .find(|a| a.member_id.as_str() == "m-1")
+                    {
                         g.assignment = a.assignment.clone();
                     }
-                    encode_msg(&SyncGroupResponse::default().with_assignment(g.assignment.clone()), v)
+                    encode_msg(
+                        &SyncGroupResponse::default().with_assignment(g.assignment.clone()),
+                        v,
+                    )
                 }
                 12 => encode_msg(&HeartbeatResponse::default(), v),
                 9 => {
@@ -1184,9 +1239,15 @@ mod tests {
                         })
                         .collect();
                     encode_msg(
-                        &OffsetFetchResponse::default().with_groups(vec![OffsetFetchResponseGroup::default()
-                            .with_group_id(GroupId(sb("g")))
-                            .with_topics(vec![OffsetFetchResponseTopics::default().with_name(TopicName(sb("t"))).with_partitions(parts)])]),
+                        &OffsetFetchResponse::default().with_groups(vec![
+                            OffsetFetchResponseGroup::default()
+                                .with_group_id(GroupId(sb("g")))
+                                .with_topics(vec![
+                                    OffsetFetchResponseTopics::default()
+                                        .with_name(TopicName(sb("t")))
+                                        .with_partitions(parts),
+                                ]),
+                        ]),
                         v,
                     )
                 }
@@ -1196,12 +1257,18 @@ mod tests {
                         .topics
                         .iter()
                         .map(|t| {
-                            ListOffsetsTopicResponse::default().with_name(t.name.clone()).with_partitions(
-                                t.partitions
-                                    .iter()
-                                    .map(|p| ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index).with_offset(2))
-                                    .collect(),
-                            )
+                            ListOffsetsTopicResponse::default()
+                                .with_name(t.name.clone())
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            ListOffsetsPartitionResponse::default()
+                                                .with_partition_index(p.partition_index)
+                                                .with_offset(2)
+                                        })
+                                        .collect(),
+                                )
                         })
                         .collect();
                     encode_msg(&ListOffsetsResponse::default().with_topics(topics), v)
@@ -1212,9 +1279,18 @@ mod tests {
                         .topics
                         .iter()
                         .map(|t| {
-                            FetchableTopicResponse::default().with_topic(t.topic.clone()).with_partitions(
-                                t.partitions.iter().map(|p| PartitionData::default().with_partition_index(p.partition).with_records(None)).collect(),
-                            )
+                            FetchableTopicResponse::default()
+                                .with_topic(t.topic.clone())
+                                .with_partitions(
+                                    t.partitions
+                                        .iter()
+                                        .map(|p| {
+                                            PartitionData::default()
+                                                .with_partition_index(p.partition)
+                                                .with_records(None)
+                                        })
+                                        .collect(),
+                                )
                         })
                         .collect();
                     encode_msg(&FetchResponse::default().with_responses(responses), v)
@@ -1233,7 +1309,10 @@ mod tests {
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let g = g2.clone();
-                    tokio::spawn(serve_fake(stream, Arc::new(move |api, v, body| answer(port, &g, api, v, body))));
+                    tokio::spawn(serve_fake(
+                        stream,
+                        Arc::new(move |api, v, body| answer(port, &g, api, v, body)),
+                    ));
                 }
             });
             let client = ClientConfig::new(format!("127.0.0.1:{port}"));
@@ -1247,7 +1326,11 @@ mod tests {
             consumer.subscribe(&["t"]).unwrap();
             let records = consumer.poll(Duration::from_millis(200)).await.unwrap();
             assert!(records.is_empty());
-            assert_eq!(group.lock().unwrap().joins, 2, "first join only fetches a member id");
+            assert_eq!(
+                group.lock().unwrap().joins,
+                2,
+                "first join only fetches a member id"
+            );
             assert_eq!(consumer.group_member(), Some((1, "m-1".to_string())));
             let t = |p| ("t".to_string(), p);
             assert_eq!(consumer.assignment(), vec![t(0), t(1), t(2)]);

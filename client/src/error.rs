@@ -76,7 +76,10 @@ impl Error {
     /// Worth retrying the same request later (maybe after refreshing metadata).
     pub fn is_retriable(&self) -> bool {
         match self {
-            Error::Connect { .. } | Error::Disconnected { .. } | Error::Timeout { .. } | Error::NoLeader { .. } => true,
+            Error::Connect { .. }
+            | Error::Disconnected { .. }
+            | Error::Timeout { .. }
+            | Error::NoLeader { .. } => true,
             Error::Kafka { .. } => self.kafka_error().is_some_and(|e| e.is_retriable()),
             _ => false,
         }

@@ -365,12 +365,14 @@ impl Accumulator {
         let size = record_size(&record.record);
         let q = self.queues.entry(tp.clone()).or_default();
         if let Some(b) = q.batches.back_mut()
-            && b.base_sequence.is_none() && b.size + size <= self.batch_size {
-                record.record.offset = b.records.len() as i64;
-                b.size += size;
-                b.records.push(record);
-                return false;
-            }
+            && b.base_sequence.is_none()
+            && b.size + size <= self.batch_size
+        {
+            record.record.offset = b.records.len() as i64;
+            b.size += size;
+            b.records.push(record);
+            return false;
+        }
         record.record.offset = 0;
         q.batches.push_back(ProducerBatch {
             tp,
@@ -1057,9 +1059,15 @@ mod tests {
         use super::*;
         use crate::conn::tests::{encode_msg, serve_fake};
         use kafka_protocol::messages::api_versions_response::ApiVersion;
-        use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
-        use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-        use kafka_protocol::messages::{ApiVersionsResponse, InitProducerIdResponse, MetadataResponse};
+        use kafka_protocol::messages::metadata_response::{
+            MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+        };
+        use kafka_protocol::messages::produce_response::{
+            PartitionProduceResponse, TopicProduceResponse,
+        };
+        use kafka_protocol::messages::{
+            ApiVersionsResponse, InitProducerIdResponse, MetadataResponse,
+        };
         use kafka_protocol::protocol::Decodable;
         use std::sync::Mutex;
 
@@ -1074,31 +1082,53 @@ mod tests {
             values: Vec<Bytes>,
         }
 
-        fn answer(port: u16, log: &Mutex<Log>, api: i16, version: i16, mut body: Bytes) -> Option<Bytes> {
+        fn answer(
+            port: u16,
+            log: &Mutex<Log>,
+            api: i16,
+            version: i16,
+            mut body: Bytes,
+        ) -> Option<Bytes> {
             Some(match api {
                 18 => {
                     let keys = [(18, 0, 4), (3, 0, 12), (0, 3, 12), (22, 0, 5)]
                         .iter()
-                        .map(|&(k, min, max)| ApiVersion::default().with_api_key(k).with_min_version(min).with_max_version(max))
+                        .map(|&(k, min, max)| {
+                            ApiVersion::default()
+                                .with_api_key(k)
+                                .with_min_version(min)
+                                .with_max_version(max)
+                        })
                         .collect();
                     encode_msg(&ApiVersionsResponse::default().with_api_keys(keys), version)
                 }
                 3 => {
                     let resp = MetadataResponse::default()
-                        .with_brokers(vec![MetadataResponseBroker::default()
-                            .with_node_id(0.into())
-                            .with_host(sb("127.0.0.1"))
-                            .with_port(port as i32)])
-                        .with_topics(vec![MetadataResponseTopic::default()
-                            .with_name(Some(TopicName(sb("t"))))
-                            .with_partitions(vec![MetadataResponsePartition::default()
-                                .with_partition_index(0)
-                                .with_leader_id(0.into())
-                                .with_replica_nodes(vec![0.into()])
-                                .with_isr_nodes(vec![0.into()])])]);
+                        .with_brokers(vec![
+                            MetadataResponseBroker::default()
+                                .with_node_id(0.into())
+                                .with_host(sb("127.0.0.1"))
+                                .with_port(port as i32),
+                        ])
+                        .with_topics(vec![
+                            MetadataResponseTopic::default()
+                                .with_name(Some(TopicName(sb("t"))))
+                                .with_partitions(vec![
+                                    MetadataResponsePartition::default()
+                                        .with_partition_index(0)
+                                        .with_leader_id(0.into())
+                                        .with_replica_nodes(vec![0.into()])
+                                        .with_isr_nodes(vec![0.into()]),
+                                ]),
+                        ]);
                     encode_msg(&resp, version)
                 }
-                22 => encode_msg(&InitProducerIdResponse::default().with_producer_id(1000.into()).with_producer_epoch(0), version),
+                22 => encode_msg(
+                    &InitProducerIdResponse::default()
+                        .with_producer_id(1000.into())
+                        .with_producer_epoch(0),
+                    version,
+                ),
                 0 => {
                     let req = ProduceRequest::decode(&mut body, version).unwrap();
                     let mut log = log.lock().unwrap();
@@ -1108,9 +1138,12 @@ mod tests {
                     for t in &req.topic_data {
                         for p in &t.partition_data {
                             let mut bytes = p.records.clone().unwrap();
-                            let info = RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
+                            let info =
+                                RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
                             let (seq, count) = (info[0].base_sequence, info[0].record_count);
-                            let mut resp = PartitionProduceResponse::default().with_index(p.index).with_log_append_time_ms(-1);
+                            let mut resp = PartitionProduceResponse::default()
+                                .with_index(p.index)
+                                .with_log_append_time_ms(-1);
                             if call == 1 {
                                 // Leadership "moved": nothing written.
                                 resp.error_code = ResponseError::NotLeaderOrFollower.code();
@@ -1125,7 +1158,8 @@ mod tests {
                                 log.offsets.insert(seq, base);
                                 log.next_offset += count as i64;
                                 log.next_sequence += count;
-                                log.values.extend(set.records.into_iter().map(|r| r.value.unwrap()));
+                                log.values
+                                    .extend(set.records.into_iter().map(|r| r.value.unwrap()));
                                 resp.base_offset = base;
                                 if call == 3 {
                                     // Written, but the answer "got lost": the
@@ -1136,9 +1170,11 @@ mod tests {
                             parts.push(resp);
                         }
                     }
-                    let resp = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
-                        .with_name(TopicName(sb("t")))
-                        .with_partition_responses(parts)]);
+                    let resp = ProduceResponse::default().with_responses(vec![
+                        TopicProduceResponse::default()
+                            .with_name(TopicName(sb("t")))
+                            .with_partition_responses(parts),
+                    ]);
                     encode_msg(&resp, version)
                 }
                 _ => return None,
@@ -1154,7 +1190,8 @@ mod tests {
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     let l = server_log.clone();
-                    let f = Arc::new(move |api, version, body| answer(port, &l, api, version, body));
+                    let f =
+                        Arc::new(move |api, version, body| answer(port, &l, api, version, body));
                     tokio::spawn(serve_fake(stream, f));
                 }
             });
@@ -1169,14 +1206,23 @@ mod tests {
                 ..ProducerConfig::default()
             };
             let producer = Producer::connect(client, config).await.unwrap();
-            let acks: Vec<_> = (0..40).map(|i| producer.send(ProducerRecord::new("t", format!("v{i:02}")))).collect();
+            let acks: Vec<_> = (0..40)
+                .map(|i| producer.send(ProducerRecord::new("t", format!("v{i:02}"))))
+                .collect();
             let mut offsets = Vec::new();
             for a in acks {
-                let md = tokio::time::timeout(Duration::from_secs(10), a).await.unwrap().unwrap();
+                let md = tokio::time::timeout(Duration::from_secs(10), a)
+                    .await
+                    .unwrap()
+                    .unwrap();
                 assert_eq!(md.partition, 0);
                 offsets.push(md.offset);
             }
-            assert_eq!(offsets, (0..40).collect::<Vec<i64>>(), "offsets follow send order");
+            assert_eq!(
+                offsets,
+                (0..40).collect::<Vec<i64>>(),
+                "offsets follow send order"
+            );
             producer.close().await.unwrap();
             let log = log.lock().unwrap();
             let want: Vec<Bytes> = (0..40).map(|i| Bytes::from(format!("v{i:02}"))).collect();
