@@ -31,7 +31,7 @@ pub enum BrokerError {
     Log(#[from] LogError),
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         addr: String,
         source: std::io::Error,
@@ -162,16 +162,22 @@ impl Broker {
                 })?;
         let local_addr = listener.local_addr()?;
         let admin_listener = match &config.admin_listen {
-            Some(addr) => {
-                Some(
-                    TcpListener::bind(addr)
-                        .await
-                        .map_err(|source| BrokerError::Bind {
-                            addr: addr.clone(),
-                            source,
-                        })?,
-                )
-            }
+            Some(addr) => match TcpListener::bind(addr).await {
+                Ok(listener) => Some(listener),
+                Err(e)
+                    if config.admin_listen_optional
+                        && e.kind() == std::io::ErrorKind::AddrInUse =>
+                {
+                    warn!(addr = %addr, "admin HTTP port is in use; running without it (set --admin-listen to choose another)");
+                    None
+                }
+                Err(source) => {
+                    return Err(BrokerError::Bind {
+                        addr: addr.clone(),
+                        source,
+                    });
+                }
+            },
             None => None,
         };
         let admin_addr = admin_listener

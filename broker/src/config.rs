@@ -39,6 +39,10 @@ pub struct BrokerConfig {
     /// Address of the admin HTTP port (`/healthz`, `/ready`, `/metrics`);
     /// `None` serves none.
     pub admin_listen: Option<String>,
+    /// Whether a busy admin address is only worth a warning (the default
+    /// address, so several brokers can run side by side on one machine)
+    /// rather than a failed start (an address asked for explicitly).
+    pub admin_listen_optional: bool,
     /// Kafka broker keys set explicitly (`--config`).
     pub settings: BTreeMap<String, String>,
 }
@@ -69,6 +73,7 @@ impl BrokerConfig {
             advertise: None,
             rack: None,
             admin_listen: None,
+            admin_listen_optional: false,
             settings: BTreeMap::new(),
         }
     }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use weir_broker::{Broker, BrokerConfig};
 
+const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9644";
+
 #[derive(clap::Args, Debug)]
 pub struct BrokerArgs {
     /// This broker's id, unique in the cluster.
@@ -20,9 +22,11 @@ pub struct BrokerArgs {
     /// or this host's name when listening on all interfaces).
     #[arg(long, env = "WEIR_ADVERTISE")]
     pub advertise: Option<String>,
-    /// Address of the admin HTTP port (/healthz, /ready, /metrics).
-    #[arg(long, env = "WEIR_ADMIN_LISTEN", default_value = "0.0.0.0:9644")]
-    pub admin_listen: String,
+    /// Address of the admin HTTP port (/healthz, /ready, /metrics). Default
+    /// 0.0.0.0:9644; when that is taken (another broker on this machine) the
+    /// broker runs without it and says so. An address given here must bind.
+    #[arg(long, env = "WEIR_ADMIN_LISTEN")]
+    pub admin_listen: Option<String>,
     /// The metadata quorum, ID@HOST:PORT,… (KRaft's controller.quorum.voters).
     /// Until cluster mode lands it may name only this broker.
     #[arg(long, env = "WEIR_CONTROLLER_QUORUM")]
@@ -41,7 +45,12 @@ impl BrokerArgs {
         let mut config = BrokerConfig::new(self.node_id, &self.data_dir, &self.listen)
             .with_settings(self.config.iter().map(String::as_str))?;
         config.rack = self.rack.clone();
-        config.admin_listen = Some(self.admin_listen.clone());
+        config.admin_listen = Some(
+            self.admin_listen
+                .clone()
+                .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.to_string()),
+        );
+        config.admin_listen_optional = self.admin_listen.is_none();
         if let Some(quorum) = &self.controller_quorum {
             weir_broker::config::parse_controller_quorum(quorum, self.node_id)?;
         }
