@@ -18,6 +18,13 @@ if ! cat "${requirements[@]}" | cmp -s - "$venv/.requirements"; then
   "$venv/bin/pip" install -q $(printf -- '-r %s ' "${requirements[@]}")
   cat "${requirements[@]}" > "$venv/.requirements"
 fi
+# kafka-python 2.x cannot share a venv with 3.x: a second one for it.
+legacy="$cache/venv-kafka-python2"
+if ! "$legacy/bin/python" -c 'import kafka; assert kafka.__version__ == "2.0.2"' 2>/dev/null; then
+  python3 -m venv "$legacy"
+  "$legacy/bin/pip" install -q "kafka-python==2.0.2"
+fi
+export KAFKA_PYTHON2="$legacy/bin/python"
 command -v kcat >/dev/null || { echo "kcat is missing: apt-get install kcat (or run .ci/run)"; exit 1; }
 
 echo "== build (once, shared by every stage)"
