@@ -25,7 +25,16 @@ if ! "$legacy/bin/python" -c 'import kafka; assert kafka.__version__ == "2.0.2"'
   "$legacy/bin/pip" install -q "kafka-python==2.0.2"
 fi
 export KAFKA_PYTHON2="$legacy/bin/python"
-command -v kcat >/dev/null || { echo "kcat is missing: apt-get install kcat (or run .ci/run)"; exit 1; }
+if ! command -v kcat >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing kcat"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null
+  else
+    echo "kcat is missing: install it (Debian/Ubuntu: sudo apt-get install kcat) and run again"
+    exit 1
+  fi
+fi
 
 echo "== build (once, shared by every stage)"
 cargo build --workspace --all-targets
