@@ -460,6 +460,24 @@ pub(crate) mod tests {
         client
     }
 
+    /// A fake broker on a 127.0.0.1 port, for clients that open their own
+    /// connections. `make` gets the port (to advertise in metadata) and
+    /// returns the answer function every connection shares.
+    pub async fn fake_tcp_broker<F>(make: impl FnOnce(u16) -> F) -> u16
+    where
+        F: Fn(i16, i16, Bytes) -> Option<Bytes> + Send + Sync + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let answer = Arc::new(make(port));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve_fake(stream, Arc::clone(&answer)));
+            }
+        });
+        port
+    }
+
     /// Answers framed requests on one stream until it closes.
     pub async fn serve_fake<S, F>(mut server: S, answer: Arc<F>)
     where

@@ -1107,7 +1107,7 @@ mod tests {
 
     mod against_fake_broker {
         use super::*;
-        use crate::conn::tests::{encode_msg, serve_fake};
+        use crate::conn::tests::{encode_msg, fake_tcp_broker};
         use kafka_protocol::messages::api_versions_response::ApiVersion;
         use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
         use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -1302,19 +1302,11 @@ mod tests {
 
         #[tokio::test]
         async fn joins_with_member_id_required_and_leads_the_assignment() {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
             let group = Arc::new(Mutex::new(Group::default()));
-            let g2 = group.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let g = g2.clone();
-                    tokio::spawn(serve_fake(
-                        stream,
-                        Arc::new(move |api, v, body| answer(port, &g, api, v, body)),
-                    ));
-                }
-            });
+            let g = group.clone();
+            let port =
+                fake_tcp_broker(move |port| move |api, v, body| answer(port, &g, api, v, body))
+                    .await;
             let client = ClientConfig::new(format!("127.0.0.1:{port}"));
             let config = ConsumerConfig {
                 group_id: Some("g".into()),

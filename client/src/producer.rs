@@ -1057,7 +1057,7 @@ mod tests {
 
     mod against_fake_broker {
         use super::*;
-        use crate::conn::tests::{encode_msg, serve_fake};
+        use crate::conn::tests::{encode_msg, fake_tcp_broker};
         use kafka_protocol::messages::api_versions_response::ApiVersion;
         use kafka_protocol::messages::metadata_response::{
             MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -1183,18 +1183,12 @@ mod tests {
 
         #[tokio::test]
         async fn retries_keep_order_and_duplicates_count_as_delivered() {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
             let log = Arc::new(Mutex::new(Log::default()));
-            let server_log = log.clone();
-            tokio::spawn(async move {
-                while let Ok((stream, _)) = listener.accept().await {
-                    let l = server_log.clone();
-                    let f =
-                        Arc::new(move |api, version, body| answer(port, &l, api, version, body));
-                    tokio::spawn(serve_fake(stream, f));
-                }
-            });
+            let l = log.clone();
+            let port = fake_tcp_broker(move |port| {
+                move |api, version, body| answer(port, &l, api, version, body)
+            })
+            .await;
             let client = ClientConfig {
                 request_timeout: Duration::from_secs(5),
                 ..ClientConfig::new(format!("127.0.0.1:{port}"))

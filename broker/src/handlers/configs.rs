@@ -186,11 +186,25 @@ async fn apply_topic_configs(
     }
 }
 
-fn broker_is_read_only() -> Refusal {
-    (
-        ResponseError::InvalidRequest,
-        "broker configs cannot be changed at run time yet; set them with --config at start".into(),
-    )
+/// Only topic configs change at run time; what both alter APIs answer for
+/// any other resource.
+fn refuse_non_topic(resource_type: i8) -> Refusal {
+    let message = match resource_type {
+        BROKER => {
+            "broker configs cannot be changed at run time yet; set them with --config at start"
+                .into()
+        }
+        other => format!("resource type {other} is not supported"),
+    };
+    (ResponseError::InvalidRequest, message)
+}
+
+/// A resource result's error code and message.
+fn error_fields(outcome: Result<(), Refusal>) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(()) => (0, None),
+        Err((e, m)) => (e.code(), Some(str_bytes(m))),
+    }
 }
 
 /// The legacy API: the given set replaces all of a topic's overrides.
@@ -219,19 +233,12 @@ pub async fn alter_configs(
                 )
                 .await
             }
-            BROKER => Err(broker_is_read_only()),
-            other => Err((
-                ResponseError::InvalidRequest,
-                format!("resource type {other} is not supported"),
-            )),
+            other => Err(refuse_non_topic(other)),
         };
         let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
         r.resource_type = resource.resource_type;
         r.resource_name = resource.resource_name;
-        if let Err((e, m)) = outcome {
-            r.error_code = e.code();
-            r.error_message = Some(str_bytes(m));
-        }
+        (r.error_code, r.error_message) = error_fields(outcome);
         response.responses.push(r);
     }
     response
@@ -341,19 +348,12 @@ pub async fn incremental_alter_configs(
                     }
                 }
             },
-            BROKER => Err(broker_is_read_only()),
-            other => Err((
-                ResponseError::InvalidRequest,
-                format!("resource type {other} is not supported"),
-            )),
+            other => Err(refuse_non_topic(other)),
         };
         let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
         r.resource_type = resource.resource_type;
         r.resource_name = resource.resource_name;
-        if let Err((e, m)) = outcome {
-            r.error_code = e.code();
-            r.error_message = Some(str_bytes(m));
-        }
+        (r.error_code, r.error_message) = error_fields(outcome);
         response.responses.push(r);
     }
     response

@@ -284,12 +284,22 @@ impl ClusterModel {
         if !annotations.is_empty() {
             metadata.annotations = Some(annotations.clone());
         }
+        self.cluster_ip_service(metadata, "broker", service_port("kafka", KAFKA_PORT))
+    }
+
+    /// A ClusterIP Service in front of one component's pods.
+    fn cluster_ip_service(
+        &self,
+        metadata: ObjectMeta,
+        component: &str,
+        port: ServicePort,
+    ) -> Service {
         Service {
             metadata,
             spec: Some(ServiceSpec {
                 type_: Some("ClusterIP".into()),
-                selector: Some(self.selector_labels("broker")),
-                ports: Some(vec![service_port("kafka", KAFKA_PORT)]),
+                selector: Some(self.selector_labels(component)),
+                ports: Some(vec![port]),
                 ..ServiceSpec::default()
             }),
             ..Service::default()
@@ -603,16 +613,11 @@ impl ClusterModel {
 
     pub fn connect_service(&self) -> Option<Service> {
         self.connect_replicas()?;
-        Some(Service {
-            metadata: self.metadata(self.connect_name(), "connect"),
-            spec: Some(ServiceSpec {
-                type_: Some("ClusterIP".into()),
-                selector: Some(self.selector_labels("connect")),
-                ports: Some(vec![service_port("rest", CONNECT_REST_PORT)]),
-                ..ServiceSpec::default()
-            }),
-            ..Service::default()
-        })
+        Some(self.cluster_ip_service(
+            self.metadata(self.connect_name(), "connect"),
+            "connect",
+            service_port("rest", CONNECT_REST_PORT),
+        ))
     }
 
     /// Everything this Cluster should have, in the order to create it:
