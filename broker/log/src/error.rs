@@ -28,6 +28,18 @@ pub enum LogError {
     /// Stored data that cannot be made sense of (a decode failure in a stored batch).
     #[error("corrupt log storage: {0}")]
     CorruptStorage(String),
+    /// Replicated batches that start below this log's end: the replica has diverged
+    /// from the leader (or fetched from the wrong offset) and must truncate first.
+    #[error(
+        "unexpected append offset: the first replicated batch starts at {base_offset}, below the log end offset {log_end_offset}"
+    )]
+    UnexpectedAppendOffset {
+        base_offset: i64,
+        log_end_offset: i64,
+    },
+    /// Leadership for an epoch older than one the log already holds.
+    #[error("fenced leader epoch: epoch {epoch} is older than the log's latest epoch {latest}")]
+    FencedLeaderEpoch { epoch: i32, latest: i32 },
 }
 
 impl LogError {
@@ -42,6 +54,9 @@ impl LogError {
             LogError::InvalidProducerEpoch(_) => 47,
             LogError::UnknownProducerId(_) => 59,
             LogError::Io { .. } | LogError::CorruptStorage(_) => 56,
+            // Only ever seen by the replica fetcher, which handles it; no client gets it.
+            LogError::UnexpectedAppendOffset { .. } => -1,
+            LogError::FencedLeaderEpoch { .. } => 74,
         }
     }
 }

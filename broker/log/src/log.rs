@@ -10,11 +10,13 @@ use kafka_protocol::records::{Record, RecordBatchDecoder};
 use crate::batch::{self, BatchHeader, BatchHeaderMut, FramingError, HEADER_LEN};
 use crate::cleaner::CleanerState;
 use crate::config::{LogConfig, TimestampType};
+use crate::epoch_cache::LeaderEpochCache;
 use crate::error::{IoContext, LogError, Result};
 use crate::producer::{PendingUpdates, ProducerStateManager, SequenceCheck};
 use crate::segment::{self, BatchMeta, Recovery, Segment, Step};
 
 const LOG_START_FILE: &str = "log-start-offset";
+pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark";
 pub(crate) const PRODUCER_SNAPSHOT_FILE: &str = "producer-state.json";
 const CLEAN_SHUTDOWN_FILE: &str = ".clean-shutdown";
 
@@ -36,6 +38,9 @@ pub struct AppendInfo {
     /// An idempotent retry of batches already in the log: nothing was written and the
     /// offsets are the original ones.
     pub duplicate: bool,
+    /// Bytes written: all of them for a leader append, 0 for a duplicate, and for a
+    /// follower append the whole batches before any trailing partial one.
+    pub bytes_appended: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -62,6 +67,10 @@ pub struct PartitionLog {
     pub(crate) log_start_offset: i64,
     pub(crate) producers: ProducerStateManager,
     pub(crate) cleaner: CleanerState,
+    pub(crate) epochs: LeaderEpochCache,
+    pub(crate) high_watermark: i64,
+    /// What the high-watermark file holds, so `flush` only rewrites it when it moved.
+    pub(crate) persisted_high_watermark: Option<i64>,
     scratch: Vec<u8>,
 }
 
@@ -145,13 +154,19 @@ fn resolve_leftovers(dir: &Path) -> Result<Vec<i64>> {
     Ok(logs)
 }
 
-fn read_log_start(dir: &Path) -> Result<Option<i64>> {
-    let path = dir.join(LOG_START_FILE);
+/// Reads a one-number checkpoint file; `None` when missing or unreadable.
+pub(crate) fn read_offset_file(dir: &Path, name: &str) -> Result<Option<i64>> {
+    let path = dir.join(name);
     match fs::read_to_string(&path) {
         Ok(s) => Ok(s.trim().parse().ok()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e).ctx(|| format!("reading {}", path.display())),
     }
+}
+
+/// Writes a one-number checkpoint file atomically.
+pub(crate) fn write_offset_file(dir: &Path, name: &str, offset: i64) -> Result<()> {
+    write_atomically(&dir.join(name), offset.to_string().as_bytes())
 }
 
 pub(crate) fn decode_batch(bytes: &[u8]) -> Result<Vec<Record>> {
@@ -174,7 +189,7 @@ impl PartitionLog {
         let marker = dir.join(CLEAN_SHUTDOWN_FILE);
         let clean = marker.exists();
         let bases = resolve_leftovers(&dir)?;
-        let checkpoint = read_log_start(&dir)?;
+        let checkpoint = read_offset_file(&dir, LOG_START_FILE)?;
         let interval = config.index_interval_bytes;
         let mut segments: Vec<Segment> = Vec::with_capacity(bases.len());
         for (i, &base) in bases.iter().enumerate() {
@@ -223,9 +238,14 @@ impl PartitionLog {
             log_start_offset,
             producers: ProducerStateManager::default(),
             cleaner,
+            epochs: LeaderEpochCache::default(),
+            high_watermark: log_start_offset,
+            persisted_high_watermark: None,
             scratch: Vec::new(),
         };
         log.load_producer_state()?;
+        log.load_epochs()?;
+        log.load_high_watermark()?;
         for seg in &mut log.segments {
             seg.flush(false)?;
         }
@@ -327,6 +347,7 @@ impl PartitionLog {
                         log_append_time: -1,
                         log_start_offset: self.log_start_offset,
                         duplicate: true,
+                        bytes_appended: 0,
                     });
                 }
                 self.producers.stage(&mut pending, &header, next);
@@ -345,7 +366,8 @@ impl PartitionLog {
             next = last + 1;
             pos += size;
         }
-        self.maybe_roll(records.len() as u64, next - 1, now_ms)?;
+        let epochs = self.checkpoint_epochs([(leader_epoch, first_offset)])?;
+        self.maybe_roll(records.len() as u64, first_offset, next - 1, now_ms)?;
 
         self.scratch.clear();
         self.scratch.extend_from_slice(records);
@@ -367,6 +389,9 @@ impl PartitionLog {
         let active = self.segments.last_mut().expect("log has a segment");
         active.append(&self.scratch, &metas, interval, now_ms)?;
         self.producers.commit(pending);
+        if let Some(epochs) = epochs {
+            self.epochs = epochs;
+        }
         if self.scratch.capacity() > 4 * self.config.max_message_bytes.max(1 << 20) {
             // Do not pin a one-off huge buffer for the log's lifetime.
             self.scratch = Vec::new();
@@ -377,6 +402,7 @@ impl PartitionLog {
             log_append_time: if log_append_time { now_ms } else { -1 },
             log_start_offset: self.log_start_offset,
             duplicate: false,
+            bytes_appended: records.len(),
         })
     }
 
@@ -434,29 +460,47 @@ impl PartitionLog {
         Ok(())
     }
 
-    fn maybe_roll(&mut self, incoming: u64, last_offset: i64, now_ms: i64) -> Result<()> {
+    /// Rolls before appending `incoming` bytes holding offsets `first_offset..=last_offset`
+    /// if the active segment is full, old, or could not index them.
+    pub(crate) fn maybe_roll(
+        &mut self,
+        incoming: u64,
+        first_offset: i64,
+        last_offset: i64,
+        now_ms: i64,
+    ) -> Result<()> {
         let active = self.segments.last().expect("log has a segment");
+        // Index entries hold offsets relative to the segment base in 32 bits.
+        let offsets_due = last_offset - active.base_offset() > i64::from(i32::MAX);
         if active.is_empty() {
+            if offsets_due {
+                // Only a follower skipping a huge compacted gap gets here: rebase the
+                // empty segment onto the incoming data instead of rolling.
+                let seg = Segment::create(&self.dir, first_offset)?;
+                let old = std::mem::replace(self.segments.last_mut().expect("non-empty"), seg);
+                self.cleaner.forget_segment(old.base_offset());
+                old.delete_files()?;
+            }
             return Ok(());
         }
         let size_due = active.size() + incoming > self.config.segment_bytes
             // Index positions are 32-bit.
             || active.size() + incoming > i32::MAX as u64;
-        let offsets_due = last_offset - active.base_offset() > i64::from(i32::MAX);
         let time_due = active
             .roll_basis_ms()
             .is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms);
         if size_due || offsets_due || time_due {
-            self.roll()?;
+            self.roll(first_offset)?;
         }
         Ok(())
     }
 
-    fn roll(&mut self) -> Result<()> {
-        let leo = self.log_end_offset();
+    /// Starts a new segment at `base_offset`: the log end, or above it when a follower
+    /// receives data after a gap that compaction left on the leader.
+    fn roll(&mut self, base_offset: i64) -> Result<()> {
         let active = self.segments.last_mut().expect("log has a segment");
         active.flush(false)?;
-        let seg = Segment::create(&self.dir, leo)?;
+        let seg = Segment::create(&self.dir, base_offset)?;
         self.segments.push(seg);
         Ok(())
     }
@@ -469,7 +513,7 @@ impl PartitionLog {
                 .roll_basis_ms()
                 .is_some_and(|t| now_ms.saturating_sub(t) > self.config.segment_ms);
         if due {
-            self.roll()?;
+            self.roll(self.log_end_offset())?;
         }
         Ok(due)
     }
@@ -603,10 +647,7 @@ impl PartitionLog {
     }
 
     fn write_log_start(&self) -> Result<()> {
-        write_atomically(
-            &self.dir.join(LOG_START_FILE),
-            self.log_start_offset.to_string().as_bytes(),
-        )
+        write_offset_file(&self.dir, LOG_START_FILE, self.log_start_offset)
     }
 
     /// Drops closed segments that lie wholly below the log start offset.
@@ -642,6 +683,7 @@ impl PartitionLog {
         self.write_log_start()?;
         self.delete_segments_below_start()?;
         self.producers.expire_below(self.log_start_offset);
+        self.log_start_moved()?;
         Ok(self.log_start_offset)
     }
 
@@ -657,7 +699,8 @@ impl PartitionLog {
             return Ok(());
         }
         let interval = self.config.index_interval_bytes;
-        if offset <= self.log_start_offset {
+        let reset = offset <= self.log_start_offset;
+        if reset {
             while let Some(seg) = self.segments.pop() {
                 self.cleaner.forget_segment(seg.base_offset());
                 seg.delete_files()?;
@@ -683,6 +726,7 @@ impl PartitionLog {
         }
         self.cleaner.truncate(self.log_end_offset());
         self.cleaner.save(&self.dir)?;
+        self.truncated(reset)?;
         self.producers.clear();
         self.replay_producers_from(i64::MIN)?;
         self.producers.expire_below(self.log_start_offset);
@@ -731,6 +775,7 @@ impl PartitionLog {
             }
             self.producers.expire_below(self.log_start_offset);
             self.cleaner.save(&self.dir)?;
+            self.log_start_moved()?;
         }
         Ok(deleted)
     }
@@ -752,11 +797,13 @@ impl PartitionLog {
         self.segments.len()
     }
 
-    /// fsyncs data and indexes and writes the producer-state snapshot.
+    /// fsyncs data and indexes and writes the producer-state snapshot and the high
+    /// watermark.
     pub fn flush(&mut self) -> Result<()> {
         for seg in &mut self.segments {
             seg.flush(true)?;
         }
+        self.persist_high_watermark()?;
         self.producers.write_snapshot(
             &self.dir.join(PRODUCER_SNAPSHOT_FILE),
             self.log_end_offset(),
@@ -781,7 +828,7 @@ impl PartitionLog {
     }
 }
 
-fn corrupt_at(pos: usize, e: &FramingError) -> LogError {
+pub(crate) fn corrupt_at(pos: usize, e: &FramingError) -> LogError {
     LogError::CorruptMessage(format!("batch at byte {pos}: {e}"))
 }
 

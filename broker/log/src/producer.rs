@@ -147,14 +147,23 @@ impl ProducerStateManager {
 
     /// Stages the effect of `header`, to be written at `base_offset`, into `pending`.
     pub fn stage(&self, pending: &mut PendingUpdates, header: &BatchHeader<'_>, base_offset: i64) {
+        let entry = self.pending_entry(pending, header);
+        Self::apply(entry, header, base_offset);
+    }
+
+    /// The staged entry for `header`'s producer, starting from the committed one.
+    fn pending_entry<'p>(
+        &self,
+        pending: &'p mut PendingUpdates,
+        header: &BatchHeader<'_>,
+    ) -> &'p mut ProducerEntry {
         let pid = header.producer_id();
-        let entry = pending.entries.entry(pid).or_insert_with(|| {
+        pending.entries.entry(pid).or_insert_with(|| {
             self.producers
                 .get(&pid)
                 .cloned()
                 .unwrap_or_else(|| ProducerEntry::new(pid, header.producer_epoch()))
-        });
-        Self::apply(entry, header, base_offset);
+        })
     }
 
     fn apply(entry: &mut ProducerEntry, header: &BatchHeader<'_>, base_offset: i64) {
@@ -183,10 +192,26 @@ impl ProducerStateManager {
             .producers
             .entry(pid)
             .or_insert_with(|| ProducerEntry::new(pid, header.producer_epoch()));
-        if header.producer_epoch() < entry.epoch {
+        Self::apply_unchecked(entry, header);
+    }
+
+    /// Stages a batch the leader already accepted (replication) into `pending`: like
+    /// [`ProducerStateManager::replay`], sequences and epochs are not checked, because
+    /// refusing what the leader holds would only stall the follower.
+    pub fn stage_replicated(&self, pending: &mut PendingUpdates, header: &BatchHeader<'_>) {
+        if header.producer_id() < 0 {
             return;
         }
-        Self::apply(entry, header, header.base_offset());
+        let entry = self.pending_entry(pending, header);
+        Self::apply_unchecked(entry, header);
+    }
+
+    /// Applies a batch stored at its own base offset; one from an older producer epoch
+    /// (a zombie's write the leader still took) must not roll the epoch back.
+    fn apply_unchecked(entry: &mut ProducerEntry, header: &BatchHeader<'_>) {
+        if header.producer_epoch() >= entry.epoch {
+            Self::apply(entry, header, header.base_offset());
+        }
     }
 
     /// Forgets producers whose every write is below the log start offset: their

@@ -9,10 +9,10 @@ use crate::batch::{BatchHeader, BatchHeaderMut, check_header};
 use crate::testutil::*;
 use crate::{CleanupPolicy, LogConfig, LogError, PartitionLog, TimestampType};
 
-type Row = (i64, Option<String>, Option<String>, i64);
+pub(crate) type Row = (i64, Option<String>, Option<String>, i64);
 
 /// Every record from the log start to the end, fetching as a consumer would.
-fn read_all(log: &PartitionLog) -> Vec<Row> {
+pub(crate) fn read_all(log: &PartitionLog) -> Vec<Row> {
     let mut out = Vec::new();
     let mut offset = log.log_start_offset();
     while offset < log.log_end_offset() {
@@ -39,7 +39,7 @@ fn read_all(log: &PartitionLog) -> Vec<Row> {
     out
 }
 
-fn batch_offsets(bytes: &[u8]) -> Vec<(i64, i64)> {
+pub(crate) fn batch_offsets(bytes: &[u8]) -> Vec<(i64, i64)> {
     let mut out = Vec::new();
     let mut pos = 0;
     while pos < bytes.len() {

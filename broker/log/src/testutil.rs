@@ -5,6 +5,7 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
+use crate::batch::BatchHeaderMut;
 use crate::{CleanupPolicy, LogConfig};
 
 pub const ALL_COMPRESSIONS: [Compression; 5] = [
@@ -29,13 +30,23 @@ pub fn encode(
     compression: Compression,
     producer: Option<&Producer>,
 ) -> Vec<u8> {
+    encode_with_control(records, compression, producer, false)
+}
+
+/// [`encode`], as a control batch (transactional too, like a transaction marker) if `control`.
+pub fn encode_with_control(
+    records: &[Rec<'_>],
+    compression: Compression,
+    producer: Option<&Producer>,
+    control: bool,
+) -> Vec<u8> {
     let (pid, epoch, seq) = producer.map_or((-1, -1, -1), |p| (p.id, p.epoch, p.base_sequence));
     let records: Vec<Record> = records
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
-            control: false,
+            transactional: control,
+            control,
             delete_horizon: false,
             partition_leader_epoch: -1,
             producer_id: pid,
@@ -83,6 +94,31 @@ pub fn idempotent(pid: i64, epoch: i16, base_sequence: i32, n: usize) -> Vec<u8>
             base_sequence,
         }),
     )
+}
+
+/// A transaction marker of producer `pid` (the key and value are not a real marker's:
+/// the log never decodes control records).
+pub fn control_marker(pid: i64, epoch: i16) -> Vec<u8> {
+    let producer = Producer {
+        id: pid,
+        epoch,
+        base_sequence: -1,
+    };
+    encode_with_control(
+        &[Rec(Some("marker"), Some("commit"), 1_000)],
+        Compression::None,
+        Some(&producer),
+        true,
+    )
+}
+
+/// `batch` with the header fields a leader stamps: base offset and leader epoch
+/// (neither is covered by the CRC).
+pub fn stamped(mut batch: Vec<u8>, base_offset: i64, leader_epoch: i32) -> Vec<u8> {
+    let mut header = BatchHeaderMut::new(&mut batch).expect("a whole batch");
+    header.set_base_offset(base_offset);
+    header.set_partition_leader_epoch(leader_epoch);
+    batch
 }
 
 /// Decodes every batch (checking CRCs) and returns (offset, key, value, timestamp).
