@@ -4,20 +4,40 @@
 //! into the same [`MetadataImage`].
 //!
 //! - [`records`] and [`image`]: the log's records and their pure replay.
-//! - [`controller`]: the active controller's pure decisions (placement,
-//!   leader election, fencing), returning records to propose.
+//! - [`controller`] and [`decide`]: the active controller's pure decisions
+//!   (placement, leader election, fencing, per-request validation),
+//!   returning records to propose.
 //! - [`raft`], [`storage`], [`network`]: openraft wiring and the
-//!   [`MetadataQuorum`] facade; [`Transport`] is where a real network plugs in.
+//!   [`MetadataQuorum`] facade (voters and learners); [`Transport`] is where
+//!   a network plugs in: [`TcpTransport`] for clusters, [`Router`] in tests.
+//! - [`frame`], [`tcp`]: the controller listener (port 9093): length-prefixed
+//!   JSON frames carrying Raft RPCs and controller requests.
+//! - [`rpc`], [`service`], [`client`]: requests to the active controller,
+//!   the service that decides them on the Raft leader, and the client that
+//!   finds it.
+//! - [`member`]: all of the above wired for one node ([`QuorumMember`]).
 
+pub mod client;
 pub mod controller;
+pub mod decide;
+pub mod frame;
 pub mod image;
-pub mod records;
-
-pub use image::{ImageError, MetadataImage};
-pub use records::{BrokerId, MetadataRecord};
+pub mod member;
 pub mod network;
 pub mod raft;
+pub mod records;
+pub mod rpc;
+pub mod service;
+mod signal;
 pub mod storage;
+pub mod tcp;
 
+pub use client::ControllerClient;
+pub use image::{ImageError, MetadataImage};
+pub use member::{MemberConfig, QuorumMember};
 pub use network::{Router, Transport};
-pub use raft::{MetadataQuorum, QuorumConfig, QuorumError};
+pub use raft::{MetadataQuorum, NodeId, QuorumConfig, QuorumError, QuorumNode, Role};
+pub use records::{BrokerId, MetadataRecord};
+pub use rpc::{ControllerError, ControllerRequest, ControllerResponse, NewTopic, TopicInfo};
+pub use service::{ControllerConfig, ControllerHandle, spawn_controller};
+pub use tcp::{TcpConfig, TcpTransport, serve};

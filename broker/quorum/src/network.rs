@@ -3,8 +3,8 @@
 //! [`Transport`] is the boundary: three calls carrying openraft's request and
 //! response types to a peer. [`Network`] adapts any transport to openraft's
 //! `RaftNetworkFactory`/`RaftNetwork`. [`Router`] is the in-process transport
-//! for tests, able to cut nodes off; a TCP transport (port 9093) comes later
-//! and implements the same trait.
+//! for tests, able to cut nodes off; [`crate::tcp::TcpTransport`] carries the
+//! same calls over the controller listener (port 9093).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

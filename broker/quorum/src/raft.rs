@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{ClientWriteError, InitializeError, RaftError};
-use openraft::{Config, Raft, SnapshotPolicy, TokioRuntime};
+use openraft::{ChangeMembers, Config, Raft, SnapshotPolicy, TokioRuntime};
 use tokio::sync::watch;
 
 use crate::image::{ImageError, MetadataImage};
@@ -79,8 +79,20 @@ pub enum QuorumError {
     Config(String),
     #[error("metadata storage: {0}")]
     Storage(#[from] std::io::Error),
+    #[error("the metadata quorum member is stopped")]
+    Stopped,
     #[error("raft: {0}")]
     Raft(String),
+}
+
+/// How a member takes part in the quorum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Votes, may become the active controller (KRaft's controller role).
+    Voter,
+    /// Replicates the log without voting (a KRaft observer: every broker that
+    /// is not a controller). It waits for the active controller to add it.
+    Learner,
 }
 
 pub type Result<T, E = QuorumError> = std::result::Result<T, E>;
@@ -88,6 +100,10 @@ pub type Result<T, E = QuorumError> = std::result::Result<T, E>;
 /// One member of the metadata quorum.
 pub struct MetadataQuorum {
     id: NodeId,
+    role: Role,
+    /// The configured voters: where to look for the active controller before
+    /// (or without) having replicated the membership.
+    voters: BTreeMap<NodeId, QuorumNode>,
     raft: Raft<TypeConfig>,
     applied: watch::Receiver<Applied>,
     config: QuorumConfig,
@@ -108,11 +124,60 @@ impl MetadataQuorum {
         transport: T,
         config: QuorumConfig,
     ) -> Result<Self> {
-        if !voters.contains_key(&node_id) {
-            return Err(QuorumError::Config(format!(
-                "node {node_id} is not among the voters {:?}",
-                voters.keys().collect::<Vec<_>>()
-            )));
+        Self::start_as(Role::Voter, node_id, voters, storage_dir, transport, config).await
+    }
+
+    /// Starts `node_id` as a learner of the quorum whose voters are `voters`.
+    /// It never initializes the cluster: it replicates once the active
+    /// controller adds it ([`MetadataQuorum::add_learner`], done by the
+    /// controller when the broker registers). Its `image()`/`watch()` follow
+    /// the log as on voters.
+    pub async fn start_learner<T: Transport>(
+        node_id: NodeId,
+        voters: BTreeMap<NodeId, QuorumNode>,
+        storage_dir: Option<&Path>,
+        transport: T,
+        config: QuorumConfig,
+    ) -> Result<Self> {
+        Self::start_as(
+            Role::Learner,
+            node_id,
+            voters,
+            storage_dir,
+            transport,
+            config,
+        )
+        .await
+    }
+
+    /// Starts a member in the given role; see [`MetadataQuorum::start`] and
+    /// [`MetadataQuorum::start_learner`].
+    pub async fn start_as<T: Transport>(
+        role: Role,
+        node_id: NodeId,
+        voters: BTreeMap<NodeId, QuorumNode>,
+        storage_dir: Option<&Path>,
+        transport: T,
+        config: QuorumConfig,
+    ) -> Result<Self> {
+        let ids = || voters.keys().collect::<Vec<_>>();
+        if voters.is_empty() {
+            return Err(QuorumError::Config("the voter set is empty".into()));
+        }
+        match (role, voters.contains_key(&node_id)) {
+            (Role::Voter, false) => {
+                return Err(QuorumError::Config(format!(
+                    "node {node_id} is not among the voters {:?}",
+                    ids()
+                )));
+            }
+            (Role::Learner, true) => {
+                return Err(QuorumError::Config(format!(
+                    "node {node_id} is a voter {:?}; it cannot start as a learner",
+                    ids()
+                )));
+            }
+            _ => {}
         }
         let raft_config = Config {
             cluster_name: "weir-metadata".into(),
@@ -140,12 +205,16 @@ impl MetadataQuorum {
         )
         .await
         .map_err(|e| QuorumError::Raft(e.to_string()))?;
-        match raft.initialize(voters).await {
-            Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
-            Err(e) => return Err(QuorumError::Raft(e.to_string())),
+        if role == Role::Voter {
+            match raft.initialize(voters.clone()).await {
+                Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+                Err(e) => return Err(QuorumError::Raft(e.to_string())),
+            }
         }
         Ok(Self {
             id: node_id,
+            role,
+            voters,
             raft,
             applied,
             config,
@@ -154,6 +223,100 @@ impl MetadataQuorum {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The voters this member was started with.
+    pub fn voters(&self) -> &BTreeMap<NodeId, QuorumNode> {
+        &self.voters
+    }
+
+    /// Whether `id` votes in the membership this member knows (the
+    /// configured voters until a membership has been replicated here).
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        if membership.nodes().next().is_none() {
+            return self.voters.contains_key(&id);
+        }
+        membership.voter_ids().any(|v| v == id)
+    }
+
+    /// The controller-listener address of quorum member `id`, from the
+    /// replicated membership, else the configured voters.
+    pub fn node_addr(&self, id: NodeId) -> Option<String> {
+        let metrics = self.raft.metrics().borrow().clone();
+        metrics
+            .membership_config
+            .membership()
+            .get_node(&id)
+            .or_else(|| self.voters.get(&id))
+            .map(|n| n.addr.clone())
+    }
+
+    /// The index of the last entry in this member's log (appended, perhaps
+    /// not yet committed).
+    pub fn last_log_index(&self) -> u64 {
+        self.raft.metrics().borrow().last_log_index.unwrap_or(0)
+    }
+
+    /// On the active controller: adds `node_id` as a learner reachable at
+    /// `addr` (or updates its address), returning once the membership change
+    /// commits, without waiting for the learner to catch up. A voter, or a
+    /// learner already known at `addr`, is left alone.
+    pub async fn add_learner(&self, node_id: NodeId, addr: &str) -> Result<()> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        if membership.voter_ids().any(|v| v == node_id) {
+            return Ok(());
+        }
+        let node = QuorumNode {
+            addr: addr.to_owned(),
+        };
+        let result = match membership.get_node(&node_id) {
+            Some(known) if known.addr == addr => return Ok(()),
+            // A learner that moved: SetNodes replaces its address, which is
+            // safe for a non-voter (it cannot split a vote).
+            Some(_) => {
+                self.raft
+                    .change_membership(ChangeMembers::SetNodes([(node_id, node)].into()), true)
+                    .await
+            }
+            None => self.raft.add_learner(node_id, node, false).await,
+        };
+        match result {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotController {
+                    leader: f.leader_id,
+                })
+            }
+            Err(RaftError::Fatal(_)) => Err(QuorumError::Stopped),
+            Err(e) => Err(QuorumError::Raft(e.to_string())),
+        }
+    }
+
+    /// On the active controller: confirms leadership with a quorum and waits
+    /// until everything committed before is applied here, so decisions made
+    /// next see every earlier controller's changes.
+    pub async fn catch_up_as_leader(&self) -> Result<()> {
+        let timeout = self.config.propose_timeout;
+        let confirmed = tokio::time::timeout(timeout, self.raft.ensure_linearizable())
+            .await
+            .map_err(|_| QuorumError::Timeout(timeout))?;
+        match confirmed {
+            Ok(_) => Ok(()),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotController {
+                    leader: f.leader_id,
+                })
+            }
+            Err(RaftError::Fatal(_)) => Err(QuorumError::Stopped),
+            Err(e) => Err(QuorumError::Raft(e.to_string())),
+        }
     }
 
     /// The openraft handle, for a transport's receiving side to deliver RPCs to.
@@ -174,6 +337,7 @@ impl MetadataQuorum {
                     leader: f.leader_id,
                 });
             }
+            Ok(Err(RaftError::Fatal(_))) => return Err(QuorumError::Stopped),
             Ok(Err(e)) => return Err(QuorumError::Raft(e.to_string())),
             Ok(Ok(r)) => r,
         };
@@ -202,6 +366,11 @@ impl MetadataQuorum {
     /// The current active controller as this node knows it.
     pub fn leader(&self) -> Option<NodeId> {
         self.raft.metrics().borrow().current_leader
+    }
+
+    /// The current Raft term as this node knows it.
+    pub fn term(&self) -> u64 {
+        self.raft.metrics().borrow().current_term
     }
 
     pub fn is_controller(&self) -> bool {

@@ -1,0 +1,687 @@
+//! The controller service's decisions per request, as pure functions of the
+//! image: validation, and the records to propose. The service (the async
+//! shell in [`crate::service`]) proposes them and answers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use uuid::Uuid;
+
+use crate::controller::{
+    PlacementBroker, PlacementError, place_replicas, preferred_leader_elections,
+};
+use crate::image::{BrokerRegistration, MetadataImage, PartitionRegistration};
+use crate::records::{BrokerId, ConfigResource, MetadataRecord, PartitionChange, PartitionRecord};
+use crate::rpc::{ControllerError, NewTopic, TopicInfo};
+
+/// Kafka's defaults when a CreateTopics request leaves them at -1
+/// (`num.partitions`, `default.replication.factor`).
+const DEFAULT_PARTITIONS: i32 = 1;
+const DEFAULT_REPLICATION_FACTOR: i16 = 1;
+
+/// Kafka refuses producer-id blocks this large or larger.
+const MAX_PRODUCER_ID_BLOCK: i64 = 1 << 20;
+
+/// The broker `node_id`, if registered with `epoch`.
+pub fn registered_broker(
+    image: &MetadataImage,
+    node_id: BrokerId,
+    epoch: i64,
+) -> Result<&BrokerRegistration, ControllerError> {
+    let broker = image
+        .broker(node_id)
+        .ok_or(ControllerError::UnknownBroker(node_id))?;
+    if broker.epoch != epoch {
+        return Err(ControllerError::StaleBrokerEpoch {
+            node_id,
+            got: epoch,
+            current: broker.epoch,
+        });
+    }
+    Ok(broker)
+}
+
+/// Topic names that would share a metric name: Kafka replaces '.' with '_'
+/// in metric names, so "a.b" and "a_b" may not coexist.
+fn metric_name(topic: &str) -> String {
+    topic.replace('.', "_")
+}
+
+fn check_new_topic_name(image: &MetadataImage, name: &str) -> Result<(), ControllerError> {
+    if image.topic_by_name(name).is_some() {
+        return Err(ControllerError::TopicExists(name.to_owned()));
+    }
+    let folded = metric_name(name);
+    if let Some(other) = image.topics().find(|t| metric_name(&t.name) == folded) {
+        return Err(ControllerError::InvalidTopic(format!(
+            "topic '{name}' collides with existing topic '{}' ('.' and '_' are the same in metric names)",
+            other.name
+        )));
+    }
+    Ok(())
+}
+
+/// How many replicas each broker holds now.
+fn replica_load(image: &MetadataImage) -> BTreeMap<BrokerId, usize> {
+    let mut load = BTreeMap::new();
+    for p in image.topics().flat_map(|t| &t.partitions) {
+        for r in &p.replicas {
+            *load.entry(*r).or_default() += 1;
+        }
+    }
+    load
+}
+
+/// Places `partitions` new partitions of `rf` replicas on the unfenced
+/// brokers, rack-aware and balancing against the current load.
+fn place(
+    image: &MetadataImage,
+    partitions: i32,
+    rf: i16,
+) -> Result<Vec<Vec<BrokerId>>, ControllerError> {
+    let rf = u16::try_from(rf)
+        .ok()
+        .filter(|rf| *rf >= 1)
+        .ok_or_else(|| {
+            ControllerError::InvalidReplicationFactor(format!("{rf} must be at least 1"))
+        })?;
+    let count = u32::try_from(partitions).map_err(|_| {
+        ControllerError::InvalidPartitions(format!("{partitions} must be at least 1"))
+    })?;
+    let brokers: Vec<PlacementBroker> = image
+        .brokers()
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| PlacementBroker {
+            id: b.node_id,
+            rack: b.rack.clone(),
+        })
+        .collect();
+    place_replicas(&brokers, count, rf, &replica_load(image)).map_err(|e| match e {
+        PlacementError::ZeroReplicationFactor | PlacementError::NotEnoughBrokers { .. } => {
+            ControllerError::InvalidReplicationFactor(e.to_string())
+        }
+        PlacementError::DuplicateBroker(_) => ControllerError::Internal(e.to_string()),
+    })
+}
+
+/// Checks caller-chosen replica sets: each non-empty, distinct, of registered
+/// brokers, all of one size (`rf` if given).
+fn check_assignments(
+    image: &MetadataImage,
+    assignments: &[Vec<BrokerId>],
+    rf: Option<usize>,
+) -> Result<(), ControllerError> {
+    let bad = |msg: String| Err(ControllerError::InvalidReplicaAssignment(msg));
+    let Some(first) = assignments.first() else {
+        return bad("must list at least one partition".into());
+    };
+    let rf = rf.unwrap_or(first.len());
+    for (p, replicas) in assignments.iter().enumerate() {
+        if replicas.is_empty() {
+            return bad(format!("partition {p} has no replicas"));
+        }
+        if replicas.len() != rf {
+            return bad(format!(
+                "partition {p} has {} replicas; every partition must have {rf}",
+                replicas.len()
+            ));
+        }
+        if replicas.iter().collect::<BTreeSet<_>>().len() != replicas.len() {
+            return bad(format!("partition {p} lists a broker twice: {replicas:?}"));
+        }
+        if let Some(unknown) = replicas.iter().find(|r| image.broker(**r).is_none()) {
+            return bad(format!("partition {p}: broker {unknown} is not registered"));
+        }
+    }
+    Ok(())
+}
+
+/// `Partition` records for new partitions `first..` with these replica sets:
+/// the ISR is the unfenced replicas, the leader the first of them (so the
+/// preferred leader when placed by us, as every placed replica is unfenced).
+fn partition_records(
+    image: &MetadataImage,
+    topic_id: Uuid,
+    first: i32,
+    replica_sets: Vec<Vec<BrokerId>>,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let live = image.live_brokers();
+    (first..)
+        .zip(replica_sets)
+        .map(|(partition, replicas)| {
+            let isr: Vec<BrokerId> = replicas
+                .iter()
+                .copied()
+                .filter(|r| live.contains(r))
+                .collect();
+            let Some(&leader) = isr.first() else {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "every broker of partition {partition} ({replicas:?}) is fenced"
+                )));
+            };
+            Ok(MetadataRecord::Partition(PartitionRecord {
+                topic_id,
+                partition,
+                replicas,
+                isr,
+                leader,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            }))
+        })
+        .collect()
+}
+
+/// The records creating `topic` with id `topic_id`.
+pub fn create_topic(
+    image: &MetadataImage,
+    topic: &NewTopic,
+    topic_id: Uuid,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    check_new_topic_name(image, &topic.name)?;
+    let replica_sets = match &topic.assignments {
+        Some(assignments) => {
+            let count = assignments.len();
+            if topic.partitions != -1 && usize::try_from(topic.partitions) != Ok(count) {
+                return Err(ControllerError::InvalidPartitions(format!(
+                    "{} partitions requested but {count} assigned; give -1 with assignments",
+                    topic.partitions
+                )));
+            }
+            let rf = match topic.replication_factor {
+                -1 => None,
+                rf => Some(usize::try_from(rf).map_err(|_| {
+                    ControllerError::InvalidReplicationFactor(format!("{rf} must be at least 1"))
+                })?),
+            };
+            check_assignments(image, assignments, rf)?;
+            assignments.clone()
+        }
+        None => {
+            let partitions = match topic.partitions {
+                -1 => DEFAULT_PARTITIONS,
+                n => n,
+            };
+            let rf = match topic.replication_factor {
+                -1 => DEFAULT_REPLICATION_FACTOR,
+                n => n,
+            };
+            if partitions < 1 {
+                return Err(ControllerError::InvalidPartitions(format!(
+                    "{partitions} must be at least 1"
+                )));
+            }
+            place(image, partitions, rf)?
+        }
+    };
+    let mut records = vec![MetadataRecord::CreateTopic {
+        name: topic.name.clone(),
+        topic_id,
+        configs: topic.configs.clone(),
+    }];
+    records.extend(partition_records(image, topic_id, 0, replica_sets)?);
+    Ok(records)
+}
+
+/// The records growing `topic` to `count` partitions, with the replication
+/// factor of its existing partitions.
+pub fn create_partitions(
+    image: &MetadataImage,
+    topic: &str,
+    count: i32,
+    assignments: Option<&[Vec<BrokerId>]>,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let t = image
+        .topic_by_name(topic)
+        .ok_or_else(|| ControllerError::UnknownTopic(topic.to_owned()))?;
+    let current = i32::try_from(t.partitions.len()).unwrap_or(i32::MAX);
+    if count <= current {
+        return Err(ControllerError::InvalidPartitions(format!(
+            "topic '{topic}' has {current} partitions; the count can only grow (asked {count})"
+        )));
+    }
+    let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
+    let replica_sets = match assignments {
+        Some(a) => {
+            let adding = usize::try_from(count - current).unwrap_or(0);
+            if a.len() != adding {
+                return Err(ControllerError::InvalidReplicaAssignment(format!(
+                    "{} assignments given for the {adding} new partitions",
+                    a.len()
+                )));
+            }
+            check_assignments(image, a, Some(rf))?;
+            a.to_vec()
+        }
+        None => place(
+            image,
+            count - current,
+            i16::try_from(rf).unwrap_or(i16::MAX),
+        )?,
+    };
+    partition_records(image, t.id, current, replica_sets)
+}
+
+pub fn delete_topic(image: &MetadataImage, name: &str) -> Result<MetadataRecord, ControllerError> {
+    image
+        .topic_by_name(name)
+        .map(|t| MetadataRecord::RemoveTopic { topic_id: t.id })
+        .ok_or_else(|| ControllerError::UnknownTopic(name.to_owned()))
+}
+
+pub fn alter_configs(
+    image: &MetadataImage,
+    resource: &ConfigResource,
+    changes: &BTreeMap<String, Option<String>>,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    match resource {
+        ConfigResource::Topic(name) if image.topic_by_name(name).is_none() => {
+            return Err(ControllerError::UnknownTopic(name.clone()));
+        }
+        ConfigResource::Broker(id) if *id < 0 => {
+            return Err(ControllerError::InvalidRequest(format!(
+                "broker id {id} is invalid: must be >= 0"
+            )));
+        }
+        _ => {}
+    }
+    Ok(changes
+        .iter()
+        .map(|(name, value)| MetadataRecord::Config {
+            resource: resource.clone(),
+            name: name.clone(),
+            value: value.clone(),
+        })
+        .collect())
+}
+
+/// The first id of a new block of `count` producer ids and its record.
+pub fn allocate_producer_ids(
+    image: &MetadataImage,
+    count: i64,
+) -> Result<(i64, MetadataRecord), ControllerError> {
+    if !(1..=MAX_PRODUCER_ID_BLOCK).contains(&count) {
+        return Err(ControllerError::InvalidRequest(format!(
+            "producer id block size {count} must be between 1 and {MAX_PRODUCER_ID_BLOCK}"
+        )));
+    }
+    let first = image.next_producer_id();
+    let next = first.checked_add(count).ok_or_else(|| {
+        ControllerError::InvalidRequest("the producer id space is exhausted".into())
+    })?;
+    Ok((
+        first,
+        MetadataRecord::ProducerIds {
+            next_producer_id: next,
+        },
+    ))
+}
+
+/// A partition leader's ISR change (Kafka's AlterPartition).
+#[derive(Debug, Clone)]
+pub struct IsrChange {
+    pub node_id: BrokerId,
+    pub topic_id: Uuid,
+    pub partition: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub new_isr: Vec<BrokerId>,
+}
+
+/// The record for an ISR change, or `None` when the ISR is already so.
+/// The sender must lead the partition at the epochs it states; a replica
+/// joining the ISR must be unfenced; the leader stays in the ISR.
+pub fn alter_partition(
+    image: &MetadataImage,
+    change: &IsrChange,
+) -> Result<Option<MetadataRecord>, ControllerError> {
+    let current = image.partition(&change.topic_id, change.partition).ok_or(
+        ControllerError::UnknownPartition {
+            topic_id: change.topic_id,
+            partition: change.partition,
+        },
+    )?;
+    if current.leader != change.node_id {
+        return Err(ControllerError::NotLeader {
+            sender: change.node_id,
+            leader: current.leader,
+        });
+    }
+    if change.leader_epoch != current.leader_epoch {
+        return Err(ControllerError::FencedLeaderEpoch {
+            got: change.leader_epoch,
+            current: current.leader_epoch,
+        });
+    }
+    if change.partition_epoch != current.partition_epoch {
+        return Err(ControllerError::InvalidUpdateVersion {
+            got: change.partition_epoch,
+            current: current.partition_epoch,
+        });
+    }
+    let isr = &change.new_isr;
+    if !isr.contains(&change.node_id) {
+        return Err(ControllerError::InvalidRequest(format!(
+            "the leader {} must be in the new ISR {isr:?}",
+            change.node_id
+        )));
+    }
+    if isr.iter().collect::<BTreeSet<_>>().len() != isr.len() {
+        return Err(ControllerError::InvalidRequest(format!(
+            "the new ISR {isr:?} lists a broker twice"
+        )));
+    }
+    let live = image.live_brokers();
+    for r in isr {
+        if !current.replicas.contains(r) {
+            return Err(ControllerError::IneligibleReplica(format!(
+                "broker {r} is not a replica of the partition ({:?})",
+                current.replicas
+            )));
+        }
+        if !current.isr.contains(r) && !live.contains(r) {
+            return Err(ControllerError::IneligibleReplica(format!(
+                "broker {r} is fenced and cannot join the ISR"
+            )));
+        }
+    }
+    if *isr == current.isr {
+        return Ok(None);
+    }
+    Ok(Some(MetadataRecord::PartitionChange(PartitionChange {
+        topic_id: change.topic_id,
+        partition: change.partition,
+        replicas: None,
+        isr: Some(isr.clone()),
+        leader: None,
+        leader_epoch: current.leader_epoch,
+        partition_epoch: current.partition_epoch + 1,
+    })))
+}
+
+/// Per partition, its new leader or why it has none.
+pub type ElectionOutcomes = Vec<((Uuid, i32), Result<BrokerId, ControllerError>)>;
+
+/// Preferred-leader elections for `wanted` partitions (all if `None`): the
+/// records to propose and the outcome per partition.
+pub fn elect_preferred(
+    image: &MetadataImage,
+    wanted: Option<&[(Uuid, i32)]>,
+) -> (Vec<MetadataRecord>, ElectionOutcomes) {
+    let elections: BTreeMap<(Uuid, i32), MetadataRecord> = preferred_leader_elections(image)
+        .into_iter()
+        .filter_map(|r| match &r {
+            MetadataRecord::PartitionChange(c) => Some(((c.topic_id, c.partition), r)),
+            _ => None,
+        })
+        .collect();
+    let Some(wanted) = wanted else {
+        let results = elections
+            .iter()
+            .map(|(key, r)| (*key, Ok(new_leader(r))))
+            .collect();
+        return (elections.into_values().collect(), results);
+    };
+    let mut records = Vec::new();
+    let mut results = Vec::new();
+    for &(topic_id, partition) in wanted {
+        let key = (topic_id, partition);
+        let result = match (image.partition(&topic_id, partition), elections.get(&key)) {
+            (None, _) => Err(ControllerError::UnknownPartition {
+                topic_id,
+                partition,
+            }),
+            (Some(_), Some(record)) => {
+                if !records.contains(record) {
+                    records.push(record.clone());
+                }
+                Ok(new_leader(record))
+            }
+            (Some(p), None) if p.leader == p.preferred_leader() => {
+                Err(ControllerError::ElectionNotNeeded)
+            }
+            (Some(_), None) => Err(ControllerError::PreferredLeaderNotAvailable),
+        };
+        results.push((key, result));
+    }
+    (records, results)
+}
+
+fn new_leader(record: &MetadataRecord) -> BrokerId {
+    match record {
+        MetadataRecord::PartitionChange(PartitionChange {
+            leader: Some(l), ..
+        }) => *l,
+        _ => crate::records::NO_LEADER,
+    }
+}
+
+/// A topic's current state as an answer.
+pub fn topic_info(image: &MetadataImage, topic_id: &Uuid) -> Option<TopicInfo> {
+    image.topic(topic_id).map(|t| TopicInfo {
+        name: t.name.clone(),
+        topic_id: t.id,
+        partitions: t.partitions.clone(),
+    })
+}
+
+/// The partitions `node` leads.
+pub fn led_by(image: &MetadataImage, node: BrokerId) -> Vec<(Uuid, usize, &PartitionRegistration)> {
+    image
+        .topics()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(move |(_, p)| p.leader == node)
+                .map(move |(i, p)| (t.id, i, p))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::Endpoint;
+
+    fn image(brokers: &[(BrokerId, Option<&str>, bool)]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for &(id, rack, fenced) in brokers {
+            let mut batch = vec![MetadataRecord::RegisterBroker {
+                node_id: id,
+                epoch: 1,
+                incarnation_id: Uuid::from_u128(id as u128),
+                endpoints: vec![Endpoint {
+                    listener: "PLAINTEXT".into(),
+                    host: "127.0.0.1".into(),
+                    port: 9092,
+                }],
+                rack: rack.map(str::to_owned),
+            }];
+            if !fenced {
+                batch.push(MetadataRecord::UnfenceBroker {
+                    node_id: id,
+                    epoch: 1,
+                });
+            }
+            image.apply_batch(&batch).unwrap();
+        }
+        image
+    }
+
+    fn new_topic(name: &str, partitions: i32, rf: i16) -> NewTopic {
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor: rf,
+            assignments: None,
+            configs: BTreeMap::new(),
+        }
+    }
+
+    fn created(image: &mut MetadataImage, topic: &NewTopic, id: u128) -> Uuid {
+        let id = Uuid::from_u128(id);
+        let records = create_topic(image, topic, id).unwrap();
+        image.apply_batch(&records).unwrap();
+        id
+    }
+
+    #[test]
+    fn topics_are_placed_on_live_brokers_and_bad_ones_named() {
+        let mut img = image(&[(1, None, false), (2, None, false), (3, None, true)]);
+        let t = created(&mut img, &new_topic("a.b", 4, 2), 1);
+        for p in &img.topic(&t).unwrap().partitions {
+            assert_eq!(p.replicas.len(), 2);
+            assert!(!p.replicas.contains(&3), "placed on a fenced broker");
+            assert_eq!((p.leader, &p.isr), (p.replicas[0], &p.replicas));
+        }
+        let err = |topic: &NewTopic| create_topic(&img, topic, Uuid::from_u128(9)).unwrap_err();
+        assert_eq!(
+            err(&new_topic("a.b", 1, 1)),
+            ControllerError::TopicExists("a.b".into())
+        );
+        assert!(matches!(
+            err(&new_topic("a_b", 1, 1)),
+            ControllerError::InvalidTopic(m) if m.contains("'a.b'")
+        ));
+        assert!(matches!(
+            err(&new_topic("c", 1, 3)),
+            ControllerError::InvalidReplicationFactor(m) if m.contains("2 live brokers")
+        ));
+        assert!(matches!(
+            err(&new_topic("c", 0, 1)),
+            ControllerError::InvalidPartitions(_)
+        ));
+        let mut assigned = new_topic("c", -1, -1);
+        assigned.assignments = Some(vec![vec![1, 2], vec![2, 2]]);
+        assert!(
+            matches!(err(&assigned), ControllerError::InvalidReplicaAssignment(m) if m.contains("partition 1"))
+        );
+        // A fenced broker may be assigned but does not lead or join the ISR.
+        assigned.assignments = Some(vec![vec![3, 2]]);
+        let c = created(&mut img, &assigned, 2);
+        let p = &img.topic(&c).unwrap().partitions[0];
+        assert_eq!((p.leader, p.isr.clone()), (2, vec![2]));
+    }
+
+    #[test]
+    fn partitions_only_grow_with_the_topics_replication_factor() {
+        let mut img = image(&[(1, None, false), (2, None, false), (3, None, false)]);
+        let t = created(&mut img, &new_topic("t", 2, 2), 1);
+        assert!(matches!(
+            create_partitions(&img, "t", 2, None),
+            Err(ControllerError::InvalidPartitions(_))
+        ));
+        assert_eq!(
+            create_partitions(&img, "nope", 3, None),
+            Err(ControllerError::UnknownTopic("nope".into()))
+        );
+        let records = create_partitions(&img, "t", 4, None).unwrap();
+        img.apply_batch(&records).unwrap();
+        let partitions = &img.topic(&t).unwrap().partitions;
+        assert_eq!(partitions.len(), 4);
+        assert!(partitions.iter().all(|p| p.replicas.len() == 2));
+    }
+
+    #[test]
+    fn isr_changes_need_the_current_leader_and_epochs() {
+        let mut img = image(&[(1, None, false), (2, None, false), (3, None, true)]);
+        let mut topic = new_topic("t", -1, -1);
+        topic.assignments = Some(vec![vec![1, 2, 3]]);
+        let t = created(&mut img, &topic, 1);
+        let change = |node_id, leader_epoch, partition_epoch, new_isr: Vec<i32>| IsrChange {
+            node_id,
+            topic_id: t,
+            partition: 0,
+            leader_epoch,
+            partition_epoch,
+            new_isr,
+        };
+        let shrink = alter_partition(&img, &change(1, 0, 0, vec![1]))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            alter_partition(&img, &change(2, 0, 0, vec![2])),
+            Err(ControllerError::NotLeader {
+                sender: 2,
+                leader: 1
+            })
+        ));
+        assert!(matches!(
+            alter_partition(&img, &change(1, 0, 0, vec![1, 2, 3])),
+            Err(ControllerError::IneligibleReplica(_))
+        ));
+        assert!(matches!(
+            alter_partition(&img, &change(1, 0, 0, vec![2])),
+            Err(ControllerError::InvalidRequest(_))
+        ));
+        img.apply(&shrink).unwrap();
+        // The same change again is against an old partition epoch.
+        assert_eq!(
+            alter_partition(&img, &change(1, 0, 0, vec![1, 2])).unwrap_err(),
+            ControllerError::InvalidUpdateVersion { got: 0, current: 1 }
+        );
+        assert_eq!(
+            alter_partition(&img, &change(1, 7, 1, vec![1, 2])).unwrap_err(),
+            ControllerError::FencedLeaderEpoch { got: 7, current: 0 }
+        );
+        let grow = alter_partition(&img, &change(1, 0, 1, vec![1, 2]))
+            .unwrap()
+            .unwrap();
+        img.apply(&grow).unwrap();
+        let p = img.partition(&t, 0).unwrap();
+        assert_eq!((p.isr.clone(), p.partition_epoch), (vec![1, 2], 2));
+    }
+
+    #[test]
+    fn preferred_elections_say_why_not() {
+        let mut img = image(&[(1, None, false), (2, None, false)]);
+        let mut topic = new_topic("t", -1, -1);
+        topic.assignments = Some(vec![vec![1, 2], vec![2, 1]]);
+        let t = created(&mut img, &topic, 1);
+        // Move partition 0's leadership off its preferred leader.
+        img.apply(&MetadataRecord::PartitionChange(PartitionChange {
+            topic_id: t,
+            partition: 0,
+            replicas: None,
+            isr: None,
+            leader: Some(2),
+            leader_epoch: 1,
+            partition_epoch: 1,
+        }))
+        .unwrap();
+        let wanted = [(t, 0), (t, 1), (t, 5)];
+        let (records, results) = elect_preferred(&img, Some(&wanted));
+        assert_eq!(records.len(), 1);
+        assert_eq!(results[0].1, Ok(1));
+        assert_eq!(results[1].1, Err(ControllerError::ElectionNotNeeded));
+        assert!(matches!(
+            results[2].1,
+            Err(ControllerError::UnknownPartition { partition: 5, .. })
+        ));
+        let (all, _) = elect_preferred(&img, None);
+        assert_eq!(all, records);
+    }
+
+    #[test]
+    fn producer_id_blocks_advance_and_configs_need_their_topic() {
+        let img = image(&[]);
+        let (first, record) = allocate_producer_ids(&img, 1000).unwrap();
+        assert_eq!(first, 0);
+        assert_eq!(
+            record,
+            MetadataRecord::ProducerIds {
+                next_producer_id: 1000
+            }
+        );
+        assert!(allocate_producer_ids(&img, 0).is_err());
+        assert_eq!(
+            alter_configs(
+                &img,
+                &ConfigResource::Topic("t".into()),
+                &BTreeMap::from([("retention.ms".into(), Some("1".into()))])
+            ),
+            Err(ControllerError::UnknownTopic("t".into()))
+        );
+    }
+}
