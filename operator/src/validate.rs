@@ -45,6 +45,16 @@ const MAX_STATEFULSET_NAME: usize = 52;
 /// Service names are DNS labels.
 const MAX_DNS_LABEL: usize = 63;
 
+/// Whether brokers take `key` at run time. The topic defaults under their
+/// broker names (`log.retention.ms`, …) are cluster-wide dynamic settings in
+/// Kafka; the broker-only keys are read at start, so changing one restarts
+/// the brokers.
+pub fn is_dynamic_broker_key(key: &str) -> bool {
+    weir_broker::topic_config::TOPIC_CONFIGS
+        .iter()
+        .any(|d| d.broker_key == Some(key))
+}
+
 /// Checks a Cluster's spec on its own.
 pub fn validate(spec: &ClusterSpec) -> Result<(), Vec<FieldError>> {
     let mut errors = Vec::new();

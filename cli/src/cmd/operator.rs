@@ -1,15 +1,45 @@
-//! `weir operator`: the CRDs and what the operator would create, printed
-//! without a cluster. Running the operator itself is not built yet (issue 3).
+//! `weir operator`: run the operator (no subcommand), or print the CRDs and
+//! what the operator would create without a cluster.
 
 use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
+use weir_operator::runtime::OperatorOptions;
 
 #[derive(clap::Args, Debug)]
 pub struct OperatorArgs {
     #[command(subcommand)]
     pub command: Option<OperatorCommand>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Flags of the running operator (`weir operator` with no subcommand).
+#[derive(clap::Args, Debug)]
+pub struct RunArgs {
+    /// Namespaces whose Weir resources to manage, comma-separated; all when empty.
+    #[arg(
+        long = "namespace",
+        env = "WEIR_WATCH_NAMESPACES",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    pub namespaces: Vec<String>,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    #[arg(long, env = "WEIR_HEALTH_LISTEN", default_value = "0.0.0.0:8080")]
+    pub health_listen: String,
+    /// Take a Lease before reconciling, so several replicas can run.
+    #[arg(long, env = "WEIR_LEADER_ELECTION", default_value = "on", value_parser = ["on", "off"])]
+    pub leader_election: String,
+    #[arg(long, env = "WEIR_LEASE_NAME", default_value = "weir-operator")]
+    pub lease_name: String,
+    /// Defaults to the operator's own namespace (`WEIR_NAMESPACE`, set by the chart).
+    #[arg(long, env = "WEIR_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// This replica's name in the Lease; defaults to the pod name.
+    #[arg(long, env = "WEIR_IDENTITY")]
+    pub identity: Option<String>,
 }
 
 #[derive(clap::Subcommand, Debug)]
@@ -35,12 +65,41 @@ pub enum OperatorCommand {
 
 pub async fn run(args: OperatorArgs) -> anyhow::Result<()> {
     match args.command {
-        None => bail!(
-            "running the operator is not built yet; `weir operator crds` and `weir operator render` work"
-        ),
+        None => run_operator(args.run).await,
         Some(OperatorCommand::Crds { out }) => crds(out),
         Some(OperatorCommand::Render { file, namespace }) => render(&file, &namespace),
     }
+}
+
+async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
+    let identity = args
+        .identity
+        .or_else(|| std::env::var("POD_NAME").ok())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("weir-operator-{}", std::process::id()));
+    let options = OperatorOptions {
+        namespaces: args
+            .namespaces
+            .into_iter()
+            .filter(|n| !n.trim().is_empty())
+            .collect(),
+        health_listen: args.health_listen,
+        leader_election: args.leader_election == "on",
+        lease_name: args.lease_name,
+        lease_namespace: args
+            .lease_namespace
+            .or_else(|| std::env::var("WEIR_NAMESPACE").ok()),
+        identity,
+    };
+    let shutdown = async {
+        // Without a signal handler the operator still stops when killed.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    weir_operator::runtime::serve(options, shutdown)
+        .await
+        .context("running the operator")
 }
 
 fn crds(out: Option<PathBuf>) -> anyhow::Result<()> {

@@ -40,7 +40,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{CLUSTER_LABEL, CONFIG_HASH_ANNOTATION, DesiredObject, MANAGED_BY, POOL_LABEL};
 use crate::crd::API_VERSION;
 use crate::crd::cluster::{BrokerPool, Cluster, ClusterSpec, ReclaimPolicy};
-use crate::validate::{FieldError, node_id_start, validate_cluster};
+use crate::validate::{FieldError, is_dynamic_broker_key, node_id_start, validate_cluster};
 
 pub const KAFKA_PORT: i32 = 9092;
 pub const CONTROLLER_PORT: i32 = 9093;
@@ -66,6 +66,28 @@ pub struct BrokerIdentity {
     pub pod: String,
     /// The pod's stable DNS name under the headless Service.
     pub host: String,
+}
+
+/// Where in-cluster clients of Cluster `name` in `namespace` bootstrap from
+/// (its bootstrap Service); Topics find their cluster's brokers here.
+pub fn bootstrap_servers(name: &str, namespace: &str) -> String {
+    format!("{name}-bootstrap.{namespace}.svc:{KAFKA_PORT}")
+}
+
+/// A broker pool as a StatefulSet: its name, node ids and volume policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolShape {
+    pub pool: String,
+    pub statefulset: String,
+    pub node_id_start: i32,
+    pub replicas: i32,
+    pub reclaim: ReclaimPolicy,
+}
+
+impl PoolShape {
+    pub fn node_ids(&self) -> std::ops::Range<i32> {
+        self.node_id_start..self.node_id_start.saturating_add(self.replicas)
+    }
 }
 
 /// A validated Cluster and everything derived from it.
@@ -121,6 +143,9 @@ impl ClusterModel {
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
+    pub fn image(&self) -> &str {
+        &self.spec.image
+    }
     pub fn service_account_name(&self) -> String {
         self.name.clone()
     }
@@ -145,11 +170,7 @@ impl ClusterModel {
 
     /// Where in-cluster clients bootstrap from.
     pub fn bootstrap_servers(&self) -> String {
-        format!(
-            "{}.{}.svc:{KAFKA_PORT}",
-            self.bootstrap_service_name(),
-            self.namespace
-        )
+        bootstrap_servers(&self.name, &self.namespace)
     }
 
     /// Every broker the spec asks for, in node-id order within each pool.
@@ -190,11 +211,20 @@ impl ClusterModel {
         Some(voters.join(","))
     }
 
-    /// Hex FNV-1a of the broker settings: stable across builds and Rust
-    /// versions (unlike `DefaultHasher`), since it is stored on pods.
+    /// Hex FNV-1a of the static broker settings: stable across builds and
+    /// Rust versions (unlike `DefaultHasher`), since it is stored on pods.
+    /// Dynamic settings are left out: changing one is applied live and must
+    /// not restart brokers.
     pub fn config_hash(&self) -> String {
+        let statics: BTreeMap<String, String> = self
+            .spec
+            .config
+            .iter()
+            .filter(|(k, _)| !is_dynamic_broker_key(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for byte in self.broker_properties().bytes() {
+        for byte in properties(&statics).bytes() {
             hash ^= u64::from(byte);
             hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
         }
@@ -204,6 +234,32 @@ impl ClusterModel {
     /// The broker settings in `server.properties` form, sorted by key.
     pub fn broker_properties(&self) -> String {
         properties(&self.spec.config)
+    }
+
+    /// The settings brokers take at run time, without a restart.
+    pub fn dynamic_broker_settings(&self) -> BTreeMap<String, String> {
+        self.spec
+            .config
+            .iter()
+            .filter(|(k, _)| is_dynamic_broker_key(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// Each pool with the StatefulSet that runs it and its node ids.
+    pub fn pools(&self) -> Vec<PoolShape> {
+        self.spec
+            .broker_pools
+            .iter()
+            .enumerate()
+            .map(|(i, pool)| PoolShape {
+                pool: pool.name.clone(),
+                statefulset: self.pool_statefulset_name(pool),
+                node_id_start: node_id_start(i, pool),
+                replicas: pool.replicas,
+                reclaim: pool.storage.reclaim_on_scale_down,
+            })
+            .collect()
     }
 
     fn labels(&self, component: &str) -> BTreeMap<String, String> {
@@ -1037,10 +1093,22 @@ mod tests {
     #[test]
     fn config_hash_changes_with_settings_only() {
         let a = model(&cluster("demo").build()).config_hash();
-        let b = model(&cluster("demo").config("log.retention.ms", "1000").build()).config_hash();
+        let b = model(&cluster("demo").config("num.partitions", "6").build()).config_hash();
         let c = model(&cluster("other").build()).config_hash();
         assert_ne!(a, b);
         assert_eq!(a, c);
+    }
+
+    #[test]
+    fn dynamic_settings_do_not_change_the_hash() {
+        let a = model(&cluster("demo").build());
+        let b = model(&cluster("demo").config("log.retention.ms", "1000").build());
+        assert_eq!(a.config_hash(), b.config_hash());
+        assert_eq!(
+            b.dynamic_broker_settings(),
+            BTreeMap::from([("log.retention.ms".to_string(), "1000".to_string())])
+        );
+        assert!(a.dynamic_broker_settings().is_empty());
     }
 
     #[test]

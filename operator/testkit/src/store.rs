@@ -318,7 +318,21 @@ impl Store {
             if old.is_some() { "MODIFIED" } else { "ADDED" },
             new.clone(),
         );
+        // As Kubernetes' garbage collector does, a dependent whose owners
+        // are all gone (e.g. written by a reconcile that raced its owner's
+        // deletion) is collected.
+        let owners = owner_uids(&new);
+        if !owners.is_empty() && !owners.iter().any(|u| self.has_uid(u)) {
+            let _ = self.delete(key);
+            return self.objects.get(key).cloned().unwrap_or(new);
+        }
         new
+    }
+
+    fn has_uid(&self, uid: &str) -> bool {
+        self.objects
+            .values()
+            .any(|o| meta_str(o, "uid") == Some(uid))
     }
 
     /// Really removes an object, then collects the dependents it leaves ownerless.

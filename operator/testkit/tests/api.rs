@@ -694,3 +694,23 @@ async fn json_patch_applies_atomically() {
         "a failed patch changes nothing"
     );
 }
+
+#[tokio::test]
+async fn a_dependent_of_a_deleted_owner_is_collected() {
+    let (_server, client) = FakeApiServer::start().await.unwrap();
+    let topics: Api<DynamicObject> = Api::namespaced_with(client, "ns", &topic_resource());
+    let mut orphan = topic("late", json!({}));
+    orphan.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: "weir.dev/v1alpha1".into(),
+        kind: "Topic".into(),
+        name: "gone".into(),
+        uid: "no-such-uid".into(),
+        controller: Some(true),
+        block_owner_deletion: None,
+    }]);
+    topics
+        .create(&PostParams::default(), &orphan)
+        .await
+        .unwrap();
+    assert_eq!(api_status(topics.get("late").await.unwrap_err()).0, 404);
+}
