@@ -5,6 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use kafka_protocol::messages::alter_partition_reassignments_request::{
+    ReassignablePartition, ReassignableTopic,
+};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::delete_records_request::{
@@ -16,20 +19,23 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::list_partition_reassignments_request::ListPartitionReassignmentsTopics;
 use kafka_protocol::messages::offset_fetch_request::{
     OffsetFetchRequestGroup, OffsetFetchRequestTopic,
 };
 use kafka_protocol::messages::{
-    ConsumerProtocolAssignment, ConsumerProtocolSubscription, CreatePartitionsRequest,
-    CreateTopicsRequest, DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest,
-    ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, ConsumerProtocolAssignment,
+    ConsumerProtocolSubscription, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
+    ListOffsetsRequest, ListPartitionReassignmentsRequest, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Message};
 
 use crate::cluster::{Cluster, TopicMetadata};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result, check};
+use crate::reassign::{PartitionReplicas, plan_drain};
 use crate::util::{millis_i32, sb};
 
 /// Newest OffsetFetch that still names topics (v10 switched to topic ids).
@@ -661,6 +667,189 @@ impl Admin {
         }
         Ok(())
     }
+
+    /// Starts, replaces or cancels partition reassignments (KIP-455): each
+    /// partition moves to its `replicas` (the first is the preferred
+    /// leader), or with `None` goes back to the replicas it had before its
+    /// move. The replication factor may change. Fails with the first
+    /// partition's error if any is refused; the others still apply.
+    pub async fn alter_partition_reassignments(
+        &self,
+        reassignments: &[Reassignment],
+    ) -> Result<()> {
+        let mut req = AlterPartitionReassignmentsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_allow_replication_factor_change(true);
+        for r in reassignments {
+            let partition = ReassignablePartition::default()
+                .with_partition_index(r.partition)
+                .with_replicas(
+                    r.replicas
+                        .as_ref()
+                        .map(|ids| ids.iter().copied().map(BrokerId).collect()),
+                );
+            match req.topics.iter_mut().find(|t| t.name.as_str() == r.topic) {
+                Some(t) => t.partitions.push(partition),
+                None => req.topics.push(
+                    ReassignableTopic::default()
+                        .with_name(TopicName(sb(&r.topic)))
+                        .with_partitions(vec![partition]),
+                ),
+            }
+        }
+        let resp = self.cluster.controller().await?.send(&req).await?;
+        check(resp.error_code, resp.error_message.as_ref(), || {
+            "reassign partitions".to_string()
+        })?;
+        for t in &resp.responses {
+            for p in &t.partitions {
+                check(p.error_code, p.error_message.as_ref(), || {
+                    format!("reassign {}-{}", t.name.as_str(), p.partition_index)
+                })?;
+            }
+        }
+        for topic in reassignments.iter().map(|r| r.topic.as_str()) {
+            self.cluster.invalidate(topic);
+        }
+        Ok(())
+    }
+
+    /// The reassignments in progress, among `partitions` (topic, partition)
+    /// if given, sorted by topic and partition.
+    pub async fn list_partition_reassignments(
+        &self,
+        partitions: Option<&[(String, i32)]>,
+    ) -> Result<Vec<OngoingReassignment>> {
+        let topics = partitions.map(|wanted| {
+            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+            for (topic, p) in wanted {
+                by_topic.entry(topic).or_default().push(*p);
+            }
+            by_topic
+                .into_iter()
+                .map(|(topic, indexes)| {
+                    ListPartitionReassignmentsTopics::default()
+                        .with_name(TopicName(sb(topic)))
+                        .with_partition_indexes(indexes)
+                })
+                .collect()
+        });
+        let req = ListPartitionReassignmentsRequest::default()
+            .with_timeout_ms(self.timeout_ms())
+            .with_topics(topics);
+        let resp = self.cluster.controller().await?.send(&req).await?;
+        check(resp.error_code, resp.error_message.as_ref(), || {
+            "list partition reassignments".to_string()
+        })?;
+        let ids = |v: &[BrokerId]| v.iter().map(|b| b.0).collect();
+        let mut out: Vec<OngoingReassignment> = resp
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| OngoingReassignment {
+                    topic: t.name.to_string(),
+                    partition: p.partition_index,
+                    replicas: ids(&p.replicas),
+                    adding_replicas: ids(&p.adding_replicas),
+                    removing_replicas: ids(&p.removing_replicas),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(out)
+    }
+
+    /// Moves every replica off broker `node` (a drain before scale-down):
+    /// plans replacements with [`plan_drain`] from fresh metadata and the
+    /// moves in progress, and submits them. Returns the reassignments made
+    /// (empty when the node holds nothing, or everything is already moving
+    /// off it). Progress is for the caller to watch ([`Self::replicas_on`]).
+    pub async fn drain_broker(&self, node: i32) -> Result<Vec<Reassignment>> {
+        let topics = self.list_topics(true).await?;
+        let ongoing = self.list_partition_reassignments(None).await?;
+        let removing: BTreeMap<(&str, i32), &[i32]> = ongoing
+            .iter()
+            .map(|o| {
+                (
+                    (o.topic.as_str(), o.partition),
+                    o.removing_replicas.as_slice(),
+                )
+            })
+            .collect();
+        // A partition already moving is planned from its target, so a drain
+        // keeps the move's intent and only swaps out `node`.
+        let partitions: Vec<PartitionReplicas> = topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions.iter().map(|p| {
+                    let leaving = removing
+                        .get(&(t.name.as_str(), p.partition))
+                        .copied()
+                        .unwrap_or_default();
+                    PartitionReplicas {
+                        topic: t.name.clone(),
+                        partition: p.partition,
+                        replicas: p
+                            .replicas
+                            .iter()
+                            .copied()
+                            .filter(|r| !leaving.contains(r))
+                            .collect(),
+                    }
+                })
+            })
+            .collect();
+        let plan = plan_drain(&self.cluster.brokers(), &partitions, node)
+            .map_err(|e| Error::Other(e.to_string()))?;
+        let reassignments: Vec<Reassignment> = plan
+            .into_iter()
+            .map(|p| Reassignment {
+                topic: p.topic,
+                partition: p.partition,
+                replicas: Some(p.replicas),
+            })
+            .collect();
+        if !reassignments.is_empty() {
+            self.alter_partition_reassignments(&reassignments).await?;
+        }
+        Ok(reassignments)
+    }
+
+    /// The partitions with a replica on broker `node`, from fresh metadata
+    /// (replicas being added or removed included).
+    pub async fn replicas_on(&self, node: i32) -> Result<Vec<(String, i32)>> {
+        Ok(self
+            .list_topics(true)
+            .await?
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .filter(|p| p.replicas.contains(&node))
+                    .map(|p| (t.name.clone(), p.partition))
+            })
+            .collect())
+    }
+}
+
+/// One partition's wanted replicas, for
+/// [`Admin::alter_partition_reassignments`]; `None` cancels its move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub replicas: Option<Vec<i32>>,
+}
+
+/// A reassignment in progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OngoingReassignment {
+    pub topic: String,
+    pub partition: i32,
+    /// Target and current replicas together, target first.
+    pub replicas: Vec<i32>,
+    pub adding_replicas: Vec<i32>,
+    pub removing_replicas: Vec<i32>,
 }
 
 fn describe_resource(r: &ConfigResource) -> String {

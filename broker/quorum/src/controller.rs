@@ -160,34 +160,156 @@ pub fn elect_leader(
         .copied()
 }
 
-fn unclean_allowed(image: &MetadataImage, topic: &str) -> bool {
+/// For a leaderless partition, the leader and ISR an election gives it now
+/// (an unclean winner becomes the whole ISR), if anyone is eligible.
+pub(crate) fn elect_if_leaderless(
+    p: &PartitionRegistration,
+    live: &BTreeSet<BrokerId>,
+    unclean: bool,
+) -> Option<(BrokerId, Vec<BrokerId>)> {
+    if p.leader != NO_LEADER {
+        return None;
+    }
+    let leader = elect_leader(p, live, unclean)?;
+    let isr = if p.isr.contains(&leader) {
+        p.isr.clone()
+    } else {
+        vec![leader]
+    };
+    Some((leader, isr))
+}
+
+pub(crate) fn unclean_allowed(image: &MetadataImage, topic: &str) -> bool {
     image
         .effective_topic_config(topic, UNCLEAN_LEADER_ELECTION)
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
-/// Builds the change record from `current` to `next`, or nothing if equal.
-/// The leader epoch grows only when the leader changes.
+/// Builds the change record moving a partition from `current` to the
+/// leader and ISR given, or nothing if they are unchanged. A reassignment
+/// that the new state lets complete (with `live` brokers) completes in the
+/// same record, so no decision leaves a finished move pending.
 fn change(
     topic_id: uuid::Uuid,
     partition: usize,
     current: &PartitionRegistration,
     leader: BrokerId,
     isr: Vec<BrokerId>,
+    live: &BTreeSet<BrokerId>,
 ) -> Option<MetadataRecord> {
-    if leader == current.leader && isr == current.isr {
-        return None;
+    let next = PartitionRegistration {
+        leader,
+        isr,
+        ..current.clone()
+    };
+    let next = complete_reassignment(&next, live).unwrap_or(next);
+    change_to(topic_id, i32::try_from(partition).ok()?, current, &next)
+}
+
+/// Builds the change record from `current` to `next` (only the fields that
+/// differ), or nothing if equal. `next`'s epochs are ignored: the partition
+/// epoch grows by one, the leader epoch only when the leader changes.
+pub fn change_to(
+    topic_id: uuid::Uuid,
+    partition: i32,
+    current: &PartitionRegistration,
+    next: &PartitionRegistration,
+) -> Option<MetadataRecord> {
+    fn changed<T: PartialEq + Clone>(now: &T, next: &T) -> Option<T> {
+        (now != next).then(|| next.clone())
     }
-    let leader_changed = leader != current.leader;
-    Some(MetadataRecord::PartitionChange(PartitionChange {
+    let leader_changed = next.leader != current.leader;
+    let record = PartitionChange {
         topic_id,
-        partition: i32::try_from(partition).ok()?,
-        replicas: None,
-        isr: (isr != current.isr).then_some(isr),
-        leader: leader_changed.then_some(leader),
+        partition,
+        replicas: changed(&current.replicas, &next.replicas),
+        isr: changed(&current.isr, &next.isr),
+        leader: leader_changed.then_some(next.leader),
         leader_epoch: current.leader_epoch + i32::from(leader_changed),
         partition_epoch: current.partition_epoch + 1,
-    }))
+        adding_replicas: changed(&current.adding_replicas, &next.adding_replicas),
+        removing_replicas: changed(&current.removing_replicas, &next.removing_replicas),
+    };
+    let unchanged = record.replicas.is_none()
+        && record.isr.is_none()
+        && record.leader.is_none()
+        && record.adding_replicas.is_none()
+        && record.removing_replicas.is_none();
+    (!unchanged).then_some(MetadataRecord::PartitionChange(record))
+}
+
+/// The partition with a reassignment towards `target` begun, as KRaft
+/// records one: the replicas become the target followed by the current
+/// replicas not in it (so the target's first replica is the preferred
+/// leader); `adding` are target replicas the partition did not originally
+/// have, `removing` current replicas outside the target. A target that only
+/// reorders the current replicas takes effect at once. Starting from a
+/// partition already being reassigned replaces that reassignment; a target
+/// equal to the original replicas is how a reassignment is cancelled.
+/// The result may be complete already: pass it to [`complete_reassignment`].
+pub fn begin_reassignment(
+    current: &PartitionRegistration,
+    target: &[BrokerId],
+) -> PartitionRegistration {
+    let original = current.original_replicas();
+    let outside: Vec<BrokerId> = current
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| !target.contains(r))
+        .collect();
+    PartitionRegistration {
+        replicas: target
+            .iter()
+            .copied()
+            .chain(outside.iter().copied())
+            .collect(),
+        adding_replicas: target
+            .iter()
+            .copied()
+            .filter(|r| !original.contains(r))
+            .collect(),
+        removing_replicas: outside,
+        ..current.clone()
+    }
+}
+
+/// The partition with its reassignment completed, if it can be now: every
+/// adding replica is in the ISR. The replicas become the target, the ISR
+/// keeps only target replicas, and a leader being removed hands over to the
+/// first target replica that is live and in sync (the leader epoch then
+/// grows, see [`change_to`]). `None` while the move is still catching up, or
+/// when no target replica could lead yet (the next ISR change retries).
+pub fn complete_reassignment(
+    p: &PartitionRegistration,
+    live: &BTreeSet<BrokerId>,
+) -> Option<PartitionRegistration> {
+    if !p.is_reassigning() || !p.adding_replicas.iter().all(|r| p.isr.contains(r)) {
+        return None;
+    }
+    let target = p.target_replicas();
+    let isr: Vec<BrokerId> = p
+        .isr
+        .iter()
+        .copied()
+        .filter(|r| target.contains(r))
+        .collect();
+    let leader = if target.contains(&p.leader) {
+        p.leader
+    } else {
+        target
+            .iter()
+            .copied()
+            .find(|r| isr.contains(r) && live.contains(r))?
+    };
+    Some(PartitionRegistration {
+        replicas: target,
+        isr,
+        leader,
+        adding_replicas: Vec::new(),
+        removing_replicas: Vec::new(),
+        ..p.clone()
+    })
 }
 
 /// Records that fence `node`: the fence itself, then for every partition it
@@ -240,7 +362,7 @@ pub fn on_broker_fenced(image: &MetadataImage, node: BrokerId) -> Vec<MetadataRe
             } else {
                 (p.leader, shrunk)
             };
-            records.extend(change(topic.id, index, p, leader, isr));
+            records.extend(change(topic.id, index, p, leader, isr, &live));
         }
     }
     records
@@ -268,13 +390,8 @@ pub fn on_broker_unfenced(image: &MetadataImage, node: BrokerId) -> Vec<Metadata
             if p.leader != NO_LEADER || !p.replicas.contains(&node) {
                 continue;
             }
-            if let Some(l) = elect_leader(p, &live, unclean) {
-                let isr = if p.isr.contains(&l) {
-                    p.isr.clone()
-                } else {
-                    vec![l]
-                };
-                records.extend(change(topic.id, index, p, l, isr));
+            if let Some((l, isr)) = elect_if_leaderless(p, &live, unclean) {
+                records.extend(change(topic.id, index, p, l, isr, &live));
             }
         }
     }
@@ -290,7 +407,7 @@ pub fn preferred_leader_elections(image: &MetadataImage) -> Vec<MetadataRecord> 
         for (index, p) in topic.partitions.iter().enumerate() {
             let preferred = p.preferred_leader();
             if p.leader != preferred && live.contains(&preferred) && p.isr.contains(&preferred) {
-                records.extend(change(topic.id, index, p, preferred, p.isr.clone()));
+                records.extend(change(topic.id, index, p, preferred, p.isr.clone(), &live));
             }
         }
     }
@@ -460,6 +577,10 @@ mod tests {
         Fence(i32),
         Unfence(i32),
         Preferred,
+        /// Reassign partition `.1` of topic `t{.0}` (if they exist) to `.2`.
+        Reassign(usize, i32, Vec<i32>),
+        /// Every leader takes live replica `.0` into its ISR.
+        CatchUp(i32),
     }
 
     fn arb_event(n: i32) -> impl Strategy<Value = Event> {
@@ -467,7 +588,58 @@ mod tests {
             (0..n).prop_map(Event::Fence),
             (0..n).prop_map(Event::Unfence),
             Just(Event::Preferred),
+            (0..4usize, 0..6i32, prop::collection::vec(0..n, 0..4))
+                .prop_map(|(t, p, target)| Event::Reassign(t, p, target)),
+            (0..n).prop_map(Event::CatchUp),
         ]
+    }
+
+    /// The records of the controller's decision for `event`.
+    fn decide_event(image: &MetadataImage, event: &Event) -> Vec<MetadataRecord> {
+        match event {
+            Event::Fence(n) => on_broker_fenced(image, *n),
+            Event::Unfence(n) => on_broker_unfenced(image, *n),
+            Event::Preferred => preferred_leader_elections(image),
+            Event::Reassign(t, partition, target) => {
+                let request = crate::rpc::PartitionReassignment {
+                    topic: format!("t{t}"),
+                    partition: *partition,
+                    // An empty target stands for a cancellation.
+                    target: (!target.is_empty()).then(|| target.clone()),
+                };
+                let (records, _) = crate::decide::alter_reassignments(image, &[request], true);
+                records
+            }
+            Event::CatchUp(node) => {
+                // Decided one partition at a time, each against the image
+                // the previous left, as the service does.
+                let mut after = image.clone();
+                let mut records = Vec::new();
+                for topic in image.topics() {
+                    for partition in 0..topic.partitions.len() as i32 {
+                        let Some(p) = after.partition(&topic.id, partition) else {
+                            continue;
+                        };
+                        if p.leader == NO_LEADER || p.isr.contains(node) {
+                            continue;
+                        }
+                        let change = crate::decide::IsrChange {
+                            node_id: p.leader,
+                            topic_id: topic.id,
+                            partition,
+                            leader_epoch: p.leader_epoch,
+                            partition_epoch: p.partition_epoch,
+                            new_isr: p.isr.iter().copied().chain([*node]).collect(),
+                        };
+                        if let Ok(Some(record)) = crate::decide::alter_partition(&after, &change) {
+                            after.apply(&record).unwrap();
+                            records.push(record);
+                        }
+                    }
+                }
+                records
+            }
+        }
     }
 
     fn leader_epochs(image: &MetadataImage) -> BTreeMap<(Uuid, usize), (i32, i32)> {
@@ -491,11 +663,7 @@ mod tests {
             let mut image = cluster(4, &topics);
             for event in events {
                 let before = leader_epochs(&image);
-                let records = match &event {
-                    Event::Fence(n) => on_broker_fenced(&image, *n),
-                    Event::Unfence(n) => on_broker_unfenced(&image, *n),
-                    Event::Preferred => preferred_leader_elections(&image),
-                };
+                let records = decide_event(&image, &event);
                 prop_assert_eq!(image.apply_batch(&records), Ok(()), "{:?}: {:?}", event, records);
                 assert_invariants(&image);
                 let live = image.live_brokers();
@@ -516,6 +684,11 @@ mod tests {
                                 "{:?}", p
                             );
                         }
+                        if matches!(event, Event::Reassign(..) | Event::CatchUp(_)) {
+                            // A move whose new replicas are in sync and
+                            // which has a leader to hand over to is done.
+                            prop_assert_eq!(complete_reassignment(p, &live), None, "{:?}", p);
+                        }
                         let (old_leader, old_epoch) = before[&(topic.id, i)];
                         prop_assert!(p.leader_epoch >= old_epoch);
                         if p.leader != old_leader {
@@ -525,6 +698,64 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_move_unions_the_replicas_then_completes_once_the_new_ones_are_in_sync() {
+        let p = PartitionRegistration {
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2, 3],
+            leader: 1,
+            leader_epoch: 4,
+            partition_epoch: 7,
+            ..Default::default()
+        };
+        let live: BTreeSet<i32> = [1, 2, 3, 4].into();
+        let moving = begin_reassignment(&p, &[4, 2, 3]);
+        assert_eq!(moving.replicas, vec![4, 2, 3, 1]);
+        assert_eq!(
+            (
+                moving.adding_replicas.clone(),
+                moving.removing_replicas.clone()
+            ),
+            (vec![4], vec![1])
+        );
+        assert_eq!(moving.preferred_leader(), 4);
+        assert_eq!(complete_reassignment(&moving, &live), None);
+        let caught_up = PartitionRegistration {
+            isr: vec![1, 2, 3, 4],
+            ..moving.clone()
+        };
+        let done = complete_reassignment(&caught_up, &live).unwrap();
+        // The leader was being removed: the first in-sync target replica
+        // takes over, in a new leader epoch.
+        assert_eq!(
+            (done.replicas.clone(), done.isr.clone(), done.leader),
+            (vec![4, 2, 3], vec![2, 3, 4], 4)
+        );
+        assert!(!done.is_reassigning());
+        let Some(MetadataRecord::PartitionChange(c)) = change_to(Uuid::nil(), 0, &p, &done) else {
+            panic!("no change record");
+        };
+        assert_eq!(
+            (c.leader, c.leader_epoch, c.partition_epoch),
+            (Some(4), 5, 8)
+        );
+        // Without a live in-sync target replica to lead, it waits.
+        let dead: BTreeSet<i32> = [1].into();
+        assert_eq!(complete_reassignment(&caught_up, &dead), None);
+        // Moving again to the original replicas reverts: 4 is removed.
+        let back = begin_reassignment(&moving, &[1, 2, 3]);
+        assert_eq!(
+            (back.adding_replicas.clone(), back.removing_replicas.clone()),
+            (vec![], vec![4])
+        );
+        let reverted = complete_reassignment(&back, &live).unwrap();
+        assert_eq!((reverted.replicas, reverted.leader), (vec![1, 2, 3], 1));
+        // A pure reorder needs no catching up.
+        let reordered = begin_reassignment(&p, &[3, 1, 2]);
+        assert!(!reordered.is_reassigning());
+        assert_eq!(reordered.replicas, vec![3, 1, 2]);
     }
 
     #[test]
@@ -552,8 +783,7 @@ mod tests {
             replicas: vec![3, 1, 2],
             isr: vec![1, 2],
             leader: NO_LEADER,
-            leader_epoch: 0,
-            partition_epoch: 0,
+            ..Default::default()
         };
         let live = |ids: &[i32]| ids.iter().copied().collect::<BTreeSet<_>>();
         assert_eq!(elect_leader(&p, &live(&[1, 2, 3]), false), Some(1));

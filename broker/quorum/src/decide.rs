@@ -7,11 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use uuid::Uuid;
 
 use crate::controller::{
-    PlacementBroker, PlacementError, place_replicas, preferred_leader_elections,
+    PlacementBroker, PlacementError, begin_reassignment, change_to, complete_reassignment,
+    elect_if_leaderless, place_replicas, preferred_leader_elections, unclean_allowed,
 };
 use crate::image::{BrokerRegistration, MetadataImage, PartitionRegistration};
 use crate::records::{BrokerId, ConfigResource, MetadataRecord, PartitionChange, PartitionRecord};
-use crate::rpc::{ControllerError, NewTopic, TopicInfo};
+use crate::rpc::{
+    ControllerError, NewTopic, OngoingReassignment, PartitionReassignment, TopicInfo,
+};
 
 /// Kafka's defaults when a CreateTopics request leaves them at -1
 /// (`num.partitions`, `default.replication.factor`).
@@ -240,7 +243,11 @@ pub fn create_partitions(
             "topic '{topic}' has {current} partitions; the count can only grow (asked {count})"
         )));
     }
-    let rf = t.partitions.first().map_or(1, |p| p.replicas.len());
+    // A partition being reassigned has more replicas only for the move.
+    let rf = t
+        .partitions
+        .first()
+        .map_or(1, |p| p.target_replicas().len());
     let replica_sets = match assignments {
         Some(a) => {
             let adding = usize::try_from(count - current).unwrap_or(0);
@@ -331,6 +338,11 @@ pub struct IsrChange {
 /// The record for an ISR change, or `None` when the ISR is already so.
 /// The sender must lead the partition at the epochs it states; a replica
 /// joining the ISR must be unfenced; the leader stays in the ISR.
+///
+/// This is where a reassignment completes: the ISR expansion that brings
+/// its last adding replica in sync also finishes the move, in the same
+/// record (as KRaft's partition change builder does), so no committed state
+/// has every new replica in sync yet the move still pending.
 pub fn alter_partition(
     image: &MetadataImage,
     change: &IsrChange,
@@ -388,15 +400,160 @@ pub fn alter_partition(
     if *isr == current.isr {
         return Ok(None);
     }
-    Ok(Some(MetadataRecord::PartitionChange(PartitionChange {
-        topic_id: change.topic_id,
-        partition: change.partition,
-        replicas: None,
-        isr: Some(isr.clone()),
-        leader: None,
-        leader_epoch: current.leader_epoch,
-        partition_epoch: current.partition_epoch + 1,
-    })))
+    let next = PartitionRegistration {
+        isr: isr.clone(),
+        ..current.clone()
+    };
+    let next = complete_reassignment(&next, &live).unwrap_or(next);
+    Ok(change_to(change.topic_id, change.partition, current, &next))
+}
+
+/// Checks a reassignment target: non-empty, distinct, registered brokers,
+/// and, unless allowed, as many replicas as the partition has now.
+fn check_target(
+    image: &MetadataImage,
+    request: &PartitionReassignment,
+    current: &PartitionRegistration,
+    target: &[BrokerId],
+    allow_replication_factor_change: bool,
+) -> Result<(), ControllerError> {
+    let name = format!("{}-{}", request.topic, request.partition);
+    let bad = |msg: String| Err(ControllerError::InvalidReplicaAssignment(msg));
+    if target.is_empty() {
+        return bad(format!("the target replicas of {name} are empty"));
+    }
+    if target.iter().collect::<BTreeSet<_>>().len() != target.len() {
+        return bad(format!(
+            "the target replicas of {name} list a broker twice: {target:?}"
+        ));
+    }
+    if let Some(unknown) = target.iter().find(|r| image.broker(**r).is_none()) {
+        return bad(format!("{name}: broker {unknown} is not registered"));
+    }
+    let original = current.original_replicas();
+    if !allow_replication_factor_change && target.len() != original.len() {
+        return Err(ControllerError::InvalidReplicationFactor(format!(
+            "the target {target:?} of {name} has {} replicas but the partition has {}, and the request does not allow changing the replication factor",
+            target.len(),
+            original.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The record for one AlterPartitionReassignments entry, or `None` when it
+/// changes nothing. A target starts (or replaces) a reassignment, which
+/// completes at once when every adding replica is already in sync (a
+/// reorder, or a smaller replica set). `None` cancels one in progress: back
+/// to the original replicas, refused when none of them could lead.
+pub fn alter_reassignment(
+    image: &MetadataImage,
+    request: &PartitionReassignment,
+    allow_replication_factor_change: bool,
+) -> Result<Option<MetadataRecord>, ControllerError> {
+    let topic = image
+        .topic_by_name(&request.topic)
+        .ok_or_else(|| ControllerError::UnknownTopic(request.topic.clone()))?;
+    let current =
+        image
+            .partition(&topic.id, request.partition)
+            .ok_or(ControllerError::UnknownPartition {
+                topic_id: topic.id,
+                partition: request.partition,
+            })?;
+    let live = image.live_brokers();
+    let next = match &request.target {
+        None => {
+            if !current.is_reassigning() {
+                return Err(ControllerError::NoReassignmentInProgress {
+                    topic: request.topic.clone(),
+                    partition: request.partition,
+                });
+            }
+            let original = current.original_replicas();
+            let reverted = begin_reassignment(current, &original);
+            complete_reassignment(&reverted, &live).ok_or_else(|| {
+                ControllerError::InvalidReplicaAssignment(format!(
+                    "cannot cancel the reassignment of {}-{}: none of its original replicas {original:?} is live and in sync",
+                    request.topic, request.partition
+                ))
+            })?
+        }
+        Some(target) => {
+            check_target(
+                image,
+                request,
+                current,
+                target,
+                allow_replication_factor_change,
+            )?;
+            let mut begun = begin_reassignment(current, target);
+            // A leaderless partition may have gained a replica that can be
+            // elected (unclean only: a new replica is not in sync).
+            if let Some((leader, isr)) =
+                elect_if_leaderless(&begun, &live, unclean_allowed(image, &topic.name))
+            {
+                begun.leader = leader;
+                begun.isr = isr;
+            }
+            complete_reassignment(&begun, &live).unwrap_or(begun)
+        }
+    };
+    Ok(change_to(topic.id, request.partition, current, &next))
+}
+
+/// Decides a whole AlterPartitionReassignments request: each entry against
+/// the image as the entries before it leave it (so a partition named twice
+/// is decided twice, in order), one outcome per entry, and the records of
+/// those that succeeded, to propose as one batch.
+pub fn alter_reassignments(
+    image: &MetadataImage,
+    requests: &[PartitionReassignment],
+    allow_replication_factor_change: bool,
+) -> (Vec<MetadataRecord>, Vec<Result<(), ControllerError>>) {
+    let mut preview = image.clone();
+    let mut records = Vec::new();
+    let results = requests
+        .iter()
+        .map(|request| {
+            let record = alter_reassignment(&preview, request, allow_replication_factor_change)?;
+            if let Some(record) = record {
+                preview.apply(&record).map_err(ControllerError::Rejected)?;
+                records.push(record);
+            }
+            Ok(())
+        })
+        .collect();
+    (records, results)
+}
+
+/// The reassignments in progress, by topic name and partition; only among
+/// `wanted` if given (partitions that do not exist are not in progress).
+pub fn list_reassignments(
+    image: &MetadataImage,
+    wanted: Option<&[(String, i32)]>,
+) -> Vec<OngoingReassignment> {
+    let mut ongoing: Vec<OngoingReassignment> = image
+        .topics()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .zip(0..)
+                .filter(|(p, _)| p.is_reassigning())
+                .map(|(p, partition)| OngoingReassignment {
+                    topic: t.name.clone(),
+                    partition,
+                    replicas: p.replicas.clone(),
+                    adding_replicas: p.adding_replicas.clone(),
+                    removing_replicas: p.removing_replicas.clone(),
+                })
+        })
+        .filter(|o| {
+            wanted.is_none_or(|w| w.iter().any(|(t, p)| *t == o.topic && *p == o.partition))
+        })
+        .collect();
+    ongoing.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    ongoing
 }
 
 /// Per partition, its new leader or why it has none.
@@ -648,6 +805,8 @@ mod tests {
             leader: Some(2),
             leader_epoch: 1,
             partition_epoch: 1,
+            adding_replicas: None,
+            removing_replicas: None,
         }))
         .unwrap();
         let wanted = [(t, 0), (t, 1), (t, 5)];
@@ -661,6 +820,129 @@ mod tests {
         ));
         let (all, _) = elect_preferred(&img, None);
         assert_eq!(all, records);
+    }
+
+    fn reassign(topic: &str, partition: i32, target: Option<Vec<i32>>) -> PartitionReassignment {
+        PartitionReassignment {
+            topic: topic.into(),
+            partition,
+            target,
+        }
+    }
+
+    #[test]
+    fn a_reassignment_completes_when_the_new_replica_joins_the_isr() {
+        let mut img = image(&[
+            (1, None, false),
+            (2, None, false),
+            (3, None, false),
+            (4, None, false),
+        ]);
+        let mut topic = new_topic("t", -1, -1);
+        topic.assignments = Some(vec![vec![1, 2, 3]]);
+        let t = created(&mut img, &topic, 1);
+        let (records, results) =
+            alter_reassignments(&img, &[reassign("t", 0, Some(vec![4, 2, 3]))], false);
+        assert_eq!(results, vec![Ok(())]);
+        img.apply_batch(&records).unwrap();
+        let p = img.partition(&t, 0).unwrap().clone();
+        assert_eq!(p.replicas, vec![4, 2, 3, 1]);
+        assert_eq!(
+            list_reassignments(&img, None),
+            vec![OngoingReassignment {
+                topic: "t".into(),
+                partition: 0,
+                replicas: vec![4, 2, 3, 1],
+                adding_replicas: vec![4],
+                removing_replicas: vec![1],
+            }]
+        );
+        assert!(list_reassignments(&img, Some(&[("t".into(), 1)])).is_empty());
+        // The leader (1, being removed) takes 4 into the ISR: the move
+        // completes in the same record and leadership passes to 4.
+        let change = IsrChange {
+            node_id: 1,
+            topic_id: t,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: vec![1, 2, 3, 4],
+        };
+        let record = alter_partition(&img, &change).unwrap().unwrap();
+        img.apply(&record).unwrap();
+        let done = img.partition(&t, 0).unwrap();
+        assert_eq!(
+            (done.replicas.clone(), done.isr.clone(), done.leader),
+            (vec![4, 2, 3], vec![2, 3, 4], 4)
+        );
+        assert_eq!(done.leader_epoch, p.leader_epoch + 1);
+        assert!(list_reassignments(&img, None).is_empty());
+    }
+
+    #[test]
+    fn reassignments_name_what_is_wrong_and_cancel_back_to_the_original() {
+        let mut img = image(&[
+            (1, None, false),
+            (2, None, false),
+            (3, None, false),
+            (4, None, false),
+        ]);
+        let mut topic = new_topic("t", -1, -1);
+        topic.assignments = Some(vec![vec![1, 2]]);
+        let t = created(&mut img, &topic, 1);
+        let one = |r: PartitionReassignment, allow| {
+            let (_, mut results) = alter_reassignments(&img, &[r], allow);
+            results.remove(0)
+        };
+        assert_eq!(
+            one(reassign("nope", 0, Some(vec![1])), true),
+            Err(ControllerError::UnknownTopic("nope".into()))
+        );
+        assert!(matches!(
+            one(reassign("t", 3, Some(vec![1])), true),
+            Err(ControllerError::UnknownPartition { partition: 3, .. })
+        ));
+        assert_eq!(
+            one(reassign("t", 0, None), true),
+            Err(ControllerError::NoReassignmentInProgress {
+                topic: "t".into(),
+                partition: 0
+            })
+        );
+        for bad in [vec![], vec![3, 3], vec![3, 9]] {
+            assert!(
+                matches!(
+                    one(reassign("t", 0, Some(bad.clone())), true),
+                    Err(ControllerError::InvalidReplicaAssignment(_))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            one(reassign("t", 0, Some(vec![3, 4, 1])), false),
+            Err(ControllerError::InvalidReplicationFactor(m)) if m.contains("has 3 replicas")
+        ));
+        // Shrinking to an in-sync replica needs no catching up.
+        let (records, _) = alter_reassignments(&img, &[reassign("t", 0, Some(vec![2]))], true);
+        let mut shrunk = img.clone();
+        shrunk.apply_batch(&records).unwrap();
+        let p = shrunk.partition(&t, 0).unwrap();
+        assert_eq!((p.replicas.clone(), p.leader), (vec![2], 2));
+        // A move, then its cancellation: back to [1, 2], 3 and 4 gone.
+        let (records, results) = alter_reassignments(
+            &img,
+            &[reassign("t", 0, Some(vec![3, 4])), reassign("t", 0, None)],
+            false,
+        );
+        assert_eq!(results, vec![Ok(()), Ok(())]);
+        img.apply_batch(&records).unwrap();
+        let p = img.partition(&t, 0).unwrap();
+        assert_eq!((p.replicas.clone(), p.leader), (vec![1, 2], 1));
+        assert!(!p.is_reassigning());
+        // Naming the current replicas again changes nothing.
+        let (records, results) =
+            alter_reassignments(&img, &[reassign("t", 0, Some(vec![1, 2]))], false);
+        assert_eq!((records, results), (vec![], vec![Ok(())]));
     }
 
     #[test]

@@ -24,13 +24,22 @@ pub struct BrokerRegistration {
 }
 
 /// A partition's replicas, in-sync replicas, leader and epochs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// While a reassignment is in progress, `replicas` is the union of the
+/// target and the original replicas, target first (so the preferred leader
+/// is the target's); `adding_replicas` are target replicas that were not
+/// original ones, `removing_replicas` original ones not in the target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRegistration {
     pub replicas: Vec<BrokerId>,
     pub isr: Vec<BrokerId>,
     pub leader: BrokerId,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<BrokerId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<BrokerId>,
 }
 
 impl PartitionRegistration {
@@ -38,6 +47,29 @@ impl PartitionRegistration {
     pub fn preferred_leader(&self) -> BrokerId {
         self.replicas.first().copied().unwrap_or(NO_LEADER)
     }
+
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// The replicas the partition will have once its reassignment completes
+    /// (all of them when none is in progress).
+    pub fn target_replicas(&self) -> Vec<BrokerId> {
+        without(&self.replicas, &self.removing_replicas)
+    }
+
+    /// The replicas the partition had before its reassignment began.
+    pub fn original_replicas(&self) -> Vec<BrokerId> {
+        without(&self.replicas, &self.adding_replicas)
+    }
+}
+
+/// `ids` in order, minus those in `remove`.
+fn without(ids: &[BrokerId], remove: &[BrokerId]) -> Vec<BrokerId> {
+    ids.iter()
+        .copied()
+        .filter(|r| !remove.contains(r))
+        .collect()
 }
 
 /// A topic and its partitions (index = partition number).
@@ -398,6 +430,8 @@ impl MetadataImage {
             leader: p.leader,
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         };
         check_partition(&registration, p.topic_id, p.partition)?;
         topic.partitions.push(registration);
@@ -434,6 +468,14 @@ impl MetadataImage {
             leader: c.leader.unwrap_or(current.leader),
             leader_epoch: c.leader_epoch,
             partition_epoch: c.partition_epoch,
+            adding_replicas: c
+                .adding_replicas
+                .clone()
+                .unwrap_or_else(|| current.adding_replicas.clone()),
+            removing_replicas: c
+                .removing_replicas
+                .clone()
+                .unwrap_or_else(|| current.removing_replicas.clone()),
         };
         let leader_changed = next.leader != current.leader;
         if next.leader_epoch < current.leader_epoch
@@ -483,6 +525,25 @@ fn check_partition(
     }
     if p.isr.iter().any(|r| !p.replicas.contains(r)) {
         return Err(invalid("every ISR member must be a replica"));
+    }
+    let moving: Vec<BrokerId> = p
+        .adding_replicas
+        .iter()
+        .chain(&p.removing_replicas)
+        .copied()
+        .collect();
+    if !all_distinct(&moving) {
+        return Err(invalid(
+            "adding and removing replicas must be distinct and not overlap",
+        ));
+    }
+    if moving.iter().any(|r| !p.replicas.contains(r)) {
+        return Err(invalid(
+            "every adding or removing replica must be a replica",
+        ));
+    }
+    if p.target_replicas().is_empty() {
+        return Err(invalid("a reassignment must keep at least one replica"));
     }
     if p.leader != NO_LEADER && !p.isr.contains(&p.leader) {
         return Err(ImageError::LeaderNotInIsr {
@@ -590,10 +651,12 @@ pub(crate) mod tests {
                 topic_id.clone(),
                 0..3i32,
                 prop::option::of(ids.clone()),
-                prop::option::of(ids),
+                prop::option::of(ids.clone()),
                 prop::option::of(-1..4i32),
                 0..4i32,
-                0..4i32
+                0..4i32,
+                prop::option::of(ids.clone()),
+                prop::option::of(ids),
             )
                 .prop_map(
                     |(
@@ -604,6 +667,8 @@ pub(crate) mod tests {
                         leader,
                         leader_epoch,
                         partition_epoch,
+                        adding_replicas,
+                        removing_replicas,
                     )| {
                         MetadataRecord::PartitionChange(PartitionChange {
                             topic_id,
@@ -613,6 +678,8 @@ pub(crate) mod tests {
                             leader,
                             leader_epoch,
                             partition_epoch,
+                            adding_replicas,
+                            removing_replicas,
                         })
                     }
                 ),
@@ -744,6 +811,8 @@ pub(crate) mod tests {
                 leader: Some(leader),
                 leader_epoch,
                 partition_epoch,
+                adding_replicas: None,
+                removing_replicas: None,
             })
         };
         // A new leader in the same epoch would let two leaders share an epoch.
@@ -779,6 +848,63 @@ pub(crate) mod tests {
             }),
             Err(ImageError::InvalidTopicName(..))
         ));
+    }
+
+    #[test]
+    fn impossible_reassignment_states_are_refused() {
+        let mut image = MetadataImage::default();
+        let t = topic(&mut image, "t", 1);
+        image.apply(&partition(t, 0, vec![1, 2, 3], 1)).unwrap();
+        let moving = |replicas: Vec<i32>, adding: Vec<i32>, removing: Vec<i32>| {
+            MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: t,
+                partition: 0,
+                replicas: Some(replicas),
+                isr: None,
+                leader: None,
+                leader_epoch: 0,
+                partition_epoch: 1,
+                adding_replicas: Some(adding),
+                removing_replicas: Some(removing),
+            })
+        };
+        let refused = |image: &mut MetadataImage, record, rule: &str| {
+            let before = image.clone();
+            match image.apply(&record) {
+                Err(ImageError::InvalidPartition { rule: got, .. }) => {
+                    assert!(got.contains(rule), "{got}")
+                }
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(*image, before);
+        };
+        refused(
+            &mut image,
+            moving(vec![1, 2, 3], vec![4], vec![]),
+            "must be a replica",
+        );
+        refused(
+            &mut image,
+            moving(vec![4, 1, 2, 3], vec![4], vec![4]),
+            "not overlap",
+        );
+        refused(
+            &mut image,
+            moving(vec![1, 2, 3], vec![], vec![1, 2, 3]),
+            "at least one",
+        );
+        image
+            .apply(&moving(vec![4, 2, 3, 1], vec![4], vec![1]))
+            .unwrap();
+        let p = image.partition(&t, 0).unwrap();
+        assert_eq!(
+            (p.target_replicas(), p.original_replicas()),
+            (vec![4, 2, 3], vec![2, 3, 1])
+        );
+        // An old snapshot without the reassignment fields still reads.
+        let json = r#"{"replicas":[1],"isr":[1],"leader":1,"leader_epoch":0,"partition_epoch":0}"#;
+        let old: PartitionRegistration = serde_json::from_str(json).unwrap();
+        assert!(!old.is_reassigning());
     }
 
     #[test]

@@ -38,6 +38,9 @@ pub use member::{MemberConfig, QuorumMember};
 pub use network::{Router, Transport};
 pub use raft::{MetadataQuorum, NodeId, QuorumConfig, QuorumError, QuorumNode, Role};
 pub use records::{BrokerId, MetadataRecord};
-pub use rpc::{ControllerError, ControllerRequest, ControllerResponse, NewTopic, TopicInfo};
+pub use rpc::{
+    ControllerError, ControllerRequest, ControllerResponse, NewTopic, OngoingReassignment,
+    PartitionReassignment, TopicInfo,
+};
 pub use service::{ControllerConfig, ControllerHandle, spawn_controller};
 pub use tcp::{TcpConfig, TcpTransport, serve};

@@ -99,6 +99,12 @@ pub struct PartitionRecord {
 /// refuse a change computed against an older state of the partition:
 /// `partition_epoch` must be exactly one more than the current one, and
 /// `leader_epoch` may not go backwards and must grow when the leader changes.
+///
+/// A reassignment in progress is carried as in KRaft: `replicas` is the
+/// union of the target and the current replicas (target first),
+/// `adding_replicas` those of the target not yet holding the data, and
+/// `removing_replicas` those not in the target. Both default to empty so
+/// logs and snapshots written before reassignments existed still replay.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionChange {
     pub topic_id: Uuid,
@@ -108,6 +114,10 @@ pub struct PartitionChange {
     pub leader: Option<BrokerId>,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adding_replicas: Option<Vec<BrokerId>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removing_replicas: Option<Vec<BrokerId>>,
 }
 
 /// What one Raft entry carries.

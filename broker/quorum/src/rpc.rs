@@ -23,6 +23,27 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// One partition's wanted reassignment (Kafka's AlterPartitionReassignments
+/// entry): move it to `target` replicas, or with `None` cancel the
+/// reassignment in progress (back to the original replicas).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionReassignment {
+    pub topic: String,
+    pub partition: i32,
+    pub target: Option<Vec<BrokerId>>,
+}
+
+/// A reassignment in progress (Kafka's ListPartitionReassignments entry).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OngoingReassignment {
+    pub topic: String,
+    pub partition: i32,
+    /// Target and original replicas together, target first.
+    pub replicas: Vec<BrokerId>,
+    pub adding_replicas: Vec<BrokerId>,
+    pub removing_replicas: Vec<BrokerId>,
+}
+
 /// A request to the active controller.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ControllerRequest {
@@ -82,6 +103,18 @@ pub enum ControllerRequest {
     ElectLeaders {
         partitions: Option<Vec<(Uuid, i32)>>,
     },
+    /// Starts, replaces or cancels partition reassignments. With
+    /// `allow_replication_factor_change` false a target must keep the
+    /// partition's replica count (KIP-860).
+    AlterPartitionReassignments {
+        reassignments: Vec<PartitionReassignment>,
+        allow_replication_factor_change: bool,
+    },
+    /// The reassignments in progress among `partitions` (topic, partition),
+    /// or all of them if `None`.
+    ListPartitionReassignments {
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// A topic as created or grown.
@@ -125,6 +158,9 @@ pub enum ControllerResponse {
     },
     AlterPartition(PartitionRegistration),
     ElectLeaders(Vec<ElectionResult>),
+    /// Per entry, in request order.
+    AlterPartitionReassignments(Vec<(PartitionReassignment, Result<(), ControllerError>)>),
+    ListPartitionReassignments(Vec<OngoingReassignment>),
 }
 
 /// Why the controller refused a request, naming what is wrong.
@@ -177,6 +213,8 @@ pub enum ControllerError {
     ElectionNotNeeded,
     #[error("the preferred leader is not live and in sync")]
     PreferredLeaderNotAvailable,
+    #[error("partition {topic}-{partition} has no reassignment in progress")]
+    NoReassignmentInProgress { topic: String, partition: i32 },
     /// The change committed but replay refused it (decided on a state that
     /// changed in between); nothing was applied.
     #[error("refused by the metadata image: {0}")]

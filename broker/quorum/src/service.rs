@@ -386,6 +386,8 @@ impl Service {
                     partition_epoch,
                     new_isr,
                 };
+                // The ISR expansion that brings a reassignment's last new
+                // replica in sync also completes the move, in this record.
                 let record = decide::alter_partition(&image, &change)?;
                 self.propose(record.into_iter().collect()).await?;
                 self.quorum
@@ -397,6 +399,35 @@ impl Service {
                         topic_id,
                         partition,
                     })
+            }
+            ControllerRequest::AlterPartitionReassignments {
+                reassignments,
+                allow_replication_factor_change,
+            } => {
+                let (records, results) = decide::alter_reassignments(
+                    &self.quorum.image(),
+                    &reassignments,
+                    allow_replication_factor_change,
+                );
+                // One batch: the entries were decided in order on a preview,
+                // so they commit (or fail) together as decided.
+                let proposed = self.propose(records).await;
+                Ok(ControllerResponse::AlterPartitionReassignments(
+                    reassignments
+                        .into_iter()
+                        .zip(results)
+                        .map(|(entry, result)| {
+                            let result =
+                                result.and(proposed.as_ref().map(|_| ()).map_err(Clone::clone));
+                            (entry, result)
+                        })
+                        .collect(),
+                ))
+            }
+            ControllerRequest::ListPartitionReassignments { partitions } => {
+                Ok(ControllerResponse::ListPartitionReassignments(
+                    decide::list_reassignments(&self.quorum.image(), partitions.as_deref()),
+                ))
             }
             ControllerRequest::ElectLeaders { partitions } => {
                 let (records, results) =

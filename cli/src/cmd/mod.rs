@@ -1,6 +1,7 @@
 pub mod bench;
 pub mod broker;
 pub mod client_args;
+pub mod cluster;
 pub mod consume;
 pub mod dev;
 pub mod group;
