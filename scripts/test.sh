@@ -40,8 +40,20 @@ echo "== build (once, shared by every stage)"
 cargo build --workspace --all-targets
 export WEIR_BIN="$CARGO_TARGET_DIR/debug/weir"
 
+echo "== container image weir:dev (for tests/tests/containers.rs)"
+# From the debug binary just built: a release build would double the compile
+# time on 2 cores, and the container tests check behaviour, not speed. The
+# Dockerfile and `scripts/build-image.sh` alone build from --release.
+if docker info >/dev/null 2>&1; then
+  WEIR_BIN_RELEASE="$WEIR_BIN" scripts/build-image.sh
+else
+  echo "!! no Docker engine: the container tests will skip themselves"
+fi
+
 echo "== Rust tests (unit + cross-process with rdkafka)"
 cargo nextest run --workspace --no-fail-fast
 
 echo "== real clients (confluent-kafka, kafka-python, kcat) and Kubernetes manifests (kubernetes-validate, Helm)"
+# A crash inside a client library (librdkafka, Helm's Go SDK) names the test.
+export PYTHONFAULTHANDLER=1
 "$venv/bin/python" -m pytest tests/python tests/operator -q

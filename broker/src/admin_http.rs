@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
@@ -92,13 +92,13 @@ impl Metrics {
                 "weir_broker_topics",
                 "gauge",
                 "Topics in the cluster.",
-                state.metadata.topics().len() as u64,
+                state.cluster.topics().len() as u64,
             ),
             (
                 "weir_broker_under_replicated_partitions",
                 "gauge",
-                "Partitions with fewer in-sync replicas than replicas (always 0 on a single broker).",
-                0,
+                "Partitions this broker leads with fewer in-sync replicas than replicas.",
+                crate::replica::under_replicated(state) as u64,
             ),
         ];
         for (name, kind, help, value) in gauges {
@@ -115,10 +115,23 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The admin port is started only after recovery, so being asked means the
-/// broker is serving; cluster mode adds "caught up with the ISR".
-async fn ready() -> &'static str {
-    "ready\n"
+/// Ready once the controller has unfenced this broker (it is registered and
+/// caught up with the metadata log) and its partitions follow the image.
+/// Under-replicated partitions do not make a broker unready — a rolling
+/// restart waits for them through `/metrics` or the Kafka API — but are
+/// named in the answer.
+async fn ready(State(state): State<Arc<BrokerState>>) -> (StatusCode, String) {
+    if !state.is_ready() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: waiting for the controller to admit this broker\n".into(),
+        );
+    }
+    let under = crate::replica::under_replicated(&state);
+    (
+        StatusCode::OK,
+        format!("ready\nunder_replicated_partitions {under}\n"),
+    )
 }
 
 async fn metrics(State(state): State<Arc<BrokerState>>) -> impl IntoResponse {

@@ -1,7 +1,9 @@
-//! A running broker: its shared state, start-up (recovery of every log,
-//! replay of group metadata), background log maintenance and clean shutdown.
+//! A running broker: its shared state, start-up (joining the metadata
+//! quorum, registering with the controller, opening the partitions the
+//! image assigns here), background log and ISR maintenance, and controlled
+//! shutdown.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,17 +12,21 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use uuid::Uuid;
-use weir_coordinator::{GroupConfig, GroupCoordinator};
 use weir_log::LogError;
+use weir_quorum::{
+    ControllerConfig, ControllerError, MemberConfig, NewTopic, NodeId, QuorumMember, QuorumNode,
+    Role,
+};
 
 use crate::clock::now_ms;
+use crate::cluster::ClusterMetadata;
 use crate::config::BrokerConfig;
 use crate::fetch_session::FetchSessions;
-use crate::group_store::{OffsetsTopicStore, TopicCatalogView};
-use crate::metadata::{CONSUMER_OFFSETS_TOPIC, MetadataError, MetadataStore, TopicMeta};
+use crate::groups::Groups;
+use crate::metadata::{MetadataError, load_or_create_cluster_id};
 use crate::partitions::LogManager;
-use crate::topic_config::{self, ConfigError};
+use crate::replica::fetcher::Fetchers;
+use crate::topic_config::ConfigError;
 
 /// Errors from starting or changing the broker.
 #[derive(Debug, thiserror::Error)]
@@ -51,92 +57,125 @@ pub struct BrokerState {
     pub config: BrokerConfig,
     /// Host and port clients are told to connect to.
     pub advertised: (String, i32),
-    pub metadata: Arc<MetadataStore>,
+    pub cluster: Arc<ClusterMetadata>,
     pub logs: Arc<LogManager>,
-    pub groups: GroupCoordinator,
+    pub groups: Groups,
+    pub fetchers: Fetchers,
     pub fetch_sessions: FetchSessions,
     pub metrics: crate::admin_http::Metrics,
+    /// Whether the controller has admitted (unfenced) this broker.
+    admitted: watch::Sender<bool>,
+    /// Admitted, and its partitions follow the image: clients are served.
+    ready: watch::Sender<bool>,
 }
 
 impl BrokerState {
-    /// Creates a topic: metadata first (which checks the name), then its logs.
-    pub fn create_topic(
+    pub fn is_ready(&self) -> bool {
+        *self.ready.borrow()
+    }
+
+    pub fn is_admitted(&self) -> bool {
+        *self.admitted.borrow()
+    }
+
+    /// What the controller's last heartbeat answer said. Losing admission
+    /// (fenced) makes the broker unready at once; regaining it makes it
+    /// ready after the next image is applied.
+    pub fn set_admitted(&self, admitted: bool) {
+        self.admitted
+            .send_if_modified(|a| std::mem::replace(a, admitted) != admitted);
+        if !admitted {
+            self.set_ready(false);
+        }
+    }
+
+    fn set_ready(&self, ready: bool) {
+        self.ready.send_if_modified(|r| std::mem::replace(r, ready) != ready);
+    }
+
+    /// Creates a topic through the controller and waits until the
+    /// partitions this broker leads are serving.
+    pub async fn create_topic(
         &self,
         name: &str,
         partitions: i32,
         replication_factor: i16,
         configs: BTreeMap<String, String>,
-        internal: bool,
-    ) -> Result<TopicMeta, BrokerError> {
-        for (key, value) in &configs {
-            topic_config::validate_topic_config(key, value)?;
-        }
-        let topic = self.metadata.create_topic(TopicMeta {
+    ) -> Result<(), ControllerError> {
+        let topic = NewTopic {
             name: name.to_string(),
-            id: Uuid::new_v4(),
             partitions,
             replication_factor,
+            assignments: None,
             configs,
-            internal,
-        })?;
-        self.open_partitions(&topic, 0)?;
-        Ok(topic)
-    }
-
-    fn open_partitions(&self, topic: &TopicMeta, from: i32) -> Result<(), BrokerError> {
-        let log_config = topic_config::log_config(&topic.configs, &self.config.settings);
-        for index in from..topic.partitions {
-            self.logs
-                .open_partition(&topic.name, index, log_config.clone())?;
-        }
+        };
+        let result = self.cluster.create_topics(vec![topic], false).await.pop();
+        result.unwrap_or_else(|| Err(ControllerError::Internal("no answer".into())))?;
+        self.wait_until_serving(name).await;
         Ok(())
     }
 
-    pub fn delete_topic(&self, name: &str) -> Result<TopicMeta, BrokerError> {
-        let topic = self.metadata.delete_topic(name)?;
-        self.fetch_sessions.forget_topic(name);
-        self.logs.delete_topic(name)?;
-        Ok(topic)
+    /// Waits (briefly) until every partition of `topic` that the image says
+    /// this broker leads is open and leading here, so a client told about
+    /// a new topic can use it at once.
+    pub async fn wait_until_serving(&self, topic: &str) {
+        let me = self.config.node_id;
+        let serving = || {
+            let image = self.cluster.image();
+            let Some(t) = image.topic_by_name(topic) else {
+                return true;
+            };
+            t.partitions.iter().enumerate().all(|(i, p)| {
+                p.leader != me
+                    || self
+                        .logs
+                        .get(topic, i as i32)
+                        .is_some_and(|local| local.replica().leader_epoch >= p.leader_epoch && local.replica().is_leader())
+            })
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !serving() && tokio::time::Instant::now() < deadline {
+            let woken = self.logs.appended().notified();
+            let _ = tokio::time::timeout(Duration::from_millis(20), woken).await;
+        }
     }
 
-    /// Grows a topic to `count` partitions.
-    pub fn add_partitions(&self, name: &str, count: i32) -> Result<TopicMeta, BrokerError> {
-        let before = self
-            .metadata
-            .topic(name)
-            .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
-        let topic = self.metadata.update_topic(name, |t| t.partitions = count)?;
-        self.open_partitions(&topic, before.partitions)?;
-        Ok(topic)
+    /// The broker keys in effect: set at run time for this broker, else set
+    /// at run time for the whole cluster, else given with `--config` (Kafka's
+    /// order of precedence). Only the topic defaults change at run time.
+    pub fn settings(&self) -> BTreeMap<String, String> {
+        let image = self.cluster.image();
+        let mut settings = self.config.settings.clone();
+        settings.extend(image.cluster_configs().clone());
+        if let Some(own) = image.broker_configs(self.config.node_id) {
+            settings.extend(own.clone());
+        }
+        settings
+    }
+
+    /// One broker key's value in effect, if set anywhere (see `settings`).
+    pub fn setting(&self, key: &str) -> Option<String> {
+        let image = self.cluster.image();
+        image
+            .broker_configs(self.config.node_id)
+            .and_then(|c| c.get(key))
+            .or_else(|| image.cluster_configs().get(key))
+            .or_else(|| self.config.settings.get(key))
+            .cloned()
     }
 
     /// The topic's effective `min.insync.replicas` (on the produce path, so
     /// it looks up the one key rather than resolving every config).
     pub fn min_insync_replicas(&self, topic: &str) -> i32 {
         const KEY: &str = "min.insync.replicas";
-        let topic_value = self
-            .metadata
-            .topic(topic)
-            .and_then(|t| t.configs.get(KEY).cloned());
+        let image = self.cluster.image();
+        let topic_value = image
+            .topic_configs(topic)
+            .and_then(|c| c.get(KEY).cloned());
         topic_value
-            .or_else(|| self.config.settings.get(KEY).cloned())
+            .or_else(|| self.setting(KEY))
             .and_then(|v| v.parse().ok())
             .unwrap_or(1)
-    }
-
-    /// Replaces a topic's config overrides (already validated) and applies
-    /// them to its open logs at once: every topic config is dynamic here.
-    pub fn set_topic_configs(
-        &self,
-        name: &str,
-        configs: BTreeMap<String, String>,
-    ) -> Result<TopicMeta, BrokerError> {
-        let topic = self.metadata.update_topic(name, |t| t.configs = configs)?;
-        let log_config = topic_config::log_config(&topic.configs, &self.config.settings);
-        for partition in self.logs.of_topic(name) {
-            partition.log().set_config(log_config.clone());
-        }
-        Ok(topic)
     }
 }
 
@@ -146,20 +185,19 @@ pub struct Broker {
     state: Arc<BrokerState>,
     local_addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
+    quorum_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    member: QuorumMember,
 }
 
 impl Broker {
-    /// Recovers the data directory, binds the listener and starts serving.
+    /// Recovers the data directory, joins the metadata quorum, binds the
+    /// listeners and starts serving. A broker alone in its quorum is ready
+    /// when this returns; a broker of a larger cluster becomes ready (see
+    /// `/ready`) once a quorum has formed and the controller admitted it.
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
-        let listener =
-            TcpListener::bind(&config.listen)
-                .await
-                .map_err(|source| BrokerError::Bind {
-                    addr: config.listen.clone(),
-                    source,
-                })?;
+        let listener = bind(&config.listen).await?;
         let local_addr = listener.local_addr()?;
         let admin_listener = match &config.admin_listen {
             Some(addr) => match TcpListener::bind(addr).await {
@@ -187,72 +225,108 @@ impl Broker {
         let advertised = advertised_address(config.advertise.as_deref(), local_addr)?;
 
         let data_dir = config.data_dir.clone();
-        let metadata = Arc::new(MetadataStore::open(&data_dir)?);
+        let multi_node = !config.controller_quorum.is_empty();
+        let voters_spec = multi_node.then(|| {
+            config
+                .controller_quorum
+                .iter()
+                .map(|v| format!("{}@{}", v.id, v.address))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        let cluster_id = load_or_create_cluster_id(&data_dir, voters_spec.as_deref())?;
         let logs = Arc::new(LogManager::new(&data_dir));
-        let config_for_open = config.clone();
-        let (metadata, logs) = {
-            let (metadata, logs) = (Arc::clone(&metadata), Arc::clone(&logs));
-            tokio::task::spawn_blocking(move || -> Result<_, BrokerError> {
-                open_all_logs(&config_for_open, &metadata, &logs)?;
-                Ok((metadata, logs))
-            })
-            .await
-            .map_err(|e| BrokerError::Invalid(format!("opening logs: {e}")))??
-        };
+        // Only half-deleted directories go now; data of partitions no longer
+        // assigned here waits until this broker's image is known current.
+        logs.remove_strays(|_, _| true)?;
 
-        let offsets_partition = match logs.get(CONSUMER_OFFSETS_TOPIC, 0) {
-            Some(p) => p,
-            None => {
-                let configs = BTreeMap::from([
-                    ("cleanup.policy".to_string(), "compact".to_string()),
-                    ("segment.bytes".to_string(), "104857600".to_string()),
-                ]);
-                let topic = metadata.create_topic(TopicMeta {
-                    name: CONSUMER_OFFSETS_TOPIC.to_string(),
-                    id: Uuid::new_v4(),
-                    partitions: 1,
-                    replication_factor: 1,
-                    configs: configs.clone(),
-                    internal: true,
-                })?;
-                logs.open_partition(
-                    &topic.name,
-                    0,
-                    topic_config::log_config(&configs, &config.settings),
-                )?
-            }
+        // The quorum port: a cluster's members reach each other there; a
+        // broker alone still runs the same quorum, on a loopback port no
+        // one else uses.
+        let quorum_listener = if multi_node {
+            bind(&quorum_listen_address(&config)).await?
+        } else {
+            bind("127.0.0.1:0").await?
         };
-        let groups = GroupCoordinator::new(
-            GroupConfig {
-                initial_rebalance_delay: config.group_initial_rebalance_delay(),
-                min_session_timeout: config.group_min_session_timeout(),
-                max_session_timeout: config.group_max_session_timeout(),
-                offsets_retention: config.offsets_retention(),
-                ..GroupConfig::default()
+        let quorum_addr = quorum_listener.local_addr()?;
+        let voters: BTreeMap<NodeId, QuorumNode> = if multi_node {
+            config
+                .controller_quorum
+                .iter()
+                .map(|v| (v.id as NodeId, QuorumNode::new(v.address.clone())))
+                .collect()
+        } else {
+            BTreeMap::from([(config.node_id as NodeId, QuorumNode::new(quorum_addr.to_string()))])
+        };
+        let role = if config.is_voter() {
+            Role::Voter
+        } else {
+            Role::Learner
+        };
+        let member = QuorumMember::start(
+            config.node_id as NodeId,
+            role,
+            voters,
+            quorum_listener,
+            Some(&data_dir.join(QUORUM_DIR)),
+            MemberConfig {
+                controller: ControllerConfig {
+                    heartbeat_interval: config.heartbeat_interval(),
+                    session_timeout: config.session_timeout(),
+                    ..ControllerConfig::default()
+                },
+                ..MemberConfig::default()
             },
-            Arc::new(OffsetsTopicStore::new(offsets_partition, Arc::clone(&logs))),
-            Arc::new(TopicCatalogView::new(Arc::clone(&metadata))),
-        );
-        groups
-            .load()
-            .await
-            .map_err(|e| BrokerError::Groups(e.to_string()))?;
+        )
+        .await
+        .map_err(|e| BrokerError::Invalid(format!("metadata quorum: {e}")))?;
+        let cluster = Arc::new(ClusterMetadata::new(
+            config.node_id,
+            cluster_id,
+            Arc::clone(member.quorum()),
+            member.client().clone(),
+        ));
 
+        let (ready, _) = watch::channel(false);
+        let (admitted, _) = watch::channel(false);
         let state = Arc::new(BrokerState {
             config,
             advertised,
-            metadata,
+            cluster,
             logs,
-            groups,
+            groups: Groups::default(),
+            fetchers: Fetchers::default(),
             fetch_sessions: FetchSessions::new(),
             metrics: Default::default(),
+            admitted,
+            ready,
         });
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(crate::server::serve(
-            listener,
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::lifecycle::run(
+            Arc::clone(&state),
+            multi_node.then_some(quorum_addr),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(follow_image(
             Arc::clone(&state),
             shutdown_rx.clone(),
-        ))];
+        )));
+        // Clients are served once the controller has admitted this broker
+        // (as a KRaft broker starts its listeners when it is unfenced);
+        // until then connections wait in the listen backlog.
+        tasks.push(tokio::spawn({
+            let (state, shutdown) = (Arc::clone(&state), shutdown_rx.clone());
+            async move {
+                let mut ready = state.ready.subscribe();
+                let mut stop = shutdown.clone();
+                tokio::select! {
+                    r = ready.wait_for(|r| *r) => if r.is_err() { return },
+                    _ = stop.changed() => return,
+                }
+                crate::server::serve(listener, state, shutdown).await
+            }
+        }));
         if let Some(admin) = admin_listener {
             tasks.push(tokio::spawn(crate::admin_http::serve(
                 admin,
@@ -260,20 +334,39 @@ impl Broker {
                 shutdown_rx.clone(),
             )));
         }
-        tasks.push(tokio::spawn(maintain_logs(Arc::clone(&state), shutdown_rx)));
+        tasks.push(tokio::spawn(maintain_logs(Arc::clone(&state), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(maintain_isrs(Arc::clone(&state), shutdown_rx)));
+        if !multi_node {
+            // Alone, the quorum forms at once: serve only when ready, so a
+            // client's first request finds the broker registered.
+            let mut ready = state.ready.subscribe();
+            let waited = tokio::time::timeout(
+                SINGLE_NODE_START_TIMEOUT,
+                ready.wait_for(|r| *r),
+            )
+            .await;
+            if waited.is_err() {
+                return Err(BrokerError::Invalid(format!(
+                    "the broker did not become ready within {SINGLE_NODE_START_TIMEOUT:?}"
+                )));
+            }
+        }
         info!(
             node_id = state.config.node_id,
             listen = %local_addr,
             advertised = %format!("{}:{}", state.advertised.0, state.advertised.1),
-            cluster_id = %state.metadata.cluster_id(),
+            quorum = %quorum_addr,
+            cluster_id = %state.cluster.cluster_id(),
             "broker started"
         );
         Ok(Broker {
             state,
             local_addr,
             admin_addr,
+            quorum_addr: multi_node.then_some(quorum_addr),
             shutdown,
             tasks,
+            member,
         })
     }
 
@@ -286,16 +379,27 @@ impl Broker {
         self.admin_addr
     }
 
+    /// Where the quorum port listens (multi-node clusters only).
+    pub fn quorum_addr(&self) -> Option<SocketAddr> {
+        self.quorum_addr
+    }
+
     pub fn state(&self) -> &Arc<BrokerState> {
         &self.state
     }
 
-    /// Stops accepting requests, then flushes every log to disk.
+    /// Controlled shutdown: hands this broker's leaderships to other
+    /// replicas (when there are any) before it stops accepting requests,
+    /// then flushes every log to disk and leaves the quorum.
     pub async fn shutdown(self) -> Result<(), BrokerError> {
+        if self.state.config.controlled_shutdown() {
+            crate::lifecycle::controlled_shutdown(&self.state).await;
+        }
         let _ = self.shutdown.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
+        self.state.fetchers.stop_all();
         self.state.groups.shutdown();
         let logs = Arc::clone(&self.state.logs);
         tokio::task::spawn_blocking(move || {
@@ -307,8 +411,107 @@ impl Broker {
         })
         .await
         .map_err(|e| BrokerError::Invalid(format!("flushing logs: {e}")))?;
+        if let Err(e) = self.member.shutdown().await {
+            warn!(error = %e, "stopping the metadata quorum failed");
+        }
         info!("broker stopped");
         Ok(())
+    }
+}
+
+/// Where the metadata quorum lives inside the data directory (the name
+/// cannot clash with a partition directory, which always ends in -N).
+const QUORUM_DIR: &str = "__cluster_metadata";
+const SINGLE_NODE_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn bind(addr: &str) -> Result<TcpListener, BrokerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| BrokerError::Bind {
+            addr: addr.to_string(),
+            source,
+        })
+}
+
+/// The quorum port: `--controller-listen`, else this voter's own port on
+/// every interface, else Kafka's 9093.
+fn quorum_listen_address(config: &BrokerConfig) -> String {
+    if let Some(addr) = &config.controller_listen {
+        return addr.clone();
+    }
+    let port = config
+        .controller_quorum
+        .iter()
+        .find(|v| v.id == config.node_id)
+        .and_then(|v| v.address.rsplit_once(':'))
+        .map(|(_, port)| port.to_string())
+        .unwrap_or_else(|| "9093".into());
+    format!("0.0.0.0:{port}")
+}
+
+/// Applies every new metadata image to the local partitions, from the
+/// moment the controller admits this broker (before that its image may be
+/// stale, and a stale image must not delete data); the broker is ready once
+/// an image has been applied.
+async fn follow_image(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let mut admitted = state.admitted.subscribe();
+    tokio::select! {
+        r = admitted.wait_for(|a| *a) => if r.is_err() { return },
+        _ = shutdown.changed() => return,
+    }
+    let image = state.cluster.image();
+    let wanted = wanted_partitions(&image, state.config.node_id);
+    let logs = Arc::clone(&state.logs);
+    let removed = tokio::task::spawn_blocking(move || {
+        logs.remove_strays(|topic, index| wanted.contains(&(topic.to_string(), index)))
+    })
+    .await;
+    match removed {
+        Ok(Ok(paths)) => {
+            for path in paths {
+                info!(path = %path.display(), "removed data of a partition no longer assigned here");
+            }
+        }
+        Ok(Err(e)) => warn!(error = %e, "removing stray partitions failed"),
+        Err(e) => warn!(error = %e, "removing stray partitions failed"),
+    }
+    let mut watch = state.cluster.quorum().watch();
+    loop {
+        let image = watch.borrow_and_update().image.clone();
+        crate::replica::apply_image(&state, &image).await;
+        state.set_ready(state.is_admitted());
+        tokio::select! {
+            r = admitted.changed() => if r.is_err() { return },
+            r = watch.changed() => if r.is_err() { return },
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+fn wanted_partitions(image: &weir_quorum::MetadataImage, me: i32) -> HashSet<(String, i32)> {
+    image
+        .topics()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.replicas.contains(&me))
+                .map(|(i, _)| (t.name.clone(), i as i32))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Leader housekeeping on an interval: followers that stopped keeping up
+/// leave the ISR.
+async fn maintain_isrs(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bool>) {
+    let every = (state.config.replica_lag_max() / 2).max(Duration::from_millis(50));
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => crate::replica::shrink_lagging_isrs(&state),
+            _ = shutdown.changed() => return,
+        }
     }
 }
 
@@ -332,29 +535,6 @@ fn advertised_address(
         }
         None => Ok((local.ip().to_string(), local.port() as i32)),
     }
-}
-
-fn open_all_logs(
-    config: &BrokerConfig,
-    metadata: &MetadataStore,
-    logs: &LogManager,
-) -> Result<(), BrokerError> {
-    let topics = metadata.topics();
-    let removed = logs.remove_strays(|topic, index| {
-        topics
-            .iter()
-            .any(|t| t.name == topic && index < t.partitions)
-    })?;
-    for path in removed {
-        info!(path = %path.display(), "removed data of a deleted topic");
-    }
-    for topic in &topics {
-        let log_config = topic_config::log_config(&topic.configs, &config.settings);
-        for index in 0..topic.partitions {
-            logs.open_partition(&topic.name, index, log_config.clone())?;
-        }
-    }
-    Ok(())
 }
 
 /// Time-based rolls, retention, compaction and periodic flushes, each on

@@ -24,6 +24,24 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     ("log.flush.scheduler.interval.ms", "9223372036854775807"),
     ("fetch.max.bytes", "57671680"),
     ("delete.topic.enable", "true"),
+    // Replication. Kafka's lag allowance (30 s) is kept: it only matters
+    // for a follower that is alive but slow; a dead one is fenced by the
+    // controller within the session timeout and leaves every ISR then.
+    ("replica.lag.time.max.ms", "30000"),
+    ("replica.fetch.wait.max.ms", "500"),
+    ("replica.fetch.max.bytes", "1048576"),
+    ("replica.fetch.response.max.bytes", "10485760"),
+    ("offsets.topic.replication.factor", "3"),
+    // Sized for the < 3 s failover goal; Kafka's 2 s / 9 s take ~10 s.
+    ("broker.heartbeat.interval.ms", "200"),
+    ("broker.session.timeout.ms", "1500"),
+    ("controlled.shutdown.enable", "true"),
+    ("auto.leader.rebalance.enable", "true"),
+    // Bytes/s a replica being added by a reassignment may copy (Kafka's
+    // keys; the default, Long.MAX_VALUE, is unlimited). Applied by the
+    // follower fetcher (see replica/fetcher.rs).
+    ("leader.replication.throttled.rate", "9223372036854775807"),
+    ("follower.replication.throttled.rate", "9223372036854775807"),
 ];
 
 /// Everything a broker needs to start.
@@ -45,6 +63,12 @@ pub struct BrokerConfig {
     pub admin_listen_optional: bool,
     /// Kafka broker keys set explicitly (`--config`).
     pub settings: BTreeMap<String, String>,
+    /// The metadata quorum's voters (`--controller-quorum`). Empty: this
+    /// broker is its own single-voter quorum, with no quorum port.
+    pub controller_quorum: Vec<QuorumVoter>,
+    /// Address the quorum port binds (Raft and controller requests); `None`
+    /// takes this node's voter address, or 0.0.0.0:9093 for a non-voter.
+    pub controller_listen: Option<String>,
 }
 
 /// A bad broker setting; names the key and the rule.
@@ -75,6 +99,8 @@ impl BrokerConfig {
             admin_listen: None,
             admin_listen_optional: false,
             settings: BTreeMap::new(),
+            controller_quorum: Vec::new(),
+            controller_listen: None,
         }
     }
 
@@ -161,6 +187,45 @@ impl BrokerConfig {
     pub fn fetch_max_bytes(&self) -> usize {
         self.long("fetch.max.bytes") as usize
     }
+    pub fn replica_lag_max(&self) -> Duration {
+        self.millis("replica.lag.time.max.ms")
+    }
+    pub fn replica_fetch_wait_max(&self) -> Duration {
+        self.millis("replica.fetch.wait.max.ms")
+    }
+    pub fn replica_fetch_max_bytes(&self) -> i32 {
+        self.long("replica.fetch.max.bytes").min(i32::MAX as i64) as i32
+    }
+    pub fn replica_fetch_response_max_bytes(&self) -> i32 {
+        self.long("replica.fetch.response.max.bytes")
+            .min(i32::MAX as i64) as i32
+    }
+    pub fn offsets_topic_replication_factor(&self) -> i16 {
+        self.long("offsets.topic.replication.factor")
+            .clamp(1, i16::MAX as i64) as i16
+    }
+    pub fn heartbeat_interval(&self) -> Duration {
+        self.millis("broker.heartbeat.interval.ms")
+            .max(Duration::from_millis(10))
+    }
+    pub fn session_timeout(&self) -> Duration {
+        self.millis("broker.session.timeout.ms")
+    }
+    pub fn controlled_shutdown(&self) -> bool {
+        self.get("controlled.shutdown.enable")
+            .eq_ignore_ascii_case("true")
+    }
+    pub fn auto_leader_rebalance(&self) -> bool {
+        self.get("auto.leader.rebalance.enable")
+            .eq_ignore_ascii_case("true")
+    }
+    /// Whether this node votes in the metadata quorum (and may become the
+    /// active controller).
+    pub fn is_voter(&self) -> bool {
+        self.controller_quorum.is_empty()
+            || self.controller_quorum.iter().any(|v| v.id == self.node_id)
+    }
+
     pub fn delete_topic_enabled(&self) -> bool {
         self.get("delete.topic.enable").eq_ignore_ascii_case("true")
     }
@@ -192,13 +257,10 @@ pub struct QuorumVoter {
     pub address: String,
 }
 
-/// Parses `--controller-quorum ID@HOST:PORT,…`. Until cluster mode lands
-/// the only quorum a broker can run is itself alone, so anything else is
-/// refused at start rather than silently running a single-node cluster.
-pub fn parse_controller_quorum(
-    spec: &str,
-    node_id: i32,
-) -> Result<Vec<QuorumVoter>, BrokerConfigError> {
+/// Parses `--controller-quorum ID@HOST:PORT,…` (KRaft's
+/// controller.quorum.voters). The node itself need not be a voter: a
+/// broker-only node follows the metadata log as an observer.
+pub fn parse_controller_quorum(spec: &str) -> Result<Vec<QuorumVoter>, BrokerConfigError> {
     let bad = |why: String| BrokerConfigError::Quorum(spec.to_string(), why);
     let voters = spec
         .split(',')
@@ -208,9 +270,12 @@ pub fn parse_controller_quorum(
             let (id, address) = v
                 .split_once('@')
                 .ok_or_else(|| bad(format!("{v:?} is not ID@HOST:PORT")))?;
-            let id = id
+            let id: i32 = id
                 .parse()
                 .map_err(|_| bad(format!("{id:?} is not a node id")))?;
+            if id < 0 {
+                return Err(bad(format!("node id {id} is negative")));
+            }
             if address
                 .rsplit_once(':')
                 .and_then(|(_, p)| p.parse::<u16>().ok())
@@ -224,18 +289,15 @@ pub fn parse_controller_quorum(
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    match voters.as_slice() {
-        [] => Err(bad("names no voter".into())),
-        [only] if only.id == node_id => Ok(voters),
-        [only] => Err(bad(format!(
-            "the only voter is node {} but this is node {node_id}",
-            only.id
-        ))),
-        _ => Err(bad(format!(
-            "{} voters: a multi-node quorum needs cluster mode, which this version does not have yet",
-            voters.len()
-        ))),
+    if voters.is_empty() {
+        return Err(bad("names no voter".into()));
     }
+    let mut ids: Vec<i32> = voters.iter().map(|v| v.id).collect();
+    ids.sort_unstable();
+    if let Some(w) = ids.windows(2).find(|w| w[0] == w[1]) {
+        return Err(bad(format!("node {} is listed twice", w[0])));
+    }
+    Ok(voters)
 }
 
 /// Checks one broker key: a topic default under its broker name is checked
@@ -307,20 +369,26 @@ mod tests {
     }
 
     #[test]
-    fn controller_quorum_is_parsed_and_limited_to_this_node() {
-        let voters = parse_controller_quorum("1@broker-0:9093", 1).unwrap();
+    fn controller_quorum_is_parsed() {
+        let voters = parse_controller_quorum("1@broker-0:9093, 2@broker-1:9093").unwrap();
         assert_eq!(
             voters,
-            [QuorumVoter {
-                id: 1,
-                address: "broker-0:9093".into()
-            }]
+            [
+                QuorumVoter {
+                    id: 1,
+                    address: "broker-0:9093".into()
+                },
+                QuorumVoter {
+                    id: 2,
+                    address: "broker-1:9093".into()
+                }
+            ]
         );
-        assert!(parse_controller_quorum("2@broker-1:9093", 1).is_err());
-        assert!(parse_controller_quorum("1@a:9093,2@b:9093,3@c:9093", 1).is_err());
-        assert!(parse_controller_quorum("x@a:9093", 1).is_err());
-        assert!(parse_controller_quorum("1@a", 1).is_err());
-        assert!(parse_controller_quorum("", 1).is_err());
+        assert!(parse_controller_quorum("1@a:9093,1@b:9093").is_err());
+        assert!(parse_controller_quorum("x@a:9093").is_err());
+        assert!(parse_controller_quorum("-1@a:9093").is_err());
+        assert!(parse_controller_quorum("1@a").is_err());
+        assert!(parse_controller_quorum("").is_err());
     }
 
     #[test]

@@ -231,9 +231,12 @@ impl FetchSessions {
     }
 
     /// Drops a deleted topic from every session.
-    pub fn forget_topic(&self, topic: &str) {
+    /// Drops a partition that left this broker from every session.
+    pub fn forget_partition(&self, topic: &str, index: i32) {
         for session in self.lock().sessions.values_mut() {
-            session.partitions.retain(|(t, _), _| t != topic);
+            session
+                .partitions
+                .retain(|(t, i), _| !(t == topic && *i == index));
         }
     }
 }

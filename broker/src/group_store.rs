@@ -12,7 +12,7 @@ use uuid::Uuid;
 use weir_coordinator::{GroupStore, StoreError, TopicCatalog};
 
 use crate::clock::now_ms;
-use crate::metadata::MetadataStore;
+use crate::cluster::ClusterMetadata;
 use crate::partitions::{LogManager, Partition};
 
 /// Group records kept as ordinary records of `__consumer_offsets` partition 0.
@@ -66,9 +66,12 @@ impl GroupStore for OffsetsTopicStore {
             },
         )
         .map_err(|e| store_error("encoding", e))?;
+        // Stamped with the leader epoch so followers' truncation works on
+        // this partition as on any other.
+        let epoch = self.partition.replica().leader_epoch.max(0);
         self.partition
             .log()
-            .append(&batch, 0, now)
+            .append(&batch, epoch, now)
             .map_err(|e| store_error("append", e))?;
         self.logs.notify_appended();
         Ok(())
@@ -109,11 +112,11 @@ impl GroupStore for OffsetsTopicStore {
 
 /// Which topics exist, from the broker's metadata.
 pub struct TopicCatalogView {
-    metadata: Arc<MetadataStore>,
+    metadata: Arc<ClusterMetadata>,
 }
 
 impl TopicCatalogView {
-    pub fn new(metadata: Arc<MetadataStore>) -> Self {
+    pub fn new(metadata: Arc<ClusterMetadata>) -> Self {
         TopicCatalogView { metadata }
     }
 }

@@ -2,19 +2,26 @@
 //! coordinator. `Broker::start` recovers the data directory and serves.
 //!
 //! Layers, outermost first: `server` (listener, framing, decoding) →
-//! `handlers` (one per API) → `BrokerState` (metadata, logs, groups).
+//! `handlers` (one per API) → `BrokerState` (the cluster's metadata image
+//! and controller link in `cluster`, logs, replication in `replica`, the
+//! group coordinator in `groups`). `lifecycle` keeps the broker registered
+//! with the active controller.
 
 pub mod admin_http;
 pub mod alloc;
 pub mod broker;
 mod clock;
+pub mod cluster;
 pub mod codec;
 pub mod config;
 pub mod fetch_session;
 mod group_store;
+mod groups;
 mod handlers;
+mod lifecycle;
 pub mod metadata;
 pub mod partitions;
+pub mod replica;
 mod server;
 pub mod topic_config;
 

@@ -9,13 +9,23 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::sync::Notify;
 use weir_log::{LogConfig, LogError, PartitionLog};
 
+/// Names the topic id a partition directory belongs to (Kafka's file name).
+const PARTITION_METADATA_FILE: &str = "partition.metadata";
+
+use tracing::warn;
+use uuid::Uuid;
+
 use crate::clock::now_ms;
+use crate::replica::ReplicaState;
 
 /// One stored partition.
 pub struct Partition {
     pub topic: String,
     pub index: i32,
+    /// The topic's id: a re-created topic of the same name is another topic.
+    pub topic_id: Uuid,
     log: Mutex<PartitionLog>,
+    replica: Mutex<ReplicaState>,
 }
 
 impl Partition {
@@ -25,6 +35,12 @@ impl Partition {
     /// any torn tail.
     pub fn log(&self) -> MutexGuard<'_, PartitionLog> {
         self.log.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Locks the replication state. Never held across an await, and never
+    /// taken while holding the log lock (the log lock may be taken inside).
+    pub fn replica(&self) -> MutexGuard<'_, ReplicaState> {
+        self.replica.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Runs `f` on the log on the blocking pool.
@@ -65,17 +81,40 @@ impl LogManager {
     }
 
     /// Opens (recovering, or creating when absent) the log of a partition.
+    /// Data left by an earlier topic of the same name (another topic id) is
+    /// deleted first.
     pub fn open_partition(
         &self,
         topic: &str,
         index: i32,
+        topic_id: Uuid,
         config: LogConfig,
     ) -> Result<Arc<Partition>, LogError> {
-        let log = PartitionLog::open(self.partition_dir(topic, index), config, now_ms())?;
+        let dir = self.partition_dir(topic, index);
+        let id_file = dir.join(PARTITION_METADATA_FILE);
+        let io = |context: String| {
+            move |source| LogError::Io { context, source }
+        };
+        match std::fs::read_to_string(&id_file) {
+            Ok(text) if read_topic_id(&text) == Some(topic_id) => {}
+            Ok(_) => {
+                warn!(%topic, partition = index, "data of an earlier topic with this name: deleting it");
+                self.remove_dir(&dir)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("reading {}", id_file.display()))(e)),
+        }
+        let log = PartitionLog::open(&dir, config, now_ms())?;
+        if !id_file.exists() {
+            std::fs::write(&id_file, format!("version=0\ntopic_id={topic_id}\n"))
+                .map_err(io(format!("writing {}", id_file.display())))?;
+        }
         let partition = Arc::new(Partition {
             topic: topic.to_string(),
             index,
+            topic_id,
             log: Mutex::new(log),
+            replica: Mutex::new(ReplicaState::offline()),
         });
         self.write()
             .insert((topic.to_string(), index), Arc::clone(&partition));
@@ -101,33 +140,31 @@ impl LogManager {
         parts
     }
 
-    /// Forgets a topic's partitions and deletes their data. The directories
-    /// are renamed first, so a topic re-created under the same name at once
-    /// starts empty even if the removal is slow.
-    pub fn delete_topic(&self, topic: &str) -> Result<(), LogError> {
-        let removed: Vec<Arc<Partition>> = {
-            let mut map = self.write();
-            let keys: Vec<_> = map.keys().filter(|(t, _)| t == topic).cloned().collect();
-            keys.iter().filter_map(|k| map.remove(k)).collect()
-        };
-        for partition in removed {
-            let dir = self.partition_dir(&partition.topic, partition.index);
-            if dir.exists() {
-                let doomed = self.data_dir.join(format!(
-                    "{}-{}.{}-delete",
-                    partition.topic,
-                    partition.index,
-                    uuid::Uuid::new_v4().simple()
-                ));
-                let io = |source| LogError::Io {
-                    context: format!("deleting {}", dir.display()),
-                    source,
-                };
-                std::fs::rename(&dir, &doomed).map_err(io)?;
-                std::fs::remove_dir_all(&doomed).map_err(io)?;
-            }
+    /// Forgets a partition and deletes its data. The directory is renamed
+    /// first, so a partition re-created under the same name at once starts
+    /// empty even if the removal is slow.
+    pub fn delete_partition(&self, topic: &str, index: i32) -> Result<(), LogError> {
+        let removed = self.write().remove(&(topic.to_string(), index));
+        if removed.is_some() {
+            self.remove_dir(&self.partition_dir(topic, index))?;
         }
         Ok(())
+    }
+
+    fn remove_dir(&self, dir: &Path) -> Result<(), LogError> {
+        if !dir.exists() {
+            return Ok(());
+        }
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        let doomed = self
+            .data_dir
+            .join(format!("{name}.{}-delete", uuid::Uuid::new_v4().simple()));
+        let io = |source| LogError::Io {
+            context: format!("deleting {}", dir.display()),
+            source,
+        };
+        std::fs::rename(dir, &doomed).map_err(io)?;
+        std::fs::remove_dir_all(&doomed).map_err(io)
     }
 
     /// Removes what a crash may have left: directories renamed for deletion,
@@ -173,4 +210,10 @@ impl LogManager {
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, i32), Arc<Partition>>> {
         self.partitions.write().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+fn read_topic_id(text: &str) -> Option<Uuid> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("topic_id="))
+        .and_then(|id| id.trim().parse().ok())
 }

@@ -359,6 +359,12 @@ impl ConfigSource {
     }
 }
 
+/// Whether a broker key can change at run time: the topic defaults under
+/// their broker names are Kafka's cluster-wide dynamic settings.
+pub fn is_dynamic_broker_key(key: &str) -> bool {
+    TOPIC_CONFIGS.iter().any(|d| d.broker_key == Some(key))
+}
+
 /// One effective topic config value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EffectiveConfig {

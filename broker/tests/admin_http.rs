@@ -28,7 +28,8 @@ async fn health_readiness_and_metrics() {
     let admin = broker.admin_addr().expect("admin port");
     broker
         .state()
-        .create_topic("a", 2, 1, Default::default(), false)
+        .create_topic("a", 2, 1, Default::default())
+        .await
         .unwrap();
 
     assert_eq!(get(admin, "/healthz").await.0, 200);
@@ -52,8 +53,12 @@ async fn health_readiness_and_metrics() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("weir_broker_partitions 3"),
-        "two of topic a plus __consumer_offsets:\n{metrics}"
+        metrics.contains("weir_broker_partitions 2"),
+        "the two of topic a (__consumer_offsets comes with the first group):\n{metrics}"
+    );
+    assert!(
+        metrics.contains("weir_broker_under_replicated_partitions 0"),
+        "{metrics}"
     );
     assert!(metrics.contains("weir_broker_connections 1"), "{metrics}");
     assert!(

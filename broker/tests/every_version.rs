@@ -182,6 +182,29 @@ fn request(api: ApiKey, version: i16) -> RequestKind {
         }
         ApiKey::OffsetDelete => OffsetDeleteRequest::default().with_group_id(group()).into(),
         ApiKey::DescribeCluster => DescribeClusterRequest::default().into(),
+        ApiKey::OffsetForLeaderEpoch => {
+            let mut r = OffsetForLeaderEpochRequest::default();
+            let mut t = offset_for_leader_epoch_request::OffsetForLeaderTopic::default();
+            t.topic = topic();
+            let mut p = offset_for_leader_epoch_request::OffsetForLeaderPartition::default();
+            p.leader_epoch = 0;
+            p.current_leader_epoch = -1;
+            t.partitions.push(p);
+            r.topics.push(t);
+            r.into()
+        }
+        ApiKey::AlterPartitionReassignments => {
+            // "Move" t-0 onto the broker it is on: accepted, changes nothing.
+            let mut r = AlterPartitionReassignmentsRequest::default();
+            let mut t = alter_partition_reassignments_request::ReassignableTopic::default();
+            t.name = topic();
+            let mut p = alter_partition_reassignments_request::ReassignablePartition::default();
+            p.replicas = Some(vec![BrokerId(1)]);
+            t.partitions.push(p);
+            r.topics.push(t);
+            r.into()
+        }
+        ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::default().into(),
         other => panic!("the broker advertises {other:?} but this test has no request for it"),
     }
 }
@@ -244,7 +267,8 @@ async fn every_advertised_api_version_is_answered() {
     let broker = Broker::start(config).await.unwrap();
     broker
         .state()
-        .create_topic("t", 1, 1, Default::default(), false)
+        .create_topic("t", 1, 1, Default::default())
+        .await
         .unwrap();
     let addr = broker.local_addr();
 

@@ -50,9 +50,7 @@ const MAX_DNS_LABEL: usize = 63;
 /// Kafka; the broker-only keys are read at start, so changing one restarts
 /// the brokers.
 pub fn is_dynamic_broker_key(key: &str) -> bool {
-    weir_broker::topic_config::TOPIC_CONFIGS
-        .iter()
-        .any(|d| d.broker_key == Some(key))
+    weir_broker::topic_config::is_dynamic_broker_key(key)
 }
 
 /// Checks a Cluster's spec on its own.

@@ -136,3 +136,16 @@ def produce_v3(s, correlation_id, topic, partition, records, acks=-1, timeout_ms
     idx, err, base, _log_append = r.i32(), r.i16(), r.i64(), r.i64()
     assert idx == partition
     return err, base
+
+
+def incremental_alter_configs_v0(s, correlation_id, resource_type, name, changes):
+    """IncrementalAlterConfigs v0 for one resource; `changes` maps key -> value
+    (SET) or None (DELETE). Returns the resource's error code."""
+    entries = b"".join(string(k) + struct.pack(">b", 1 if v is None else 0) + string(v)
+                       for k, v in changes.items())
+    body = (struct.pack(">i", 1) + struct.pack(">b", resource_type) + string(name)
+            + struct.pack(">i", len(changes)) + entries + struct.pack(">b", 0))
+    r = Reader(roundtrip(s, 44, 0, correlation_id, body))
+    r.i32()  # throttle
+    assert r.i32() == 1
+    return r.i16()

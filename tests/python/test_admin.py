@@ -5,6 +5,7 @@ from confluent_kafka import KafkaError, KafkaException, TopicCollection, TopicPa
 from confluent_kafka.admin import (AlterConfigOpType, ConfigEntry, ConfigResource, ConfigSource,
                                    NewPartitions, NewTopic, OffsetSpec, ResourceType)
 
+import kafka_wire as w
 from weir_helpers import (admin, consume_all, create_topic, flush_all, producer, unique,
                           wait_for_topic, wait_until, watermarks)
 
@@ -151,6 +152,56 @@ def test_incremental_alter_configs(module_broker):
     p.produce(topic, value=b"z" * 100000, on_delivery=lambda err, msg: errs.append(err))
     p.flush(30)
     assert errs and errs[0] is not None and errs[0].code() == KafkaError.MSG_SIZE_TOO_LARGE, errs
+
+
+def test_dynamic_broker_configs(module_broker):
+    """Topic defaults under their broker names change at run time, cluster-wide
+    (empty broker name) or per broker; other broker keys are refused."""
+    b = module_broker.bootstrap
+    a = admin(b)
+    topic = create_topic(b, unique("adm-dyn"), 1)
+    assert _configs(a, topic)["retention.ms"].value == "604800000"
+
+    # Neither Python client will name the cluster-wide resource (an empty
+    # broker name, which Kafka's own tools use): send it by hand.
+    def cluster_wide(changes):
+        s = w.connect(b)
+        try:
+            return w.incremental_alter_configs_v0(s, 1, 4, "", changes)
+        finally:
+            s.close()
+
+    assert cluster_wide({"log.retention.ms": "3600000"}) == 0
+    broker = ConfigResource(ResourceType.BROKER, "1")
+    cfg = a.describe_configs([broker], request_timeout=T)[broker].result(timeout=T)
+    assert (cfg["log.retention.ms"].value, _src(cfg["log.retention.ms"])) == \
+        ("3600000", ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG.value)
+    assert not cfg["log.retention.ms"].is_read_only
+    # existing and new topics inherit it
+    assert _configs(a, topic)["retention.ms"].value == "3600000"
+    assert _configs(a, create_topic(b, unique("adm-dyn2"), 1))["retention.ms"].value == "3600000"
+
+    # a per-broker value wins over the cluster-wide one
+    own = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
+        ConfigEntry("log.retention.ms", "1800000", incremental_operation=AlterConfigOpType.SET)])
+    assert a.incremental_alter_configs([own])[own].result(T) is None
+    cfg = a.describe_configs([broker], request_timeout=T)[broker].result(timeout=T)
+    assert (cfg["log.retention.ms"].value, _src(cfg["log.retention.ms"])) == \
+        ("1800000", ConfigSource.DYNAMIC_BROKER_CONFIG.value)
+
+    # keys read at start, unknown keys and bad values are refused
+    for key, value in [("num.partitions", "3"), ("no.such.key", "1"), ("log.retention.ms", "soon")]:
+        bad = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)])
+        assert _error_code(a.incremental_alter_configs([bad])[bad]) == KafkaError.INVALID_CONFIG, key
+
+    # DELETE returns to the cluster-wide value, an empty set to the default
+    undo = ConfigResource(ResourceType.BROKER, "1", incremental_configs=[
+        ConfigEntry("log.retention.ms", None, incremental_operation=AlterConfigOpType.DELETE)])
+    assert a.incremental_alter_configs([undo])[undo].result(T) is None
+    assert _configs(a, topic)["retention.ms"].value == "3600000"
+    assert cluster_wide({"log.retention.ms": None}) == 0
+    assert _configs(a, topic)["retention.ms"].value == "604800000"
 
 
 def _list_offsets(a, tp, spec):

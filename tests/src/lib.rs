@@ -42,8 +42,13 @@ pub fn wait_until(timeout: Duration, what: &str, mut check: impl FnMut() -> bool
 /// A `weir broker` child process.
 pub struct BrokerProcess {
     child: Option<Child>,
+    pub node_id: i32,
     pub port: u16,
     pub data_dir: PathBuf,
+    /// Set for members of a multi-broker cluster: the admin HTTP port (for
+    /// `/ready`) and the quorum flags.
+    pub admin_port: Option<u16>,
+    quorum: Option<(String, u16)>,
     extra: Vec<String>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -55,8 +60,11 @@ impl BrokerProcess {
         let temp = tempfile::tempdir().expect("temp dir");
         let mut broker = BrokerProcess {
             child: None,
+            node_id: 1,
             port: free_port(),
             data_dir: temp.path().to_path_buf(),
+            admin_port: None,
+            quorum: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             _temp: Some(temp),
         };
@@ -70,26 +78,37 @@ impl BrokerProcess {
 
     fn spawn(&mut self) {
         let listen = self.bootstrap();
+        let admin = match self.admin_port {
+            Some(port) => format!("127.0.0.1:{port}"),
+            // Tests run brokers side by side: each picks a free admin port.
+            None => "127.0.0.1:0".to_string(),
+        };
         let mut cmd = Command::new(weir_bin());
         cmd.args([
             "broker",
             "--node-id",
-            "1",
+            &self.node_id.to_string(),
             "--listen",
             &listen,
             "--advertise",
             &listen,
-            // Tests run brokers side by side: each picks a free admin port.
             "--admin-listen",
-            "127.0.0.1:0",
+            &admin,
         ])
         .arg("--data-dir")
         .arg(&self.data_dir)
         .args(["--config", "group.initial.rebalance.delay.ms=0"])
-        .env("WEIR_LOG", "warn")
+        .env(
+            "WEIR_LOG",
+            std::env::var("WEIR_E2E_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdin(Stdio::null());
         for setting in &self.extra {
             cmd.args(["--config", setting]);
+        }
+        if let Some((voters, port)) = &self.quorum {
+            cmd.args(["--controller-quorum", voters])
+                .args(["--controller-listen", &format!("127.0.0.1:{port}")]);
         }
         let child = cmd
             .spawn()
@@ -148,6 +167,98 @@ impl BrokerProcess {
     pub fn restart(&mut self) {
         self.spawn();
     }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Whether the admin port answers `/ready` with 200 (cluster members only).
+    pub fn is_ready(&self) -> bool {
+        let Some(port) = self.admin_port else {
+            return self.child.is_some();
+        };
+        http_get(port, "/ready").is_some_and(|(status, _)| status == 200)
+    }
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1: (status, body), or None if nothing answered.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().ok()?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Several `weir broker` processes forming one cluster on 127.0.0.1: node
+/// ids 1..=n, the first three are the metadata quorum's voters.
+pub struct ClusterProcesses {
+    pub brokers: Vec<BrokerProcess>,
+}
+
+impl ClusterProcesses {
+    /// Starts `n` brokers and waits until every one is ready; `extra` are
+    /// `--config KEY=VALUE` settings for all.
+    pub fn start(n: usize, extra: &[&str]) -> ClusterProcesses {
+        let quorum_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let voters = quorum_ports
+            .iter()
+            .take(3)
+            .enumerate()
+            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut brokers = Vec::new();
+        for (i, quorum_port) in quorum_ports.into_iter().enumerate() {
+            let temp = tempfile::tempdir().expect("temp dir");
+            let mut broker = BrokerProcess {
+                child: None,
+                node_id: i as i32 + 1,
+                port: free_port(),
+                data_dir: temp.path().to_path_buf(),
+                admin_port: Some(free_port()),
+                quorum: Some((voters.clone(), quorum_port)),
+                extra: extra.iter().map(|s| s.to_string()).collect(),
+                _temp: Some(temp),
+            };
+            broker.spawn();
+            brokers.push(broker);
+        }
+        let cluster = ClusterProcesses { brokers };
+        cluster.wait_ready(Duration::from_secs(60));
+        cluster
+    }
+
+    /// Every broker's address, comma-separated, for `bootstrap.servers`.
+    pub fn bootstrap(&self) -> String {
+        self.brokers
+            .iter()
+            .map(BrokerProcess::bootstrap)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Waits until every running broker answers `/ready`.
+    pub fn wait_ready(&self, timeout: Duration) {
+        wait_until(timeout, "every broker to be ready", || {
+            self.brokers
+                .iter()
+                .filter(|b| b.is_running())
+                .all(BrokerProcess::is_ready)
+        });
+    }
+
+    pub fn broker(&mut self, node_id: i32) -> &mut BrokerProcess {
+        self.brokers
+            .iter_mut()
+            .find(|b| b.node_id == node_id)
+            .expect("a broker with that node id")
+    }
 }
 
 impl Drop for BrokerProcess {
@@ -155,3 +266,6 @@ impl Drop for BrokerProcess {
         self.kill9();
     }
 }
+
+pub mod containers;
+pub mod history;

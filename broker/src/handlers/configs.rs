@@ -1,6 +1,8 @@
 //! DescribeConfigs, AlterConfigs and IncrementalAlterConfigs. Topic configs
-//! are dynamic: a change is validated, persisted and applied to the topic's
-//! logs at once. Broker configs are read-only here (set with `--config`).
+//! are dynamic: a change is validated, stored by the controller and applied
+//! to the topic's logs on every broker. Of the broker configs, the topic
+//! defaults under their broker names are dynamic (cluster-wide or per
+//! broker, as in Kafka); the rest are set with `--config` at start.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,14 +20,21 @@ use kafka_protocol::protocol::StrBytes;
 use tracing::info;
 
 use super::str_bytes;
-use super::topics::refusal_of;
+use super::topics::refusal_of_controller;
+use weir_quorum::records::ConfigResource;
+
 use crate::broker::BrokerState;
+use crate::config::{BrokerConfigError, validate_broker_setting};
 use crate::topic_config::{
-    ConfigSource, ConfigType, effective_topic_configs, topic_config_def, validate_topic_config,
+    ConfigSource, ConfigType, effective_topic_configs, is_dynamic_broker_key, topic_config_def,
+    validate_topic_config,
 };
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+/// Kafka's ConfigSource codes for values set at run time.
+const DYNAMIC_BROKER_CONFIG: i8 = 2;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
 
 type Refusal = (ResponseError, String);
 
@@ -57,7 +66,7 @@ pub fn describe_configs(
                 .is_none_or(|keys| keys.iter().any(|k| k.as_str() == name))
         };
         match resource.resource_type {
-            TOPIC => match state.metadata.topic(resource.resource_name.as_str()) {
+            TOPIC => match state.cluster.topic(resource.resource_name.as_str()) {
                 None => {
                     result.error_code = ResponseError::UnknownTopicOrPartition.code();
                     result.error_message = Some(str_bytes(format!(
@@ -66,7 +75,7 @@ pub fn describe_configs(
                     )));
                 }
                 Some(topic) => {
-                    for e in effective_topic_configs(&topic.configs, &state.config.settings) {
+                    for e in effective_topic_configs(&topic.configs, &state.settings()) {
                         if !wanted(e.name) {
                             continue;
                         }
@@ -85,6 +94,12 @@ pub fn describe_configs(
             },
             BROKER => {
                 let name = resource.resource_name.as_str();
+                let image = state.cluster.image();
+                let cluster_dynamic = image.cluster_configs().clone();
+                let own_dynamic = image
+                    .broker_configs(state.config.node_id)
+                    .cloned()
+                    .unwrap_or_default();
                 if !name.is_empty() && name != state.config.node_id.to_string() {
                     result.error_code = ResponseError::InvalidRequest.code();
                     result.error_message = Some(str_bytes(format!(
@@ -96,15 +111,21 @@ pub fn describe_configs(
                         if !wanted(&key) {
                             continue;
                         }
+                        let dynamic = is_dynamic_broker_key(&key);
+                        let (value, source) = if let Some(v) = own_dynamic.get(&key) {
+                            (v.clone(), DYNAMIC_BROKER_CONFIG)
+                        } else if let Some(v) = cluster_dynamic.get(&key) {
+                            (v.clone(), DYNAMIC_DEFAULT_BROKER_CONFIG)
+                        } else if explicit {
+                            (value, ConfigSource::StaticBroker.kafka_code())
+                        } else {
+                            (value, ConfigSource::Default.kafka_code())
+                        };
                         let mut c = DescribeConfigsResourceResult::default();
                         c.name = str_bytes(key);
                         c.value = Some(str_bytes(value));
-                        c.read_only = true;
-                        c.config_source = if explicit {
-                            ConfigSource::StaticBroker.kafka_code()
-                        } else {
-                            ConfigSource::Default.kafka_code()
-                        };
+                        c.read_only = !dynamic;
+                        c.config_source = source;
                         c.config_type = 2;
                         result.configs.push(c);
                     }
@@ -139,10 +160,10 @@ fn topic_synonyms(
         push(name, v, ConfigSource::Topic);
     }
     if let Some(def) = topic_config_def(name) {
-        if let Some(v) = def.broker_key.and_then(|k| state.config.settings.get(k)) {
+        if let Some(v) = def.broker_key.and_then(|k| state.setting(k)) {
             push(
                 def.broker_key.unwrap_or(name),
-                v,
+                &v,
                 ConfigSource::StaticBroker,
             );
         }
@@ -162,41 +183,106 @@ async fn apply_topic_configs(
     configs: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(), Refusal> {
-    if state.metadata.topic(topic).is_none() {
+    let Some(current) = state.cluster.topic(topic) else {
         return Err((
             ResponseError::UnknownTopicOrPartition,
             format!("topic '{topic}' does not exist"),
         ));
-    }
+    };
     for (k, v) in &configs {
         validate_topic_config(k, v).map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
     }
     if validate_only {
         return Ok(());
     }
-    let state2 = Arc::clone(state);
-    let name = topic.to_string();
-    match tokio::task::spawn_blocking(move || state2.set_topic_configs(&name, configs)).await {
-        Ok(Ok(meta)) => {
-            info!(topic = %meta.name, configs = ?meta.configs, "topic configs changed");
-            Ok(())
+    // The controller stores changes, not whole sets: removed keys are deletions.
+    let mut changes: BTreeMap<String, Option<String>> = current
+        .configs
+        .keys()
+        .filter(|k| !configs.contains_key(*k))
+        .map(|k| (k.clone(), None))
+        .collect();
+    for (k, v) in &configs {
+        if current.configs.get(k) != Some(v) {
+            changes.insert(k.clone(), Some(v.clone()));
         }
-        Ok(Err(e)) => Err(refusal_of(&e)),
-        Err(e) => Err((ResponseError::UnknownServerError, e.to_string())),
+    }
+    if changes.is_empty() {
+        return Ok(());
+    }
+    state
+        .cluster
+        .alter_topic_configs(topic, changes)
+        .await
+        .map_err(|e| refusal_of_controller(&e))?;
+    info!(topic, configs = ?configs, "topic configs changed");
+    Ok(())
+}
+
+/// What both alter APIs answer for a resource type that has no configs here.
+fn refuse_unknown_resource(resource_type: i8) -> Refusal {
+    (
+        ResponseError::InvalidRequest,
+        format!("resource type {resource_type} is not supported"),
+    )
+}
+
+/// The broker resource a name stands for: empty is the cluster-wide
+/// default, a node id that broker.
+fn broker_resource(name: &str) -> Result<ConfigResource, Refusal> {
+    if name.is_empty() {
+        return Ok(ConfigResource::Cluster);
+    }
+    name.parse().map(ConfigResource::Broker).map_err(|_| {
+        (
+            ResponseError::InvalidRequest,
+            format!("broker resource name {name:?} is not a node id"),
+        )
+    })
+}
+
+/// The dynamic broker keys a resource has set now.
+fn current_broker_configs(state: &BrokerState, resource: &ConfigResource) -> BTreeMap<String, String> {
+    let image = state.cluster.image();
+    match resource {
+        ConfigResource::Cluster => image.cluster_configs().clone(),
+        ConfigResource::Broker(id) => image.broker_configs(*id).cloned().unwrap_or_default(),
+        ConfigResource::Topic(_) => BTreeMap::new(),
     }
 }
 
-/// Only topic configs change at run time; what both alter APIs answer for
-/// any other resource.
-fn refuse_non_topic(resource_type: i8) -> Refusal {
-    let message = match resource_type {
-        BROKER => {
-            "broker configs cannot be changed at run time yet; set them with --config at start"
-                .into()
+/// Validates and stores changes to broker keys (`None` deletes). Only the
+/// topic defaults under their broker names change at run time, as in
+/// Kafka; the rest are read at start.
+async fn apply_broker_configs(
+    state: &Arc<BrokerState>,
+    resource: ConfigResource,
+    changes: BTreeMap<String, Option<String>>,
+    validate_only: bool,
+) -> Result<(), Refusal> {
+    for (key, value) in &changes {
+        if !is_dynamic_broker_key(key) {
+            let why = match validate_broker_setting(key, "0") {
+                Err(BrokerConfigError::UnknownKey(_)) => format!("unknown broker config {key}"),
+                _ => format!("{key} cannot be changed at run time; set it with --config at start"),
+            };
+            return Err((ResponseError::InvalidConfig, why));
         }
-        other => format!("resource type {other} is not supported"),
-    };
-    (ResponseError::InvalidRequest, message)
+        if let Some(value) = value {
+            validate_broker_setting(key, value)
+                .map_err(|e| (ResponseError::InvalidConfig, e.to_string()))?;
+        }
+    }
+    if validate_only || changes.is_empty() {
+        return Ok(());
+    }
+    state
+        .cluster
+        .alter_configs(resource.clone(), changes.clone())
+        .await
+        .map_err(|e| refusal_of_controller(&e))?;
+    info!(?resource, ?changes, "broker configs changed");
+    Ok(())
 }
 
 /// A resource result's error code and message.
@@ -233,7 +319,26 @@ pub async fn alter_configs(
                 )
                 .await
             }
-            other => Err(refuse_non_topic(other)),
+            BROKER => match broker_resource(resource.resource_name.as_str()) {
+                Err(e) => Err(e),
+                Ok(target) => {
+                    // The given set replaces every dynamic key of the resource.
+                    let wanted: BTreeMap<String, String> = resource
+                        .configs
+                        .iter()
+                        .filter_map(|c| Some((c.name.to_string(), c.value.as_ref()?.to_string())))
+                        .collect();
+                    let mut changes: BTreeMap<String, Option<String>> =
+                        current_broker_configs(state, &target)
+                            .into_keys()
+                            .filter(|k| !wanted.contains_key(k))
+                            .map(|k| (k, None))
+                            .collect();
+                    changes.extend(wanted.into_iter().map(|(k, v)| (k, Some(v))));
+                    apply_broker_configs(state, target, changes, req.validate_only).await
+                }
+            },
+            other => Err(refuse_unknown_resource(other)),
         };
         let mut r = alter_configs_response::AlterConfigsResourceResponse::default();
         r.resource_type = resource.resource_type;
@@ -325,7 +430,7 @@ pub async fn incremental_alter_configs(
     for resource in req.resources {
         let name = resource.resource_name.to_string();
         let outcome = match resource.resource_type {
-            TOPIC => match state.metadata.topic(&name) {
+            TOPIC => match state.cluster.topic(&name) {
                 None => Err((
                     ResponseError::UnknownTopicOrPartition,
                     format!("topic '{name}' does not exist"),
@@ -348,7 +453,30 @@ pub async fn incremental_alter_configs(
                     }
                 }
             },
-            other => Err(refuse_non_topic(other)),
+            BROKER => match broker_resource(&name) {
+                Err(e) => Err(e),
+                Ok(target) => {
+                    let changes: Result<BTreeMap<String, Option<String>>, Refusal> = resource
+                        .configs
+                        .iter()
+                        .map(|c| match c.config_operation {
+                            0 => Ok((c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
+                            1 => Ok((c.name.to_string(), None)),
+                            op => Err((
+                                ResponseError::InvalidRequest,
+                                format!("operation {op} on broker config {} is not supported; use SET or DELETE", c.name.as_str()),
+                            )),
+                        })
+                        .collect();
+                    match changes {
+                        Ok(changes) => {
+                            apply_broker_configs(state, target, changes, req.validate_only).await
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            },
+            other => Err(refuse_unknown_resource(other)),
         };
         let mut r = incremental_alter_configs_response::AlterConfigsResourceResponse::default();
         r.resource_type = resource.resource_type;

@@ -27,11 +27,20 @@ struct PartitionRead {
 
 pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) -> FetchResponse {
     let mut response = FetchResponse::default();
+    // A follower reads up to the leader's log end; a consumer up to the
+    // high watermark.
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let follower = (replica_id >= 0).then_some(replica_id);
+    let mut epochs = std::collections::HashMap::new();
     let mut unknown_ids = Vec::new();
     let mut requested = Vec::new();
     for topic in &req.topics {
         let name = if version >= 13 {
-            match state.metadata.topic_by_id(topic.topic_id) {
+            match state.cluster.topic_by_id(topic.topic_id) {
                 Some(t) => t.name,
                 None => {
                     unknown_ids.push((
@@ -48,12 +57,9 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
         } else {
             topic.topic.to_string()
         };
-        let topic_id = state
-            .metadata
-            .topic(&name)
-            .map(|t| t.id)
-            .unwrap_or_default();
+        let topic_id = state.cluster.topic(&name).map(|t| t.id).unwrap_or_default();
         for p in &topic.partitions {
+            epochs.insert((name.clone(), p.partition), p.current_leader_epoch);
             requested.push(RequestedPartition {
                 topic: name.clone(),
                 topic_id,
@@ -69,7 +75,7 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
         .flat_map(|t| {
             let name = if version >= 13 {
                 state
-                    .metadata
+                    .cluster
                     .topic_by_id(t.topic_id)
                     .map(|m| m.name)
                     .unwrap_or_default()
@@ -102,7 +108,18 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
         n if n > 0 => (n as usize).min(state.config.fetch_max_bytes()),
         _ => state.config.fetch_max_bytes(),
     };
+    // A follower's fetch offset is its log end: record it on arrival, so
+    // the high watermark (and waiting acks=all produces) move now rather
+    // than when this fetch's long poll ends.
+    if let Some(follower) = follower {
+        for ((topic, index), sp) in &plan.partitions {
+            if let Some(partition) = state.logs.get(topic, *index) {
+                crate::replica::on_follower_fetch(state, &partition, follower, sp.fetch_offset);
+            }
+        }
+    }
     let plan = Arc::new(plan);
+    let epochs = Arc::new(epochs);
     let reads = loop {
         // Register for wake-ups before reading, so an append that lands
         // between the read and the wait is not missed.
@@ -110,7 +127,14 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
         tokio::pin!(appended);
         appended.as_mut().enable();
 
-        let reads = read_all(state, Arc::clone(&plan), max_bytes).await;
+        let reads = read_all(
+            state,
+            Arc::clone(&plan),
+            Arc::clone(&epochs),
+            follower,
+            max_bytes,
+        )
+        .await;
         let total: usize = reads.iter().map(|r| r.records.len()).sum();
         let any_error = reads.iter().any(|r| r.error != 0);
         if total >= min_bytes
@@ -124,7 +148,14 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
             .await
             .is_err()
         {
-            break read_all(state, Arc::clone(&plan), max_bytes).await;
+            break read_all(
+                state,
+                Arc::clone(&plan),
+                Arc::clone(&epochs),
+                follower,
+                max_bytes,
+            )
+            .await;
         }
     };
 
@@ -194,6 +225,8 @@ fn push_partition(response: &mut FetchResponse, topic: &str, topic_id: Uuid, dat
 async fn read_all(
     state: &Arc<BrokerState>,
     plan: Arc<FetchPlan>,
+    epochs: Arc<std::collections::HashMap<(String, i32), i32>>,
+    follower: Option<i32>,
     max_bytes: usize,
 ) -> Vec<PartitionRead> {
     let partitions: Vec<_> = plan
@@ -207,10 +240,13 @@ async fn read_all(
         partitions
             .into_iter()
             .map(|(key, sp, partition)| {
+                let epoch = epochs.get(&key).copied().unwrap_or(-1);
                 read_one(
                     key,
                     &sp,
                     partition.as_deref(),
+                    epoch,
+                    follower.is_some(),
                     &mut remaining,
                     &mut any_data,
                 )
@@ -221,10 +257,13 @@ async fn read_all(
     result.unwrap_or_default()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_one(
     key: (String, i32),
     sp: &SessionPartition,
     partition: Option<&crate::partitions::Partition>,
+    current_leader_epoch: i32,
+    from_follower: bool,
     remaining: &mut usize,
     any_data: &mut bool,
 ) -> PartitionRead {
@@ -240,14 +279,30 @@ fn read_one(
         read.error = ResponseError::UnknownTopicOrPartition.code();
         return read;
     };
+    if let Err(e) = super::check_leader(&partition.replica(), current_leader_epoch) {
+        read.error = e.code();
+        return read;
+    }
     let log = partition.log();
-    read.high_watermark = log.log_end_offset();
+    read.high_watermark = log.high_watermark();
     read.log_start = log.log_start_offset();
     if *remaining == 0 {
         return read;
     }
     let limit = (sp.max_bytes.max(0) as usize).min(*remaining);
-    match log.read(sp.fetch_offset, limit, read.high_watermark) {
+    let upto = if from_follower {
+        log.log_end_offset()
+    } else {
+        read.high_watermark
+    };
+    if !from_follower
+        && sp.fetch_offset > read.high_watermark
+        && sp.fetch_offset <= log.log_end_offset()
+    {
+        // Written but not yet committed: nothing to see yet, not an error.
+        return read;
+    }
+    match log.read(sp.fetch_offset, limit, upto) {
         Ok(info) => {
             if info.records.len() > *remaining && *any_data {
                 // Over the response limit: leave it for the next fetch.

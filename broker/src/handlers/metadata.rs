@@ -1,5 +1,6 @@
-//! Metadata, DescribeCluster and FindCoordinator: where things are. On a
-//! single broker this node leads every partition and coordinates every group.
+//! Metadata, DescribeCluster and FindCoordinator: where things are, as this
+//! broker's metadata image says. Fenced brokers are left out, as in KRaft:
+//! clients should not be sent to a broker the controller considers gone.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,9 +17,14 @@ use kafka_protocol::messages::{
 };
 use tracing::info;
 
+use weir_quorum::MetadataImage;
+use weir_quorum::image::TopicImage;
+use weir_quorum::rpc::{ControllerError, NewTopic};
+
 use super::str_bytes;
-use crate::broker::{BrokerError, BrokerState};
-use crate::metadata::{MetadataError, TopicMeta};
+use super::topics::refusal_of_controller;
+use crate::broker::BrokerState;
+use crate::cluster::{CONSUMER_OFFSETS_TOPIC, validate_topic_name};
 
 pub async fn metadata(
     state: &Arc<BrokerState>,
@@ -26,26 +32,27 @@ pub async fn metadata(
     version: i16,
 ) -> MetadataResponse {
     let mut response = MetadataResponse::default();
-    let node = BrokerId(state.config.node_id);
-    let mut broker = MetadataResponseBroker::default();
-    broker.node_id = node;
-    broker.host = str_bytes(state.advertised.0.clone());
-    broker.port = state.advertised.1;
-    broker.rack = state.config.rack.clone().map(str_bytes);
-    response.brokers = vec![broker];
-    response.cluster_id = Some(str_bytes(state.metadata.cluster_id()));
-    response.controller_id = node;
+    let image = state.cluster.image();
+    response.brokers = live_brokers(&image)
+        .map(|(id, host, port, rack)| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(id);
+            b.host = str_bytes(host);
+            b.port = port;
+            b.rack = rack.map(str_bytes);
+            b
+        })
+        .collect();
+    response.cluster_id = Some(str_bytes(state.cluster.cluster_id()));
+    response.controller_id = BrokerId(state.cluster.controller_id());
 
     // v0 asks for all topics with an empty list; later versions with null.
     let requested = match req.topics {
         Some(topics) if !(version == 0 && topics.is_empty()) => topics,
         _ => {
-            response.topics = state
-                .metadata
-                .topics()
-                .iter()
-                .map(|t| topic_entry(state, t))
-                .collect();
+            let mut topics: Vec<_> = image.topics().collect();
+            topics.sort_by(|a, b| a.name.cmp(&b.name));
+            response.topics = topics.into_iter().map(topic_entry).collect();
             return response;
         }
     };
@@ -54,17 +61,19 @@ pub async fn metadata(
         state.config.auto_create_topics() && (version < 4 || req.allow_auto_topic_creation);
     for wanted in requested {
         let entry = match (&wanted.name, wanted.topic_id.is_nil()) {
-            (Some(name), _) => match state.metadata.topic(name) {
-                Some(topic) => topic_entry(state, &topic),
-                None if auto_create && !name.starts_with("__") => auto_create_topic(state, name),
+            (Some(name), _) => match image.topic_by_name(name) {
+                Some(topic) => topic_entry(topic),
+                None if auto_create && !name.starts_with("__") => {
+                    auto_create_topic(state, name).await
+                }
                 None => error_entry(
                     Some(name.to_string()),
                     wanted.topic_id,
                     ResponseError::UnknownTopicOrPartition,
                 ),
             },
-            (None, false) => match state.metadata.topic_by_id(wanted.topic_id) {
-                Some(topic) => topic_entry(state, &topic),
+            (None, false) => match image.topic(&wanted.topic_id) {
+                Some(topic) => topic_entry(topic),
                 None => error_entry(None, wanted.topic_id, ResponseError::UnknownTopicId),
             },
             (None, true) => error_entry(None, wanted.topic_id, ResponseError::InvalidRequest),
@@ -74,35 +83,49 @@ pub async fn metadata(
     response
 }
 
-fn auto_create_topic(state: &BrokerState, name: &str) -> MetadataResponseTopic {
-    let partitions = state.config.num_partitions();
-    let rf = state.config.default_replication_factor();
-    match state.create_topic(name, partitions, rf, BTreeMap::new(), false) {
-        Ok(topic) => {
-            info!(topic = name, partitions, "auto-created topic");
-            topic_entry(state, &topic)
+/// Unfenced brokers with their first endpoint: (id, host, port, rack).
+fn live_brokers(
+    image: &MetadataImage,
+) -> impl Iterator<Item = (i32, String, i32, Option<String>)> + '_ {
+    image
+        .brokers()
+        .values()
+        .filter(|b| !b.fenced)
+        .filter_map(|b| {
+            let e = b.endpoints.first()?;
+            Some((b.node_id, e.host.clone(), e.port as i32, b.rack.clone()))
+        })
+}
+
+async fn auto_create_topic(state: &BrokerState, name: &str) -> MetadataResponseTopic {
+    let topic = NewTopic {
+        name: name.to_string(),
+        partitions: state.config.num_partitions(),
+        replication_factor: state.config.default_replication_factor(),
+        assignments: None,
+        configs: BTreeMap::new(),
+    };
+    let result = match validate_topic_name(name) {
+        Err(_) => Err(ResponseError::InvalidTopicException),
+        Ok(()) => match state.cluster.create_topics(vec![topic], false).await.pop() {
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) if matches!(e, ControllerError::TopicExists(_)) => Ok(()),
+            Some(Err(e)) => Err(refusal_of_controller(&e).0),
+            None => Err(ResponseError::UnknownServerError),
+        },
+    };
+    let image = state.cluster.image();
+    match (result, image.topic_by_name(name)) {
+        (Ok(()), Some(topic)) => {
+            info!(topic = name, "auto-created topic");
+            topic_entry(topic)
         }
-        // Another request created it first.
-        Err(BrokerError::Metadata(MetadataError::TopicExists(_))) => {
-            match state.metadata.topic(name) {
-                Some(topic) => topic_entry(state, &topic),
-                None => error_entry(
-                    Some(name.to_string()),
-                    uuid::Uuid::nil(),
-                    ResponseError::UnknownTopicOrPartition,
-                ),
-            }
-        }
-        Err(BrokerError::Metadata(MetadataError::InvalidTopic(_))) => error_entry(
+        (Ok(()), None) => error_entry(
             Some(name.to_string()),
             uuid::Uuid::nil(),
-            ResponseError::InvalidTopicException,
+            ResponseError::LeaderNotAvailable,
         ),
-        Err(_) => error_entry(
-            Some(name.to_string()),
-            uuid::Uuid::nil(),
-            ResponseError::KafkaStorageError,
-        ),
+        (Err(e), _) => error_entry(Some(name.to_string()), uuid::Uuid::nil(), e),
     }
 }
 
@@ -118,20 +141,25 @@ fn error_entry(
     entry
 }
 
-fn topic_entry(state: &BrokerState, topic: &TopicMeta) -> MetadataResponseTopic {
-    let node = BrokerId(state.config.node_id);
+fn topic_entry(topic: &TopicImage) -> MetadataResponseTopic {
     let mut entry = MetadataResponseTopic::default();
     entry.name = Some(TopicName(str_bytes(topic.name.clone())));
     entry.topic_id = topic.id;
-    entry.is_internal = topic.internal;
-    entry.partitions = (0..topic.partitions)
-        .map(|index| {
+    entry.is_internal = topic.name == CONSUMER_OFFSETS_TOPIC;
+    entry.partitions = topic
+        .partitions
+        .iter()
+        .enumerate()
+        .map(|(index, r)| {
             let mut p = MetadataResponsePartition::default();
-            p.partition_index = index;
-            p.leader_id = node;
-            p.leader_epoch = 0;
-            p.replica_nodes = vec![node];
-            p.isr_nodes = vec![node];
+            p.partition_index = index as i32;
+            p.leader_id = BrokerId(r.leader);
+            p.leader_epoch = r.leader_epoch;
+            p.replica_nodes = r.replicas.iter().copied().map(BrokerId).collect();
+            p.isr_nodes = r.isr.iter().copied().map(BrokerId).collect();
+            if r.leader < 0 {
+                p.error_code = ResponseError::LeaderNotAvailable.code();
+            }
             p
         })
         .collect();
@@ -143,44 +171,49 @@ pub fn describe_cluster(
     _req: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
-    response.cluster_id = str_bytes(state.metadata.cluster_id());
-    response.controller_id = BrokerId(state.config.node_id);
-    let mut broker = DescribeClusterBroker::default();
-    broker.broker_id = BrokerId(state.config.node_id);
-    broker.host = str_bytes(state.advertised.0.clone());
-    broker.port = state.advertised.1;
-    broker.rack = state.config.rack.clone().map(str_bytes);
-    response.brokers = vec![broker];
+    response.cluster_id = str_bytes(state.cluster.cluster_id());
+    response.controller_id = BrokerId(state.cluster.controller_id());
+    let image = state.cluster.image();
+    response.brokers = live_brokers(&image)
+        .map(|(id, host, port, rack)| {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(id);
+            b.host = str_bytes(host);
+            b.port = port;
+            b.rack = rack.map(str_bytes);
+            b
+        })
+        .collect();
     response
 }
 
 /// Key types: 0 = consumer group, 1 = transaction. Transactions are not
 /// served yet, so their coordinator lookups say so rather than pointing
 /// clients at APIs we would refuse.
-pub fn find_coordinator(
+pub async fn find_coordinator(
     state: &Arc<BrokerState>,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let error = match req.key_type {
-        0 => None,
-        1 => Some(ResponseError::CoordinatorNotAvailable),
-        _ => Some(ResponseError::InvalidRequest),
+    let located = match req.key_type {
+        0 => group_coordinator(state).await,
+        1 => Err(ResponseError::CoordinatorNotAvailable),
+        _ => Err(ResponseError::InvalidRequest),
     };
     let mut response = FindCoordinatorResponse::default();
     let fill = |key: kafka_protocol::protocol::StrBytes| {
         let mut c = Coordinator::default();
         c.key = key;
-        match error {
-            Some(e) => {
+        match &located {
+            Err(e) => {
                 c.error_code = e.code();
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             }
-            None => {
-                c.node_id = BrokerId(state.config.node_id);
-                c.host = str_bytes(state.advertised.0.clone());
-                c.port = state.advertised.1;
+            Ok((id, host, port)) => {
+                c.node_id = BrokerId(*id);
+                c.host = str_bytes(host.clone());
+                c.port = *port;
             }
         }
         c
@@ -195,4 +228,44 @@ pub fn find_coordinator(
         response.port = c.port;
     }
     response
+}
+
+/// The group coordinator is the leader of `__consumer_offsets`-0; the topic
+/// is created on first need (as Kafka does), replicated to as many brokers
+/// as `offsets.topic.replication.factor` asks and the cluster has.
+async fn group_coordinator(state: &BrokerState) -> Result<(i32, String, i32), ResponseError> {
+    let image = state.cluster.image();
+    if image.topic_by_name(CONSUMER_OFFSETS_TOPIC).is_none() {
+        let live = live_brokers(&image).count().max(1);
+        let rf = state
+            .config
+            .offsets_topic_replication_factor()
+            .min(live as i16);
+        let topic = NewTopic {
+            name: CONSUMER_OFFSETS_TOPIC.to_string(),
+            partitions: 1,
+            replication_factor: rf,
+            assignments: None,
+            configs: BTreeMap::from([
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), "104857600".to_string()),
+            ]),
+        };
+        match state.cluster.create_topics(vec![topic], false).await.pop() {
+            Some(Ok(())) | Some(Err(ControllerError::TopicExists(_))) => {
+                info!(replication_factor = rf, "created {CONSUMER_OFFSETS_TOPIC}");
+            }
+            _ => return Err(ResponseError::CoordinatorNotAvailable),
+        }
+    }
+    let image = state.cluster.image();
+    let leader = image
+        .topic_by_name(CONSUMER_OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.first())
+        .map(|p| p.leader)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    live_brokers(&image)
+        .find(|(id, ..)| *id == leader)
+        .map(|(id, host, port, _)| (id, host, port))
+        .ok_or(ResponseError::CoordinatorNotAvailable)
 }

@@ -6,6 +6,7 @@ mod fetch;
 mod metadata;
 mod offsets;
 mod produce;
+mod reassign;
 mod topics;
 
 use std::net::SocketAddr;
@@ -53,6 +54,9 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::ListPartitionReassignments, 0, 0),
 ];
 
 /// Every API the broker serves with its version range, as ApiVersions says.
@@ -100,7 +104,12 @@ pub async fn handle(
     request: RequestKind,
 ) -> Result<Option<ResponseKind>, String> {
     let v = ctx.version;
-    let groups = &state.groups;
+    if let Some(response) = crate::groups::not_coordinator(&request) {
+        let Some(coordinator) = state.groups.current() else {
+            return Ok(Some(response));
+        };
+        return Ok(handle_group(&coordinator, ctx, request).await);
+    }
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),
         RequestKind::Metadata(req) => {
@@ -110,7 +119,7 @@ pub async fn handle(
             ResponseKind::DescribeCluster(metadata::describe_cluster(state, req))
         }
         RequestKind::FindCoordinator(req) => {
-            ResponseKind::FindCoordinator(metadata::find_coordinator(state, req, v))
+            ResponseKind::FindCoordinator(metadata::find_coordinator(state, req, v).await)
         }
         RequestKind::Produce(req) => {
             return Ok(produce::produce(state, req, v)
@@ -121,6 +130,9 @@ pub async fn handle(
             ResponseKind::InitProducerId(produce::init_producer_id(state, req).await)
         }
         RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::fetch(state, req, v).await),
+        RequestKind::OffsetForLeaderEpoch(req) => {
+            ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(state, req))
+        }
         RequestKind::ListOffsets(req) => {
             ResponseKind::ListOffsets(offsets::list_offsets(state, req, v).await)
         }
@@ -145,39 +157,82 @@ pub async fn handle(
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(state, req).await,
         ),
-        RequestKind::JoinGroup(req) => {
-            let host = ctx.peer.ip().to_string();
-            ResponseKind::JoinGroup(
-                groups
-                    .join_group(req, v, &ctx.client_id, &format!("/{host}"))
-                    .await,
-            )
-        }
-        RequestKind::SyncGroup(req) => ResponseKind::SyncGroup(groups.sync_group(req, v).await),
-        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(groups.heartbeat(req, v).await),
-        RequestKind::LeaveGroup(req) => ResponseKind::LeaveGroup(groups.leave_group(req, v).await),
-        RequestKind::OffsetCommit(req) => {
-            ResponseKind::OffsetCommit(groups.offset_commit(req, v).await)
-        }
-        RequestKind::OffsetFetch(req) => {
-            ResponseKind::OffsetFetch(groups.offset_fetch(req, v).await)
-        }
-        RequestKind::OffsetDelete(req) => {
-            ResponseKind::OffsetDelete(groups.offset_delete(req, v).await)
-        }
-        RequestKind::ListGroups(req) => ResponseKind::ListGroups(groups.list_groups(req, v).await),
-        RequestKind::DescribeGroups(req) => {
-            ResponseKind::DescribeGroups(groups.describe_groups(req, v).await)
-        }
-        RequestKind::DeleteGroups(req) => {
-            ResponseKind::DeleteGroups(groups.delete_groups(req, v).await)
-        }
+        RequestKind::AlterPartitionReassignments(req) => ResponseKind::AlterPartitionReassignments(
+            reassign::alter_partition_reassignments(state, req).await,
+        ),
+        RequestKind::ListPartitionReassignments(req) => ResponseKind::ListPartitionReassignments(
+            reassign::list_partition_reassignments(state, req).await,
+        ),
         _ => return Err(format!("no handler for {:?}", ctx.api)),
     };
     Ok(Some(response))
 }
 
+/// Group requests, on the broker that is their coordinator.
+async fn handle_group(
+    coordinator: &weir_coordinator::GroupCoordinator,
+    ctx: &RequestContext,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    let v = ctx.version;
+    Some(match request {
+        RequestKind::JoinGroup(req) => {
+            let host = ctx.peer.ip().to_string();
+            ResponseKind::JoinGroup(
+                coordinator
+                    .join_group(req, v, &ctx.client_id, &format!("/{host}"))
+                    .await,
+            )
+        }
+        RequestKind::SyncGroup(req) => {
+            ResponseKind::SyncGroup(coordinator.sync_group(req, v).await)
+        }
+        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(coordinator.heartbeat(req, v).await),
+        RequestKind::LeaveGroup(req) => {
+            ResponseKind::LeaveGroup(coordinator.leave_group(req, v).await)
+        }
+        RequestKind::OffsetCommit(req) => {
+            ResponseKind::OffsetCommit(coordinator.offset_commit(req, v).await)
+        }
+        RequestKind::OffsetFetch(req) => {
+            ResponseKind::OffsetFetch(coordinator.offset_fetch(req, v).await)
+        }
+        RequestKind::OffsetDelete(req) => {
+            ResponseKind::OffsetDelete(coordinator.offset_delete(req, v).await)
+        }
+        RequestKind::ListGroups(req) => {
+            ResponseKind::ListGroups(coordinator.list_groups(req, v).await)
+        }
+        RequestKind::DescribeGroups(req) => {
+            ResponseKind::DescribeGroups(coordinator.describe_groups(req, v).await)
+        }
+        RequestKind::DeleteGroups(req) => {
+            ResponseKind::DeleteGroups(coordinator.delete_groups(req, v).await)
+        }
+        _ => return None,
+    })
+}
+
+/// Whether this broker may serve a partition as its leader, and whether the
+/// client's view of the leader epoch (-1: no view) matches ours (KIP-320).
+pub(crate) fn check_leader(
+    replica: &crate::replica::ReplicaState,
+    current_leader_epoch: i32,
+) -> Result<(), kafka_protocol::error::ResponseError> {
+    use kafka_protocol::error::ResponseError;
+    if current_leader_epoch >= 0 && current_leader_epoch < replica.leader_epoch {
+        return Err(ResponseError::FencedLeaderEpoch);
+    }
+    if current_leader_epoch > replica.leader_epoch {
+        return Err(ResponseError::UnknownLeaderEpoch);
+    }
+    if !replica.is_leader() {
+        return Err(ResponseError::NotLeaderOrFollower);
+    }
+    Ok(())
+}
+
 /// `StrBytes` from anything printable, for error messages and names.
-pub(crate) fn str_bytes(s: impl Into<String>) -> StrBytes {
+pub fn str_bytes(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }

@@ -15,15 +15,15 @@ use super::str_bytes;
 use crate::broker::BrokerState;
 use crate::clock::now_ms;
 
-/// Replicas in sync for every partition while the broker runs alone.
-const IN_SYNC_REPLICAS: i32 = 1;
-
 /// One partition's part of a produce request.
 struct PartitionWrite {
     topic: usize,
     response: PartitionProduceResponse,
     records: Option<bytes::Bytes>,
     partition: Option<Arc<crate::partitions::Partition>>,
+    leader_epoch: i32,
+    /// The offset the high watermark must pass before acks=all answers.
+    wait_for: Option<i64>,
 }
 
 pub async fn produce(
@@ -32,6 +32,7 @@ pub async fn produce(
     _version: i16,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
+    let timeout_ms = req.timeout_ms;
     let mut response = ProduceResponse::default();
     let mut writes = Vec::new();
     for (t, topic) in req.topic_data.into_iter().enumerate() {
@@ -50,6 +51,21 @@ pub async fn produce(
             r.log_append_time_ms = -1;
             r.log_start_offset = -1;
             let partition = state.logs.get(topic.name.as_str(), data.index);
+            let (leader_check, isr_size, leader_epoch) = match &partition {
+                Some(p) => {
+                    let r = p.replica();
+                    (
+                        super::check_leader(&r, -1),
+                        r.isr.len() as i32,
+                        r.leader_epoch,
+                    )
+                }
+                None => (Ok(()), 0, -1),
+            };
+            let known = state
+                .cluster
+                .partition(topic.name.as_str(), data.index)
+                .is_some();
             if !matches!(acks, -1..=1) {
                 r.error_code = ResponseError::InvalidRequiredAcks.code();
             } else if req.transactional_id.is_some() {
@@ -57,14 +73,17 @@ pub async fn produce(
                 r.error_message = Some(str_bytes(
                     "transactions are not supported by this broker yet",
                 ));
-            } else if partition.is_none() {
+            } else if !known {
                 r.error_code = ResponseError::UnknownTopicOrPartition.code();
-            } else if min_insync > IN_SYNC_REPLICAS {
-                // One broker means one in-sync replica: acks=all cannot
-                // promise more copies than that.
+            } else if partition.is_none() {
+                r.error_code = ResponseError::NotLeaderOrFollower.code();
+            } else if let Err(e) = leader_check {
+                r.error_code = e.code();
+            } else if min_insync > isr_size {
+                // acks=all cannot promise more copies than are in sync.
                 r.error_code = ResponseError::NotEnoughReplicas.code();
                 r.error_message = Some(str_bytes(format!(
-                    "min.insync.replicas is {min_insync} but this partition has {IN_SYNC_REPLICAS} in-sync replica"
+                    "min.insync.replicas is {min_insync} but this partition has {isr_size} in-sync replicas"
                 )));
             } else if data.records.is_none() {
                 r.error_code = ResponseError::InvalidRecord.code();
@@ -75,6 +94,8 @@ pub async fn produce(
                 response: r,
                 records: data.records,
                 partition,
+                leader_epoch,
+                wait_for: None,
             });
         }
     }
@@ -84,9 +105,10 @@ pub async fn produce(
         let now = now_ms();
         for w in writes.iter_mut().filter(|w| w.response.error_code == 0) {
             let (Some(partition), Some(records)) = (&w.partition, &w.records) else { continue };
-            let result = partition.log().append(records, 0, now);
+            let result = partition.log().append(records, w.leader_epoch, now);
             match result {
                 Ok(info) => {
+                    w.wait_for = Some(info.last_offset + 1);
                     w.response.base_offset = info.base_offset;
                     w.response.log_append_time_ms = info.log_append_time;
                     w.response.log_start_offset = info.log_start_offset;
@@ -112,8 +134,30 @@ pub async fn produce(
         }
     };
     state.logs.notify_appended();
+    for w in &writes {
+        if let (Some(partition), Some(_)) = (&w.partition, w.wait_for) {
+            crate::replica::advance_high_watermark(state, partition);
+        }
+    }
     if acks == 0 {
         return None;
+    }
+    let mut writes = writes;
+    if acks == -1 {
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
+        for w in writes.iter_mut() {
+            let (Some(partition), Some(offset)) = (&w.partition, w.wait_for) else {
+                continue;
+            };
+            let min_insync = state.min_insync_replicas(&partition.topic);
+            if let Err(e) =
+                wait_for_replication(state, partition, offset, min_insync, deadline).await
+            {
+                w.response.error_code = e.code();
+                w.response.base_offset = -1;
+            }
+        }
     }
     for w in writes {
         response.responses[w.topic]
@@ -121,6 +165,40 @@ pub async fn produce(
             .push(w.response);
     }
     Some(response)
+}
+
+/// acks=all: waits until the high watermark passes `offset` (every in-sync
+/// replica has the records), the leadership is lost, or the deadline.
+/// Records the ISR had shrunk below `min_insync` under are not acknowledged
+/// (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+async fn wait_for_replication(
+    state: &BrokerState,
+    partition: &crate::partitions::Partition,
+    offset: i64,
+    min_insync: i32,
+    deadline: tokio::time::Instant,
+) -> Result<(), ResponseError> {
+    loop {
+        let woken = state.logs.appended().notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        {
+            let replica = partition.replica();
+            if !replica.is_leader() {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
+            if partition.log().high_watermark() >= offset {
+                return if (replica.isr.len() as i32) < min_insync {
+                    Err(ResponseError::NotEnoughReplicasAfterAppend)
+                } else {
+                    Ok(())
+                };
+            }
+        }
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            return Err(ResponseError::RequestTimedOut);
+        }
+    }
 }
 
 /// Idempotent producers get a fresh producer id at epoch 0: ids are never
@@ -136,19 +214,14 @@ pub async fn init_producer_id(
         response.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
         return response;
     }
-    let metadata = Arc::clone(&state.metadata);
-    match tokio::task::spawn_blocking(move || metadata.allocate_producer_id()).await {
-        Ok(Ok(id)) => {
+    match state.cluster.allocate_producer_id().await {
+        Ok(id) => {
             response.producer_id = ProducerId(id);
             response.producer_epoch = 0;
         }
-        Ok(Err(e)) => {
-            warn!(error = %e, "allocating a producer id failed");
-            response.error_code = ResponseError::KafkaStorageError.code();
-        }
         Err(e) => {
             warn!(error = %e, "allocating a producer id failed");
-            response.error_code = ResponseError::UnknownServerError.code();
+            response.error_code = ResponseError::CoordinatorNotAvailable.code();
         }
     }
     response

@@ -19,9 +19,11 @@ use kafka_protocol::messages::{
 use tracing::info;
 
 use super::str_bytes;
-use crate::broker::{BrokerError, BrokerState};
-use crate::metadata::{MetadataError, validate_topic_name};
-use crate::topic_config::{ConfigError, effective_topic_configs, validate_topic_config};
+use weir_quorum::rpc::ControllerError;
+
+use crate::broker::BrokerState;
+use crate::metadata::validate_topic_name;
+use crate::topic_config::{effective_topic_configs, validate_topic_config};
 
 /// More partitions than this in one topic is almost surely a typo, and each
 /// one costs open files: refuse rather than exhaust the machine.
@@ -139,23 +141,28 @@ pub fn check_new_topic(
     })
 }
 
-pub fn refusal_of(error: &BrokerError) -> Refusal {
-    match error {
-        BrokerError::Metadata(MetadataError::TopicExists(name)) => (
-            ResponseError::TopicAlreadyExists,
-            format!("Topic '{name}' already exists."),
-        ),
-        BrokerError::Metadata(MetadataError::UnknownTopic(_)) => {
-            (ResponseError::UnknownTopicOrPartition, error.to_string())
+/// The Kafka error code and message for a change the controller refused.
+pub fn refusal_of_controller(error: &ControllerError) -> Refusal {
+    let code = match error {
+        ControllerError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+        ControllerError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+        ControllerError::InvalidTopic(_) => ResponseError::InvalidTopicException,
+        ControllerError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        ControllerError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
+        ControllerError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+        ControllerError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        ControllerError::UnknownBroker(_) | ControllerError::Unavailable(_) => {
+            ResponseError::NotController
         }
-        BrokerError::Metadata(MetadataError::InvalidTopic(m)) => {
-            (ResponseError::InvalidTopicException, m.clone())
-        }
-        BrokerError::Config(ConfigError::Unknown(_) | ConfigError::InvalidValue { .. }) => {
-            (ResponseError::InvalidConfig, error.to_string())
-        }
-        _ => (ResponseError::KafkaStorageError, error.to_string()),
-    }
+        ControllerError::NotController { .. } => ResponseError::NotController,
+        ControllerError::Timeout(_) => ResponseError::RequestTimedOut,
+        _ => ResponseError::UnknownServerError,
+    };
+    let message = match error {
+        ControllerError::TopicExists(name) => format!("Topic '{name}' already exists."),
+        other => other.to_string(),
+    };
+    (code, message)
 }
 
 pub async fn create_topics(
@@ -194,7 +201,7 @@ pub async fn create_topics(
                 result.replication_factor = new.replication_factor;
                 if version >= 5 {
                     result.configs = Some(
-                        effective_topic_configs(&new.configs, &state.config.settings)
+                        effective_topic_configs(&new.configs, &state.settings())
                             .into_iter()
                             .map(|e| {
                                 let mut c = CreatableTopicConfigs::default();
@@ -222,36 +229,43 @@ async fn create_one(
     topic: &CreatableTopic,
     validate_only: bool,
 ) -> Result<(uuid::Uuid, NewTopic), Refusal> {
+    let image = state.cluster.image();
+    let brokers: Vec<i32> = image.live_brokers().into_iter().collect();
     let new = check_new_topic(
         topic,
         state.config.num_partitions(),
         state.config.default_replication_factor(),
-        &[state.config.node_id],
+        &brokers,
     )?;
     let name = topic.name.to_string();
+    let assignments = (!topic.assignments.is_empty()).then(|| {
+        let mut a: Vec<_> = topic.assignments.iter().collect();
+        a.sort_by_key(|a| a.partition_index);
+        a.into_iter()
+            .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+            .collect()
+    });
+    let request = weir_quorum::rpc::NewTopic {
+        name: name.clone(),
+        partitions: new.partitions,
+        replication_factor: new.replication_factor,
+        assignments,
+        configs: new.configs.clone(),
+    };
+    let result = state
+        .cluster
+        .create_topics(vec![request], validate_only)
+        .await
+        .pop()
+        .unwrap_or(Err(ControllerError::Internal("no answer".into())));
+    result.map_err(|e| refusal_of_controller(&e))?;
     if validate_only {
-        if state.metadata.topic(&name).is_some() {
-            return Err((
-                ResponseError::TopicAlreadyExists,
-                format!("Topic '{name}' already exists."),
-            ));
-        }
         return Ok((uuid::Uuid::nil(), new));
     }
-    let state2 = Arc::clone(state);
-    let (partitions, rf, configs) = (new.partitions, new.replication_factor, new.configs.clone());
-    let created = tokio::task::spawn_blocking(move || {
-        state2.create_topic(&name, partitions, rf, configs, false)
-    })
-    .await
-    .map_err(|e| (ResponseError::UnknownServerError, e.to_string()))?;
-    match created {
-        Ok(meta) => {
-            info!(topic = %meta.name, partitions = meta.partitions, "created topic");
-            Ok((meta.id, new))
-        }
-        Err(e) => Err(refusal_of(&e)),
-    }
+    state.wait_until_serving(&name).await;
+    let id = state.cluster.topic(&name).map(|t| t.id).unwrap_or_default();
+    info!(topic = %name, partitions = new.partitions, replication_factor = new.replication_factor, "created topic");
+    Ok((id, new))
 }
 
 pub async fn delete_topics(
@@ -276,8 +290,8 @@ pub async fn delete_topics(
         result.name = name.clone().map(|n| TopicName(str_bytes(n)));
         result.topic_id = id;
         let topic = match &name {
-            Some(n) => state.metadata.topic(n),
-            None => state.metadata.topic_by_id(id),
+            Some(n) => state.cluster.topic(n),
+            None => state.cluster.topic_by_id(id),
         };
         let outcome = match topic {
             None if name.is_none() => Err((
@@ -299,15 +313,18 @@ pub async fn delete_topics(
             Some(t) => {
                 result.name = Some(TopicName(str_bytes(t.name.clone())));
                 result.topic_id = t.id;
-                let state2 = Arc::clone(state);
-                let name = t.name.clone();
-                match tokio::task::spawn_blocking(move || state2.delete_topic(&name)).await {
-                    Ok(Ok(_)) => {
+                match state
+                    .cluster
+                    .delete_topics(vec![t.name.clone()])
+                    .await
+                    .pop()
+                {
+                    Some(Ok(())) => {
                         info!(topic = %t.name, "deleted topic");
                         Ok(())
                     }
-                    Ok(Err(e)) => Err(refusal_of(&e)),
-                    Err(e) => Err((ResponseError::UnknownServerError, e.to_string())),
+                    Some(Err(e)) => Err(refusal_of_controller(&e)),
+                    None => Err((ResponseError::UnknownServerError, "no answer".into())),
                 }
             }
         };
@@ -329,7 +346,8 @@ pub async fn create_partitions(
         let mut result = CreatePartitionsTopicResult::default();
         result.name = topic.name.clone();
         let name = topic.name.to_string();
-        let outcome = match state.metadata.topic(&name) {
+        let live = state.cluster.image().live_brokers();
+        let outcome = match state.cluster.topic(&name) {
             None => Err((
                 ResponseError::UnknownTopicOrPartition,
                 format!("topic '{name}' does not exist"),
@@ -355,8 +373,10 @@ pub async fn create_partitions(
             Some(t)
                 if topic.assignments.as_ref().is_some_and(|a| {
                     a.len() as i32 != topic.count - t.partitions
-                        || a.iter()
-                            .any(|x| x.broker_ids.iter().any(|b| b.0 != state.config.node_id))
+                        || a.iter().any(|x| {
+                            x.broker_ids.len() as i16 != t.replication_factor
+                                || x.broker_ids.iter().any(|b| !live.contains(&b.0))
+                        })
                 }) =>
             {
                 Err((
@@ -364,16 +384,17 @@ pub async fn create_partitions(
                     "the assignment must name existing brokers for each new partition".into(),
                 ))
             }
-            Some(_) if req.validate_only => Ok(()),
             Some(_) => {
-                let state2 = Arc::clone(state);
-                let count = topic.count;
-                match tokio::task::spawn_blocking(move || state2.add_partitions(&name, count)).await
-                {
-                    Ok(Ok(_)) => Ok(()),
-                    Ok(Err(e)) => Err(refusal_of(&e)),
-                    Err(e) => Err((ResponseError::UnknownServerError, e.to_string())),
-                }
+                let assignments = topic.assignments.as_ref().map(|a| {
+                    a.iter()
+                        .map(|x| x.broker_ids.iter().map(|b| b.0).collect())
+                        .collect()
+                });
+                state
+                    .cluster
+                    .create_partitions(name, topic.count, assignments, req.validate_only)
+                    .await
+                    .map_err(|e| refusal_of_controller(&e))
             }
         };
         if let Err((error, message)) = outcome {

@@ -27,10 +27,16 @@ pub struct BrokerArgs {
     /// broker runs without it and says so. An address given here must bind.
     #[arg(long, env = "WEIR_ADMIN_LISTEN")]
     pub admin_listen: Option<String>,
-    /// The metadata quorum, ID@HOST:PORT,… (KRaft's controller.quorum.voters).
-    /// Until cluster mode lands it may name only this broker.
+    /// The metadata quorum's voters, ID@HOST:PORT,… (KRaft's
+    /// controller.quorum.voters). A broker whose id is listed is a voter
+    /// (combined broker + controller); others follow the quorum. Without
+    /// it the broker is a cluster of one.
     #[arg(long, env = "WEIR_CONTROLLER_QUORUM")]
     pub controller_quorum: Option<String>,
+    /// Address the quorum port binds (default: this node's port from
+    /// --controller-quorum on every interface, or 0.0.0.0:9093).
+    #[arg(long, env = "WEIR_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<String>,
     /// Rack (failure domain) of this broker, reported to clients.
     #[arg(long, env = "WEIR_RACK")]
     pub rack: Option<String>,
@@ -52,8 +58,9 @@ impl BrokerArgs {
         );
         config.admin_listen_optional = self.admin_listen.is_none();
         if let Some(quorum) = &self.controller_quorum {
-            weir_broker::config::parse_controller_quorum(quorum, self.node_id)?;
+            config.controller_quorum = weir_broker::config::parse_controller_quorum(quorum)?;
         }
+        config.controller_listen = self.controller_listen.clone();
         config.advertise = match &self.advertise {
             Some(a) => Some(a.clone()),
             None => default_advertise(&self.listen),
