@@ -2,25 +2,31 @@
 //! length-prefixed frames, decodes them with `kafka-protocol`, hands them to
 //! the router and writes the responses back in order.
 //!
-//! Like Kafka, a connection handles one request at a time (the next is read
-//! only after the previous one's response is queued), which is what keeps
-//! the produce requests of one connection in order. A frame that cannot be
-//! understood closes only its own connection.
+//! A connection handles one request at a time — the next is read only after
+//! the previous one was handled, which keeps the produce requests of one
+//! connection in order — except that an acks=all produce, once appended,
+//! waits for its followers off the request loop. Responses go out in
+//! request order through a bounded queue, so a producer with several
+//! requests in flight is not held to one replication round trip per
+//! request (Kafka mutes the connection until the response is sent). A frame
+//! that cannot be understood closes only its own connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use crate::broker::BrokerState;
 use crate::codec::{DecodeError, Decoded, check_frame_size, decode_request, encode_response};
-use crate::handlers::{self, RequestContext};
+use crate::handlers::{self, Handled, RequestContext};
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -69,17 +75,40 @@ pub async fn serve(
     info!("listener stopped");
 }
 
+/// Responses a connection may owe at once; the request loop waits when
+/// this many are queued (a producer's in-flight requests fit well within).
+const MAX_QUEUED_RESPONSES: usize = 32;
+
+/// A response in a connection's queue: bytes now, or a task whose bytes
+/// come when the followers have caught up.
+enum Queued {
+    Ready(Bytes),
+    Waiting(JoinHandle<Result<Bytes, ConnectionError>>),
+}
+
 async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<BrokerState>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
-    let (mut reader, writer) = stream.into_split();
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let (reader, writer) = stream.into_split();
+    let (queue, queued) = mpsc::channel(MAX_QUEUED_RESPONSES);
+    let reading = read_requests(reader, peer, Arc::clone(&state), shutdown, queue);
+    let writing = write_responses(writer, &state, queued);
+    tokio::try_join!(reading, writing).map(|_| ())
+}
+
+/// Reads, decodes and handles requests in order, queueing their responses.
+async fn read_requests(
+    mut reader: OwnedReadHalf,
+    peer: SocketAddr,
+    state: Arc<BrokerState>,
+    mut shutdown: watch::Receiver<bool>,
+    queue: mpsc::Sender<Queued>,
+) -> Result<(), ConnectionError> {
     let max = state.config.socket_request_max_bytes();
-    let mut out = BytesMut::with_capacity(64 * 1024);
     loop {
         let size = tokio::select! {
             read = reader.read_i32() => match read {
@@ -102,27 +131,65 @@ async fn handle_connection(
                 .metrics
                 .count_request(i16::from_be_bytes([frame[0], frame[1]]));
         }
-
-        out.clear();
-        if handle_frame(&state, peer, frame, &mut out).await? {
-            writer.write_all(&out).await?;
-            writer.flush().await?;
-            state
-                .metrics
-                .bytes_out
-                .fetch_add(out.len() as u64, Ordering::Relaxed);
+        let next = match handle_frame(&state, peer, frame).await? {
+            Response::None => continue,
+            Response::Ready(bytes) => Queued::Ready(bytes),
+            Response::Waiting(task) => Queued::Waiting(tokio::spawn(task)),
+        };
+        if queue.send(next).await.is_err() {
+            // The writer stopped (its error is what the connection reports).
+            return Ok(());
         }
     }
 }
 
-/// Decodes, handles and encodes one request into `out`. Returns whether
-/// there is a response to send (produce with acks=0 has none).
+/// Writes queued responses in request order, waiting for each in turn.
+async fn write_responses(
+    writer: OwnedWriteHalf,
+    state: &BrokerState,
+    mut queued: mpsc::Receiver<Queued>,
+) -> Result<(), ConnectionError> {
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    while let Some(next) = queued.recv().await {
+        let bytes = match next {
+            Queued::Ready(bytes) => bytes,
+            Queued::Waiting(task) => task.await.map_err(|e| ConnectionError::Handler {
+                api: ApiKey::Produce,
+                reason: format!("waiting for replication: {e}"),
+            })??,
+        };
+        writer.write_all(&bytes).await?;
+        // Flush when nothing else is ready to go, so responses that are
+        // already due share one write.
+        if queued.is_empty() {
+            writer.flush().await?;
+        }
+        state
+            .metrics
+            .bytes_out
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+    }
+    writer.flush().await?;
+    Ok(())
+}
+
+/// What handling one frame produced.
+enum Response {
+    /// Nothing to send (produce with acks=0).
+    None,
+    Ready(Bytes),
+    Waiting(
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<Bytes, ConnectionError>> + Send>>,
+    ),
+}
+
+/// Decodes and handles one request, encoding its response (now or, for
+/// a waiting acks=all produce, when it completes).
 async fn handle_frame(
     state: &Arc<BrokerState>,
     peer: SocketAddr,
     frame: Bytes,
-    out: &mut BytesMut,
-) -> Result<bool, ConnectionError> {
+) -> Result<Response, ConnectionError> {
     let (header, api, version, request) = match decode_request(frame)? {
         Decoded::Request {
             header,
@@ -132,13 +199,7 @@ async fn handle_frame(
         } => (header, api, version, request),
         Decoded::UnsupportedApiVersions { correlation_id } => {
             let response = handlers::api_versions_unsupported();
-            encode_response(out, ApiKey::ApiVersions, 0, correlation_id, &response).map_err(
-                |reason| ConnectionError::Handler {
-                    api: ApiKey::ApiVersions,
-                    reason,
-                },
-            )?;
-            return Ok(true);
+            return encode(ApiKey::ApiVersions, 0, correlation_id, &response).map(Response::Ready);
         }
     };
     let ctx = RequestContext {
@@ -147,17 +208,34 @@ async fn handle_frame(
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
         peer,
     };
-    let response = handlers::handle(state, &ctx, request)
+    let correlation_id = header.correlation_id;
+    let handled = handlers::handle(state, &ctx, request)
         .await
         .map_err(|reason| ConnectionError::Handler { api, reason })?;
-    let Some(response) = response else {
-        return Ok(false);
-    };
-    encode_response(out, api, version, header.correlation_id, &response).map_err(|reason| {
+    Ok(match handled {
+        Handled::Now(None) => Response::None,
+        Handled::Now(Some(response)) => {
+            Response::Ready(encode(api, version, correlation_id, &response)?)
+        }
+        Handled::Later(wait) => Response::Waiting(Box::pin(async move {
+            let response = wait.await;
+            encode(api, version, correlation_id, &response)
+        })),
+    })
+}
+
+fn encode(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    response: &ResponseKind,
+) -> Result<Bytes, ConnectionError> {
+    let mut out = BytesMut::new();
+    encode_response(&mut out, api, version, correlation_id, response).map_err(|reason| {
         ConnectionError::Handler {
             api,
             reason: format!("encoding the response: {reason}"),
         }
     })?;
-    Ok(true)
+    Ok(out.freeze())
 }

@@ -242,7 +242,10 @@ fn broker_resource(name: &str) -> Result<ConfigResource, Refusal> {
 }
 
 /// The dynamic broker keys a resource has set now.
-fn current_broker_configs(state: &BrokerState, resource: &ConfigResource) -> BTreeMap<String, String> {
+fn current_broker_configs(
+    state: &BrokerState,
+    resource: &ConfigResource,
+) -> BTreeMap<String, String> {
     let image = state.cluster.image();
     match resource {
         ConfigResource::Cluster => image.cluster_configs().clone(),

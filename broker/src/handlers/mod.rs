@@ -95,10 +95,34 @@ pub fn api_versions_unsupported() -> ResponseKind {
     ))
 }
 
-/// Handles one decoded request. `Ok(None)`: send nothing back (acks=0).
+/// Handles one decoded request (see [`Handled`]).
 /// `Err` closes the connection (with the reason logged), as Kafka does when a
 /// request cannot be served at all.
 pub async fn handle(
+    state: &Arc<BrokerState>,
+    ctx: &RequestContext,
+    request: RequestKind,
+) -> Result<Handled, String> {
+    match request {
+        RequestKind::Produce(req) => Ok(match produce::produce(state, req, ctx.version).await {
+            produce::Produced::Now(r) => Handled::Now(r.map(ResponseKind::Produce)),
+            produce::Produced::Later(wait) => {
+                Handled::Later(Box::pin(async move { ResponseKind::Produce(wait.await) }))
+            }
+        }),
+        other => handle_now(state, ctx, other).await.map(Handled::Now),
+    }
+}
+
+/// A handled request: its answer now (`None`: none at all, acks=0), or an
+/// answer still being waited for (acks=all), which the connection sends in
+/// its turn while it reads the next requests.
+pub enum Handled {
+    Now(Option<ResponseKind>),
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = ResponseKind> + Send>>),
+}
+
+async fn handle_now(
     state: &Arc<BrokerState>,
     ctx: &RequestContext,
     request: RequestKind,
@@ -120,11 +144,6 @@ pub async fn handle(
         }
         RequestKind::FindCoordinator(req) => {
             ResponseKind::FindCoordinator(metadata::find_coordinator(state, req, v).await)
-        }
-        RequestKind::Produce(req) => {
-            return Ok(produce::produce(state, req, v)
-                .await
-                .map(ResponseKind::Produce));
         }
         RequestKind::InitProducerId(req) => {
             ResponseKind::InitProducerId(produce::init_producer_id(state, req).await)

@@ -26,11 +26,7 @@ struct PartitionWrite {
     wait_for: Option<i64>,
 }
 
-pub async fn produce(
-    state: &Arc<BrokerState>,
-    req: ProduceRequest,
-    _version: i16,
-) -> Option<ProduceResponse> {
+pub async fn produce(state: &Arc<BrokerState>, req: ProduceRequest, _version: i16) -> Produced {
     let acks = req.acks;
     let timeout_ms = req.timeout_ms;
     let mut response = ProduceResponse::default();
@@ -130,7 +126,7 @@ pub async fn produce(
         Ok(w) => w,
         Err(e) => {
             warn!(error = %e, "produce task failed");
-            return (acks != 0).then_some(response);
+            return Produced::Now((acks != 0).then_some(response));
         }
     };
     state.logs.notify_appended();
@@ -140,10 +136,17 @@ pub async fn produce(
         }
     }
     if acks == 0 {
-        return None;
+        return Produced::Now(None);
     }
+    if acks != -1 {
+        return Produced::Now(Some(assemble(response, writes)));
+    }
+    // acks=all: the records are in the log, in request order; waiting for
+    // the followers happens off the connection's request loop, so the next
+    // request is appended meanwhile (responses still go out in order).
+    let state = Arc::clone(state);
     let mut writes = writes;
-    if acks == -1 {
+    Produced::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now()
             + std::time::Duration::from_millis(timeout_ms.max(0) as u64);
         for w in writes.iter_mut() {
@@ -152,19 +155,30 @@ pub async fn produce(
             };
             let min_insync = state.min_insync_replicas(&partition.topic);
             if let Err(e) =
-                wait_for_replication(state, partition, offset, min_insync, deadline).await
+                wait_for_replication(&state, partition, offset, min_insync, deadline).await
             {
                 w.response.error_code = e.code();
                 w.response.base_offset = -1;
             }
         }
-    }
+        assemble(response, writes)
+    }))
+}
+
+/// What a produce request gets: an answer now, none (acks=0), or one that
+/// completes once the in-sync replicas have the records (acks=all).
+pub enum Produced {
+    Now(Option<ProduceResponse>),
+    Later(std::pin::Pin<Box<dyn std::future::Future<Output = ProduceResponse> + Send>>),
+}
+
+fn assemble(mut response: ProduceResponse, writes: Vec<PartitionWrite>) -> ProduceResponse {
     for w in writes {
         response.responses[w.topic]
             .partition_responses
             .push(w.response);
     }
-    Some(response)
+    response
 }
 
 /// acks=all: waits until the high watermark passes `offset` (every in-sync
