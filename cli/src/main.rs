@@ -40,7 +40,7 @@ enum Command {
     Cluster(cmd::cluster::ClusterArgs),
     /// Measure produce and consume throughput and latency.
     Bench(cmd::bench::BenchArgs),
-    /// The Kubernetes operator: print its CRDs, or render what it would create.
+    /// The Kubernetes operator: run it, print its CRDs, or render what it would create.
     Operator(cmd::operator::OperatorArgs),
 }
 
