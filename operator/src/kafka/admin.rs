@@ -139,10 +139,16 @@ impl BrokerFacts for AdminKafka {
 
     fn drain<'a>(&'a self, node_ids: &'a [i32]) -> BoxFuture<'a, Result<()>> {
         async move {
-            Err(Error::Unsupported(format!(
-                "moving partitions off brokers {node_ids:?} needs partition reassignment, which the broker does not support yet; \
-                 move or delete their topics, then the pool can shrink"
-            )))
+            // The drain planner picks replacements among all other live
+            // brokers, so draining two at once could move replicas from one
+            // leaving broker to the other.
+            let [node] = node_ids else {
+                return Err(Error::Unsupported(format!(
+                    "draining brokers {node_ids:?} at once is not supported; scale the pool down one broker at a time"
+                )));
+            };
+            self.admin.drain_broker(*node).await?;
+            Ok(())
         }
         .boxed()
     }
