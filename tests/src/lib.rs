@@ -119,10 +119,10 @@ impl BrokerProcess {
             Duration::from_secs(30),
             "the broker to accept connections",
             || {
-                if let Some(child) = self.child.as_mut() {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        panic!("broker exited during start: {status}");
-                    }
+                if let Some(child) = self.child.as_mut()
+                    && let Ok(Some(status)) = child.try_wait()
+                {
+                    panic!("broker exited during start: {status}");
                 }
                 TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
             },

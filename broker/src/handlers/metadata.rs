@@ -109,7 +109,7 @@ async fn auto_create_topic(state: &BrokerState, name: &str) -> MetadataResponseT
         Err(_) => Err(ResponseError::InvalidTopicException),
         Ok(()) => match state.cluster.create_topics(vec![topic], false).await.pop() {
             Some(Ok(())) => Ok(()),
-            Some(Err(e)) if matches!(e, ControllerError::TopicExists(_)) => Ok(()),
+            Some(Err(ControllerError::TopicExists(_))) => Ok(()),
             Some(Err(e)) => Err(refusal_of_controller(&e).0),
             None => Err(ResponseError::UnknownServerError),
         },

@@ -99,10 +99,10 @@ pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) {
                     end,
                     now,
                 );
-                if !was {
-                    if let Err(e) = log.assign_epoch(r.leader_epoch, end) {
-                        warn!(%topic, partition = index, error = %e, "recording the leader epoch failed");
-                    }
+                if !was
+                    && let Err(e) = log.assign_epoch(r.leader_epoch, end)
+                {
+                    warn!(%topic, partition = index, error = %e, "recording the leader epoch failed");
                 }
                 !was
             };
