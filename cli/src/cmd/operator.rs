@@ -91,9 +91,10 @@ async fn run_operator(args: RunArgs) -> anyhow::Result<()> {
             .or_else(|| std::env::var("WEIR_NAMESPACE").ok()),
         identity,
     };
+    // SIGTERM (Kubernetes stopping the pod) or Ctrl-C stops it cleanly;
+    // without a signal handler it still stops when killed.
     let shutdown = async {
-        // Without a signal handler the operator still stops when killed.
-        if tokio::signal::ctrl_c().await.is_err() {
+        if super::broker::wait_for_shutdown_signal().await.is_err() {
             std::future::pending::<()>().await;
         }
     };
