@@ -3,7 +3,7 @@
 //! image assigns here), background log and ISR maintenance, and controlled
 //! shutdown.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,7 +90,8 @@ impl BrokerState {
     }
 
     fn set_ready(&self, ready: bool) {
-        self.ready.send_if_modified(|r| std::mem::replace(r, ready) != ready);
+        self.ready
+            .send_if_modified(|r| std::mem::replace(r, ready) != ready);
     }
 
     /// Creates a topic through the controller and waits until the
@@ -127,10 +128,10 @@ impl BrokerState {
             };
             t.partitions.iter().enumerate().all(|(i, p)| {
                 p.leader != me
-                    || self
-                        .logs
-                        .get(topic, i as i32)
-                        .is_some_and(|local| local.replica().leader_epoch >= p.leader_epoch && local.replica().is_leader())
+                    || self.logs.get(topic, i as i32).is_some_and(|local| {
+                        local.replica().leader_epoch >= p.leader_epoch
+                            && local.replica().is_leader()
+                    })
             })
         };
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -169,9 +170,7 @@ impl BrokerState {
     pub fn min_insync_replicas(&self, topic: &str) -> i32 {
         const KEY: &str = "min.insync.replicas";
         let image = self.cluster.image();
-        let topic_value = image
-            .topic_configs(topic)
-            .and_then(|c| c.get(KEY).cloned());
+        let topic_value = image.topic_configs(topic).and_then(|c| c.get(KEY).cloned());
         topic_value
             .or_else(|| self.setting(KEY))
             .and_then(|v| v.parse().ok())
@@ -256,7 +255,10 @@ impl Broker {
                 .map(|v| (v.id as NodeId, QuorumNode::new(v.address.clone())))
                 .collect()
         } else {
-            BTreeMap::from([(config.node_id as NodeId, QuorumNode::new(quorum_addr.to_string()))])
+            BTreeMap::from([(
+                config.node_id as NodeId,
+                QuorumNode::new(quorum_addr.to_string()),
+            )])
         };
         let role = if config.is_voter() {
             Role::Voter
@@ -334,17 +336,17 @@ impl Broker {
                 shutdown_rx.clone(),
             )));
         }
-        tasks.push(tokio::spawn(maintain_logs(Arc::clone(&state), shutdown_rx.clone())));
+        tasks.push(tokio::spawn(maintain_logs(
+            Arc::clone(&state),
+            shutdown_rx.clone(),
+        )));
         tasks.push(tokio::spawn(maintain_isrs(Arc::clone(&state), shutdown_rx)));
         if !multi_node {
             // Alone, the quorum forms at once: serve only when ready, so a
             // client's first request finds the broker registered.
             let mut ready = state.ready.subscribe();
-            let waited = tokio::time::timeout(
-                SINGLE_NODE_START_TIMEOUT,
-                ready.wait_for(|r| *r),
-            )
-            .await;
+            let waited =
+                tokio::time::timeout(SINGLE_NODE_START_TIMEOUT, ready.wait_for(|r| *r)).await;
             if waited.is_err() {
                 return Err(BrokerError::Invalid(format!(
                     "the broker did not become ready within {SINGLE_NODE_START_TIMEOUT:?}"
@@ -460,7 +462,7 @@ async fn follow_image(state: Arc<BrokerState>, mut shutdown: watch::Receiver<boo
         _ = shutdown.changed() => return,
     }
     let image = state.cluster.image();
-    let wanted = wanted_partitions(&image, state.config.node_id);
+    let wanted = crate::replica::assigned_partitions(&image, state.config.node_id);
     let logs = Arc::clone(&state.logs);
     let removed = tokio::task::spawn_blocking(move || {
         logs.remove_strays(|topic, index| wanted.contains(&(topic.to_string(), index)))
@@ -486,20 +488,6 @@ async fn follow_image(state: Arc<BrokerState>, mut shutdown: watch::Receiver<boo
             _ = shutdown.changed() => return,
         }
     }
-}
-
-fn wanted_partitions(image: &weir_quorum::MetadataImage, me: i32) -> HashSet<(String, i32)> {
-    image
-        .topics()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .enumerate()
-                .filter(|(_, p)| p.replicas.contains(&me))
-                .map(|(i, _)| (t.name.clone(), i as i32))
-                .collect::<Vec<_>>()
-        })
-        .collect()
 }
 
 /// Leader housekeeping on an interval: followers that stopped keeping up

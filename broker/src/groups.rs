@@ -7,17 +7,17 @@
 use std::sync::{Arc, RwLock};
 
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::{
-    DeleteGroupsResponse, DescribeGroupsResponse, HeartbeatResponse, JoinGroupResponse,
-    LeaveGroupResponse, ListGroupsResponse, OffsetCommitResponse, OffsetDeleteResponse,
-    OffsetFetchResponse, RequestKind, ResponseKind, SyncGroupResponse,
-};
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::DescribedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
+use kafka_protocol::messages::{
+    DeleteGroupsResponse, DescribeGroupsResponse, HeartbeatResponse, JoinGroupResponse,
+    LeaveGroupResponse, ListGroupsResponse, OffsetCommitResponse, OffsetDeleteResponse,
+    OffsetFetchResponse, RequestKind, ResponseKind, SyncGroupResponse,
+};
 use tracing::{info, warn};
 use weir_coordinator::{GroupConfig, GroupCoordinator};
 
@@ -45,13 +45,10 @@ impl Groups {
     /// `__consumer_offsets`-0 (a new leader epoch reloads, since a former
     /// leader's in-memory state may miss what another leader wrote).
     pub async fn follow_leadership(&self, state: &Arc<BrokerState>) {
-        let leading = state
-            .logs
-            .get(CONSUMER_OFFSETS_TOPIC, 0)
-            .and_then(|p| {
-                let r = p.replica();
-                r.is_leader().then_some((r.leader_epoch, Arc::clone(&p)))
-            });
+        let leading = state.logs.get(CONSUMER_OFFSETS_TOPIC, 0).and_then(|p| {
+            let r = p.replica();
+            r.is_leader().then_some((r.leader_epoch, Arc::clone(&p)))
+        });
         let current_epoch = self
             .active
             .read()
@@ -62,7 +59,12 @@ impl Groups {
             (Some((epoch, _)), Some(current)) if epoch == current => {}
             (None, None) => {}
             (None, Some(_)) => {
-                if let Some((_, old)) = self.active.write().unwrap_or_else(|e| e.into_inner()).take() {
+                if let Some((_, old)) = self
+                    .active
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take()
+                {
                     old.shutdown();
                     info!("no longer the group coordinator");
                 }
@@ -98,10 +100,32 @@ impl Groups {
     }
 
     pub fn shutdown(&self) {
-        if let Some((_, c)) = self.active.write().unwrap_or_else(|e| e.into_inner()).take() {
+        if let Some((_, c)) = self
+            .active
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
             c.shutdown();
         }
     }
+}
+
+/// Whether a request is for the group coordinator.
+pub fn is_group_request(request: &RequestKind) -> bool {
+    matches!(
+        request,
+        RequestKind::JoinGroup(_)
+            | RequestKind::SyncGroup(_)
+            | RequestKind::Heartbeat(_)
+            | RequestKind::LeaveGroup(_)
+            | RequestKind::OffsetCommit(_)
+            | RequestKind::OffsetFetch(_)
+            | RequestKind::OffsetDelete(_)
+            | RequestKind::DescribeGroups(_)
+            | RequestKind::DeleteGroups(_)
+            | RequestKind::ListGroups(_)
+    )
 }
 
 /// The answer to a group request on a broker that is not the coordinator.

@@ -53,7 +53,12 @@ pub async fn run(
                 want_fence: false,
                 want_shutdown: false,
             };
-            match state.cluster.controller().send(request, tokio::time::Instant::now() + REQUEST_DEADLINE).await {
+            match state
+                .cluster
+                .controller()
+                .send(request, tokio::time::Instant::now() + REQUEST_DEADLINE)
+                .await
+            {
                 Ok(ControllerResponse::BrokerHeartbeat { is_fenced, .. }) => {
                     let was = state.is_admitted();
                     if !is_fenced && !was {
@@ -97,7 +102,12 @@ async fn register(
         rack: state.config.rack.clone(),
         quorum_addr,
     };
-    match state.cluster.controller().send(request, tokio::time::Instant::now() + REQUEST_DEADLINE).await? {
+    match state
+        .cluster
+        .controller()
+        .send(request, tokio::time::Instant::now() + REQUEST_DEADLINE)
+        .await?
+    {
         ControllerResponse::RegisterBroker { broker_epoch } => Ok(broker_epoch),
         other => Err(ControllerError::Internal(format!(
             "unexpected registration answer {other:?}"
@@ -131,7 +141,12 @@ pub async fn controlled_shutdown(state: &BrokerState) {
             want_fence: true,
             want_shutdown: true,
         };
-        match state.cluster.controller().send(request, tokio::time::Instant::now() + REQUEST_DEADLINE).await {
+        match state
+            .cluster
+            .controller()
+            .send(request, tokio::time::Instant::now() + REQUEST_DEADLINE)
+            .await
+        {
             Ok(ControllerResponse::BrokerHeartbeat {
                 shutdown_ready: true,
                 ..

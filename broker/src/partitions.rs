@@ -92,9 +92,7 @@ impl LogManager {
     ) -> Result<Arc<Partition>, LogError> {
         let dir = self.partition_dir(topic, index);
         let id_file = dir.join(PARTITION_METADATA_FILE);
-        let io = |context: String| {
-            move |source| LogError::Io { context, source }
-        };
+        let io = |context: String| move |source| LogError::Io { context, source };
         match std::fs::read_to_string(&id_file) {
             Ok(text) if read_topic_id(&text) == Some(topic_id) => {}
             Ok(_) => {

@@ -120,6 +120,15 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
     }
     let plan = Arc::new(plan);
     let epochs = Arc::new(epochs);
+    let read = || {
+        read_all(
+            state,
+            Arc::clone(&plan),
+            Arc::clone(&epochs),
+            follower,
+            max_bytes,
+        )
+    };
     let reads = loop {
         // Register for wake-ups before reading, so an append that lands
         // between the read and the wait is not missed.
@@ -127,14 +136,7 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
         tokio::pin!(appended);
         appended.as_mut().enable();
 
-        let reads = read_all(
-            state,
-            Arc::clone(&plan),
-            Arc::clone(&epochs),
-            follower,
-            max_bytes,
-        )
-        .await;
+        let reads = read().await;
         let total: usize = reads.iter().map(|r| r.records.len()).sum();
         let any_error = reads.iter().any(|r| r.error != 0);
         if total >= min_bytes
@@ -148,14 +150,7 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
             .await
             .is_err()
         {
-            break read_all(
-                state,
-                Arc::clone(&plan),
-                Arc::clone(&epochs),
-                follower,
-                max_bytes,
-            )
-            .await;
+            break read().await;
         }
     };
 

@@ -128,11 +128,11 @@ async fn handle_now(
     request: RequestKind,
 ) -> Result<Option<ResponseKind>, String> {
     let v = ctx.version;
-    if let Some(response) = crate::groups::not_coordinator(&request) {
-        let Some(coordinator) = state.groups.current() else {
-            return Ok(Some(response));
-        };
-        return Ok(handle_group(&coordinator, ctx, request).await);
+    if crate::groups::is_group_request(&request) {
+        return Ok(match state.groups.current() {
+            Some(coordinator) => handle_group(&coordinator, ctx, request).await,
+            None => crate::groups::not_coordinator(&request),
+        });
     }
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),

@@ -22,6 +22,8 @@ struct PartitionWrite {
     records: Option<bytes::Bytes>,
     partition: Option<Arc<crate::partitions::Partition>>,
     leader_epoch: i32,
+    /// The topic's min.insync.replicas (acks=all only; 1 otherwise).
+    min_insync: i32,
     /// The offset the high watermark must pass before acks=all answers.
     wait_for: Option<i64>,
 }
@@ -58,10 +60,12 @@ pub async fn produce(state: &Arc<BrokerState>, req: ProduceRequest, _version: i1
                 }
                 None => (Ok(()), 0, -1),
             };
-            let known = state
-                .cluster
-                .partition(topic.name.as_str(), data.index)
-                .is_some();
+            // Stored here, or at least in the cluster (then another broker leads it).
+            let known = partition.is_some()
+                || state
+                    .cluster
+                    .partition(topic.name.as_str(), data.index)
+                    .is_some();
             if !matches!(acks, -1..=1) {
                 r.error_code = ResponseError::InvalidRequiredAcks.code();
             } else if req.transactional_id.is_some() {
@@ -91,6 +95,7 @@ pub async fn produce(state: &Arc<BrokerState>, req: ProduceRequest, _version: i1
                 records: data.records,
                 partition,
                 leader_epoch,
+                min_insync,
                 wait_for: None,
             });
         }
@@ -153,9 +158,8 @@ pub async fn produce(state: &Arc<BrokerState>, req: ProduceRequest, _version: i1
             let (Some(partition), Some(offset)) = (&w.partition, w.wait_for) else {
                 continue;
             };
-            let min_insync = state.min_insync_replicas(&partition.topic);
             if let Err(e) =
-                wait_for_replication(&state, partition, offset, min_insync, deadline).await
+                wait_for_replication(&state, partition, offset, w.min_insync, deadline).await
             {
                 w.response.error_code = e.code();
                 w.response.base_offset = -1;

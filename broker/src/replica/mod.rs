@@ -31,13 +31,9 @@ struct Assignment {
     registration: PartitionRegistration,
 }
 
-/// Makes local partitions and roles match `image`: opens partitions newly
-/// assigned here, deletes those no longer assigned (or of a deleted topic),
-/// takes or gives up leadership, and points the follower fetchers at the
-/// current leaders.
-pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) {
-    let me = state.config.node_id;
-    let mut wanted: BTreeMap<(String, i32), Assignment> = BTreeMap::new();
+/// The partitions `image` assigns to broker `me`.
+fn assignments(image: &MetadataImage, me: NodeId) -> BTreeMap<(String, i32), Assignment> {
+    let mut wanted = BTreeMap::new();
     for topic in image.topics() {
         let configs = image
             .topic_configs(&topic.name)
@@ -56,6 +52,21 @@ pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) {
             }
         }
     }
+    wanted
+}
+
+/// Names of the partitions `image` assigns to broker `me`.
+pub fn assigned_partitions(image: &MetadataImage, me: NodeId) -> HashSet<(String, i32)> {
+    assignments(image, me).into_keys().collect()
+}
+
+/// Makes local partitions and roles match `image`: opens partitions newly
+/// assigned here, deletes those no longer assigned (or of a deleted topic),
+/// takes or gives up leadership, and points the follower fetchers at the
+/// current leaders.
+pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) {
+    let me = state.config.node_id;
+    let wanted = assignments(image, me);
 
     for partition in state.logs.all() {
         let key = (partition.topic.clone(), partition.index);
@@ -99,9 +110,7 @@ pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) {
                     end,
                     now,
                 );
-                if !was
-                    && let Err(e) = log.assign_epoch(r.leader_epoch, end)
-                {
+                if !was && let Err(e) = log.assign_epoch(r.leader_epoch, end) {
                     warn!(%topic, partition = index, error = %e, "recording the leader epoch failed");
                 }
                 !was
@@ -300,15 +309,4 @@ pub fn under_replicated(state: &BrokerState) -> usize {
             r.is_leader() && r.isr.len() < r.replicas.len()
         })
         .count()
-}
-
-/// Names of the partitions this broker leads, for quick membership checks.
-pub fn led_partitions(state: &BrokerState) -> HashSet<(String, i32)> {
-    state
-        .logs
-        .all()
-        .into_iter()
-        .filter(|p| p.replica().is_leader())
-        .map(|p| (p.topic.clone(), p.index))
-        .collect()
 }

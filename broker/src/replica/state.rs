@@ -13,7 +13,9 @@ pub type NodeId = i32;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
     Leader,
-    Follower { leader: NodeId },
+    Follower {
+        leader: NodeId,
+    },
     /// A replica whose partition has no live leader (or is being removed):
     /// it serves neither produce nor fetch.
     Offline,
@@ -177,12 +179,14 @@ impl ReplicaState {
         }
         self.followers.retain(|id, _| replicas.contains(id));
         for &id in &replicas {
-            self.followers.entry(id).or_insert_with(|| FollowerProgress {
-                log_end_offset: None,
-                last_caught_up_ms: now_ms,
-                last_fetch_ms: now_ms,
-                leader_end_at_last_fetch: leader_end,
-            });
+            self.followers
+                .entry(id)
+                .or_insert_with(|| FollowerProgress {
+                    log_end_offset: None,
+                    last_caught_up_ms: now_ms,
+                    last_fetch_ms: now_ms,
+                    leader_end_at_last_fetch: leader_end,
+                });
         }
         if self.pending_isr.as_ref() == Some(&isr) || new_epoch {
             self.pending_isr = None;
@@ -302,7 +306,11 @@ mod tests {
         let mut s = leader(&[1, 2]);
         s.record_follower_fetch(2, 20, 20, 1_100);
         s.become_leader(1, 2, vec![1, 2, 3], vec![1, 2], 20, 1_200);
-        assert_eq!(s.followers[&2].log_end_offset, Some(20), "same epoch keeps it");
+        assert_eq!(
+            s.followers[&2].log_end_offset,
+            Some(20),
+            "same epoch keeps it"
+        );
         s.become_leader(2, 3, vec![1, 2, 3], vec![1, 2], 20, 1_300);
         assert_eq!(s.followers[&2].log_end_offset, None);
         assert_eq!(s.epoch_start_offset, 20);
@@ -313,7 +321,10 @@ mod tests {
         let mut s = leader(&[1, 2, 3]);
         s.pending_isr = Some(vec![1, 2]);
         s.become_leader(1, 2, vec![1, 2, 3], vec![1, 2, 3], 10, 1_100);
-        assert!(s.pending_isr.is_some(), "an unrelated change keeps it pending");
+        assert!(
+            s.pending_isr.is_some(),
+            "an unrelated change keeps it pending"
+        );
         s.become_leader(1, 3, vec![1, 2, 3], vec![1, 2], 10, 1_200);
         assert_eq!(s.pending_isr, None);
     }
