@@ -19,12 +19,51 @@ pub fn weir_bin() -> PathBuf {
     dir.join("weir")
 }
 
-/// A free port on 127.0.0.1 (the OS picks it; we release it at once).
+/// A free port on 127.0.0.1 for a server a test starts.
+///
+/// Not one the OS picks with `bind(:0)`: those come from the ephemeral
+/// range, which every outgoing connection on the machine also draws from,
+/// so between our release and the broker's bind another test's client
+/// could take it ("Address already in use"). Ports below the ephemeral
+/// range are only ever handed out here; a random start per process and a
+/// bind check keep parallel test processes apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    static HANDED_OUT: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let (low, high) = (10_000u64, u64::from(ephemeral_range_start()).max(10_001));
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..10_000 {
+        let mut x = STATE.load(Ordering::Relaxed);
+        if x == 0 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1);
+            x = nanos ^ (u64::from(std::process::id()) << 32) | 1;
+        }
+        // xorshift64: enough spread that parallel processes rarely meet.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        STATE.store(x, Ordering::Relaxed);
+        let port = (low + x % (high - low)) as u16;
+        if !handed_out.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            handed_out.push(port);
+            return port;
+        }
+    }
+    panic!("no free port between {low} and {high}");
+}
+
+/// The first port the kernel hands out for `bind(:0)` and outgoing
+/// connections (32768 when it cannot be read).
+fn ephemeral_range_start() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// Polls `check` until it holds or `timeout` passes.
