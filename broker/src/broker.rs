@@ -196,27 +196,17 @@ impl Broker {
     /// when this returns; a broker of a larger cluster becomes ready (see
     /// `/ready`) once a quorum has formed and the controller admitted it.
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        config
+            .check_roles()
+            .map_err(|e| BrokerError::Invalid(e.to_string()))?;
+        if !config.roles().broker {
+            return Err(BrokerError::Invalid(
+                "this node has no broker role: start it as a controller (ControllerNode)".into(),
+            ));
+        }
         let listener = bind(&config.listen).await?;
         let local_addr = listener.local_addr()?;
-        let admin_listener = match &config.admin_listen {
-            Some(addr) => match TcpListener::bind(addr).await {
-                Ok(listener) => Some(listener),
-                Err(e)
-                    if config.admin_listen_optional
-                        && e.kind() == std::io::ErrorKind::AddrInUse =>
-                {
-                    warn!(addr = %addr, "admin HTTP port is in use; running without it (set --admin-listen to choose another)");
-                    None
-                }
-                Err(source) => {
-                    return Err(BrokerError::Bind {
-                        addr: addr.clone(),
-                        source,
-                    });
-                }
-            },
-            None => None,
-        };
+        let admin_listener = bind_admin(&config).await?;
         let admin_addr = admin_listener
             .as_ref()
             .map(TcpListener::local_addr)
@@ -225,15 +215,8 @@ impl Broker {
 
         let data_dir = config.data_dir.clone();
         let multi_node = !config.controller_quorum.is_empty();
-        let voters_spec = multi_node.then(|| {
-            config
-                .controller_quorum
-                .iter()
-                .map(|v| format!("{}@{}", v.id, v.address))
-                .collect::<Vec<_>>()
-                .join(",")
-        });
-        let cluster_id = load_or_create_cluster_id(&data_dir, voters_spec.as_deref())?;
+        let quorum_spec = multi_node.then(|| voters_spec(&config));
+        let cluster_id = load_or_create_cluster_id(&data_dir, quorum_spec.as_deref())?;
         let logs = Arc::new(LogManager::new(&data_dir));
         // Only half-deleted directories go now; data of partitions no longer
         // assigned here waits until this broker's image is known current.
@@ -423,10 +406,10 @@ impl Broker {
 
 /// Where the metadata quorum lives inside the data directory (the name
 /// cannot clash with a partition directory, which always ends in -N).
-const QUORUM_DIR: &str = "__cluster_metadata";
+pub(crate) const QUORUM_DIR: &str = "__cluster_metadata";
 const SINGLE_NODE_START_TIMEOUT: Duration = Duration::from_secs(30);
 
-async fn bind(addr: &str) -> Result<TcpListener, BrokerError> {
+pub(crate) async fn bind(addr: &str) -> Result<TcpListener, BrokerError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| BrokerError::Bind {
@@ -435,9 +418,39 @@ async fn bind(addr: &str) -> Result<TcpListener, BrokerError> {
         })
 }
 
+/// The admin HTTP listener, if one is asked for. A busy default address
+/// is only a warning (several nodes side by side on one machine).
+pub(crate) async fn bind_admin(config: &BrokerConfig) -> Result<Option<TcpListener>, BrokerError> {
+    let Some(addr) = &config.admin_listen else {
+        return Ok(None);
+    };
+    match TcpListener::bind(addr).await {
+        Ok(listener) => Ok(Some(listener)),
+        Err(e) if config.admin_listen_optional && e.kind() == std::io::ErrorKind::AddrInUse => {
+            warn!(addr = %addr, "admin HTTP port is in use; running without it (set --admin-listen to choose another)");
+            Ok(None)
+        }
+        Err(source) => Err(BrokerError::Bind {
+            addr: addr.clone(),
+            source,
+        }),
+    }
+}
+
+/// `--controller-quorum` written back as ID@HOST:PORT,… (a new cluster's
+/// id derives from it, so every node of one cluster agrees on it).
+pub(crate) fn voters_spec(config: &BrokerConfig) -> String {
+    config
+        .controller_quorum
+        .iter()
+        .map(|v| format!("{}@{}", v.id, v.address))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// The quorum port: `--controller-listen`, else this voter's own port on
 /// every interface, else Kafka's 9093.
-fn quorum_listen_address(config: &BrokerConfig) -> String {
+pub(crate) fn quorum_listen_address(config: &BrokerConfig) -> String {
     if let Some(addr) = &config.controller_listen {
         return addr.clone();
     }

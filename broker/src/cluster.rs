@@ -83,12 +83,17 @@ impl ClusterMetadata {
         self.quorum.image()
     }
 
-    /// The active controller's node id, or -1 when there is none right now.
+    /// The controller id clients are told (Metadata, DescribeCluster): the
+    /// active controller when it is also a live broker, else this broker.
+    /// Clients send admin requests to that id, so it must be a broker they
+    /// can reach — a dedicated controller is not (KRaft answers with a
+    /// broker too); any broker forwards them to the active controller.
     pub fn controller_id(&self) -> i32 {
-        self.quorum
-            .leader()
-            .and_then(|id| i32::try_from(id).ok())
-            .unwrap_or(-1)
+        let leader = self.quorum.leader().and_then(|id| i32::try_from(id).ok());
+        match leader {
+            Some(id) if self.image().live_brokers().contains(&id) => id,
+            _ => self.node_id,
+        }
     }
 
     pub fn topic(&self, name: &str) -> Option<TopicMeta> {

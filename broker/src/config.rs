@@ -69,6 +69,55 @@ pub struct BrokerConfig {
     /// Address the quorum port binds (Raft and controller requests); `None`
     /// takes this node's voter address, or 0.0.0.0:9093 for a non-voter.
     pub controller_listen: Option<String>,
+    /// What this node runs (`--process-roles`, KRaft's process.roles);
+    /// `None` derives it from `--controller-quorum` (a listed node is a
+    /// combined broker + controller, any other a broker).
+    pub process_roles: Option<ProcessRoles>,
+}
+
+/// KRaft's process.roles: a broker serves clients and stores partitions; a
+/// controller votes in the metadata quorum and may become the active
+/// controller. A node can be both (combined mode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessRoles {
+    pub broker: bool,
+    pub controller: bool,
+}
+
+impl ProcessRoles {
+    pub const COMBINED: ProcessRoles = ProcessRoles {
+        broker: true,
+        controller: true,
+    };
+    pub const BROKER: ProcessRoles = ProcessRoles {
+        broker: true,
+        controller: false,
+    };
+    pub const CONTROLLER: ProcessRoles = ProcessRoles {
+        broker: false,
+        controller: true,
+    };
+
+    /// Parses `broker`, `controller` or `broker,controller` (either order).
+    pub fn parse(spec: &str) -> Result<ProcessRoles, BrokerConfigError> {
+        let mut roles = ProcessRoles {
+            broker: false,
+            controller: false,
+        };
+        for role in spec.split(',').map(str::trim) {
+            match role {
+                "broker" => roles.broker = true,
+                "controller" => roles.controller = true,
+                other => {
+                    return Err(BrokerConfigError::Roles(
+                        spec.to_string(),
+                        format!("unknown role {other:?} (roles are broker and controller)"),
+                    ));
+                }
+            }
+        }
+        Ok(roles)
+    }
 }
 
 /// A bad broker setting; names the key and the rule.
@@ -86,6 +135,8 @@ pub enum BrokerConfigError {
     Malformed(String),
     #[error("--controller-quorum {0:?}: {1}")]
     Quorum(String, String),
+    #[error("--process-roles {0:?}: {1}")]
+    Roles(String, String),
 }
 
 impl BrokerConfig {
@@ -101,6 +152,7 @@ impl BrokerConfig {
             settings: BTreeMap::new(),
             controller_quorum: Vec::new(),
             controller_listen: None,
+            process_roles: None,
         }
     }
 
@@ -219,11 +271,63 @@ impl BrokerConfig {
         self.get("auto.leader.rebalance.enable")
             .eq_ignore_ascii_case("true")
     }
+    /// What this node runs: `--process-roles` when given (checked against
+    /// the quorum by [`BrokerConfig::check_roles`]), else a node listed in
+    /// `--controller-quorum` (or alone) is combined and any other a broker.
+    pub fn roles(&self) -> ProcessRoles {
+        self.process_roles.unwrap_or(
+            if self.controller_quorum.is_empty()
+                || self.controller_quorum.iter().any(|v| v.id == self.node_id)
+            {
+                ProcessRoles::COMBINED
+            } else {
+                ProcessRoles::BROKER
+            },
+        )
+    }
+
     /// Whether this node votes in the metadata quorum (and may become the
     /// active controller).
     pub fn is_voter(&self) -> bool {
-        self.controller_quorum.is_empty()
-            || self.controller_quorum.iter().any(|v| v.id == self.node_id)
+        self.roles().controller
+    }
+
+    /// Refuses roles that contradict the quorum: a controller must be one
+    /// of its voters (the voter set is static), and a listed voter must run
+    /// the controller, or the quorum would count a vote no one casts.
+    pub fn check_roles(&self) -> Result<(), BrokerConfigError> {
+        let roles = self.roles();
+        let listed = self.controller_quorum.iter().any(|v| v.id == self.node_id);
+        let spec = match roles {
+            ProcessRoles::COMBINED => "broker,controller",
+            ProcessRoles::CONTROLLER => "controller",
+            _ => "broker",
+        };
+        let refuse = |why: String| Err(BrokerConfigError::Roles(spec.to_string(), why));
+        if !roles.broker && !roles.controller {
+            return refuse("names no role".into());
+        }
+        if roles.controller && self.controller_quorum.is_empty() && !roles.broker {
+            return refuse(
+                "a dedicated controller needs --controller-quorum naming its peers".into(),
+            );
+        }
+        if roles.controller && !self.controller_quorum.is_empty() && !listed {
+            return refuse(format!(
+                "node {} runs a controller but is not a voter in --controller-quorum",
+                self.node_id
+            ));
+        }
+        if !roles.controller && listed {
+            return refuse(format!(
+                "node {} is a voter in --controller-quorum, so it must run the controller role",
+                self.node_id
+            ));
+        }
+        if !roles.controller && self.controller_quorum.is_empty() {
+            return refuse("a broker without the controller role needs --controller-quorum".into());
+        }
+        Ok(())
     }
 
     pub fn delete_topic_enabled(&self) -> bool {
@@ -366,6 +470,45 @@ mod tests {
             .unwrap();
         assert_eq!(cfg.num_partitions(), 3);
         assert!(cfg.auto_create_topics());
+    }
+
+    #[test]
+    fn process_roles_default_from_the_quorum_and_contradictions_are_refused() {
+        let quorum = parse_controller_quorum("1@a:9093,2@b:9093,3@c:9093").unwrap();
+        let node = |id: i32, roles: Option<&str>| {
+            let mut config = BrokerConfig::new(id, "/tmp/x", "127.0.0.1:0");
+            config.controller_quorum = quorum.clone();
+            config.process_roles = roles.map(|r| ProcessRoles::parse(r).unwrap());
+            config
+        };
+        assert_eq!(node(1, None).roles(), ProcessRoles::COMBINED);
+        assert_eq!(node(4, None).roles(), ProcessRoles::BROKER);
+        assert_eq!(
+            BrokerConfig::new(1, "/tmp/x", "127.0.0.1:0").roles(),
+            ProcessRoles::COMBINED
+        );
+        assert_eq!(
+            ProcessRoles::parse("controller, broker").unwrap(),
+            ProcessRoles::COMBINED
+        );
+        let dedicated = node(2, Some("controller"));
+        assert!(dedicated.check_roles().is_ok());
+        assert!(dedicated.is_voter());
+        assert!(node(4, Some("broker")).check_roles().is_ok());
+        assert!(!node(4, Some("broker")).is_voter());
+
+        let err = |c: BrokerConfig| c.check_roles().unwrap_err().to_string();
+        assert!(err(node(4, Some("controller"))).contains("not a voter"));
+        assert!(err(node(1, Some("broker"))).contains("must run the controller role"));
+        let mut alone = BrokerConfig::new(1, "/tmp/x", "127.0.0.1:0");
+        alone.process_roles = Some(ProcessRoles::CONTROLLER);
+        assert!(err(alone).contains("needs --controller-quorum"));
+        assert!(
+            ProcessRoles::parse("broker,zookeeper")
+                .unwrap_err()
+                .to_string()
+                .contains("\"zookeeper\"")
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod clock;
 pub mod cluster;
 pub mod codec;
 pub mod config;
+pub mod controller_node;
 pub mod fetch_session;
 mod group_store;
 mod groups;
@@ -26,7 +27,8 @@ mod server;
 pub mod topic_config;
 
 pub use broker::{Broker, BrokerError, BrokerState};
-pub use config::{BrokerConfig, BrokerConfigError};
+pub use config::{BrokerConfig, BrokerConfigError, ProcessRoles};
+pub use controller_node::ControllerNode;
 pub use handlers::advertised_versions;
 
 // Unit tests decode garbage on purpose; they need the same allocator as the

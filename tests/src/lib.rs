@@ -88,6 +88,9 @@ pub struct BrokerProcess {
     /// `/ready`) and the quorum flags.
     pub admin_port: Option<u16>,
     quorum: Option<(String, u16)>,
+    /// A dedicated controller (`--process-roles controller`): no Kafka
+    /// listener; `port` is unused.
+    pub controller_only: bool,
     extra: Vec<String>,
     _temp: Option<tempfile::TempDir>,
 }
@@ -104,6 +107,7 @@ impl BrokerProcess {
             data_dir: temp.path().to_path_buf(),
             admin_port: None,
             quorum: None,
+            controller_only: false,
             extra: extra.iter().map(|s| s.to_string()).collect(),
             _temp: Some(temp),
         };
@@ -149,11 +153,19 @@ impl BrokerProcess {
             cmd.args(["--controller-quorum", voters])
                 .args(["--controller-listen", &format!("127.0.0.1:{port}")]);
         }
+        if self.controller_only {
+            cmd.args(["--process-roles", "controller"]);
+        }
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("starting {}: {e}", weir_bin().display()));
         self.child = Some(child);
-        let addr: SocketAddr = listen.parse().expect("address");
+        // A controller has no Kafka listener: its admin port answers instead.
+        let addr: SocketAddr = if self.controller_only {
+            admin.parse().expect("address")
+        } else {
+            listen.parse().expect("address")
+        };
         wait_until(
             Duration::from_secs(30),
             "the broker to accept connections",
@@ -234,41 +246,73 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((status, body))
 }
 
-/// Several `weir broker` processes forming one cluster on 127.0.0.1: node
-/// ids 1..=n, the first three are the metadata quorum's voters.
+/// Several `weir broker` processes forming one cluster on 127.0.0.1.
 pub struct ClusterProcesses {
+    /// Nodes with the broker role (combined with the controller role in
+    /// `start`), node ids 1..=n.
     pub brokers: Vec<BrokerProcess>,
+    /// Dedicated controllers (`start_with_controllers`), node ids 101.. .
+    pub controllers: Vec<BrokerProcess>,
 }
 
 impl ClusterProcesses {
-    /// Starts `n` brokers and waits until every one is ready; `extra` are
-    /// `--config KEY=VALUE` settings for all.
+    /// Starts `n` brokers, the first three of them also the metadata
+    /// quorum's voters (combined mode), and waits until every one is
+    /// ready; `extra` are `--config KEY=VALUE` settings for all.
     pub fn start(n: usize, extra: &[&str]) -> ClusterProcesses {
-        let quorum_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let voters = quorum_ports
+        let nodes: Vec<(i32, bool)> = (1..=n as i32).map(|id| (id, false)).collect();
+        Self::launch(&nodes, n.min(3), extra)
+    }
+
+    /// Starts `controllers` dedicated controllers (node ids 101..), which
+    /// alone form the quorum, and `brokers` broker-only nodes (1..=brokers).
+    pub fn start_with_controllers(
+        controllers: usize,
+        brokers: usize,
+        extra: &[&str],
+    ) -> ClusterProcesses {
+        let nodes: Vec<(i32, bool)> = (101..101 + controllers as i32)
+            .map(|id| (id, true))
+            .chain((1..=brokers as i32).map(|id| (id, false)))
+            .collect();
+        Self::launch(&nodes, controllers, extra)
+    }
+
+    /// `nodes` are (node id, controller only); the first `voters` of them
+    /// vote in the quorum.
+    fn launch(nodes: &[(i32, bool)], voters: usize, extra: &[&str]) -> ClusterProcesses {
+        let quorum_ports: Vec<u16> = nodes.iter().map(|_| free_port()).collect();
+        let voters = nodes
             .iter()
-            .take(3)
-            .enumerate()
-            .map(|(i, port)| format!("{}@127.0.0.1:{port}", i + 1))
+            .zip(&quorum_ports)
+            .take(voters)
+            .map(|((id, _), port)| format!("{id}@127.0.0.1:{port}"))
             .collect::<Vec<_>>()
             .join(",");
-        let mut brokers = Vec::new();
-        for (i, quorum_port) in quorum_ports.into_iter().enumerate() {
+        let mut cluster = ClusterProcesses {
+            brokers: Vec::new(),
+            controllers: Vec::new(),
+        };
+        for (&(node_id, controller_only), quorum_port) in nodes.iter().zip(quorum_ports) {
             let temp = tempfile::tempdir().expect("temp dir");
-            let mut broker = BrokerProcess {
+            let mut node = BrokerProcess {
                 child: None,
-                node_id: i as i32 + 1,
+                node_id,
                 port: free_port(),
                 data_dir: temp.path().to_path_buf(),
                 admin_port: Some(free_port()),
                 quorum: Some((voters.clone(), quorum_port)),
+                controller_only,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
                 _temp: Some(temp),
             };
-            broker.spawn();
-            brokers.push(broker);
+            node.spawn();
+            if controller_only {
+                cluster.controllers.push(node);
+            } else {
+                cluster.brokers.push(node);
+            }
         }
-        let cluster = ClusterProcesses { brokers };
         cluster.wait_ready(Duration::from_secs(60));
         cluster
     }
@@ -282,14 +326,42 @@ impl ClusterProcesses {
             .join(",")
     }
 
-    /// Waits until every running broker answers `/ready`.
+    /// Waits until every running node answers `/ready`.
     pub fn wait_ready(&self, timeout: Duration) {
-        wait_until(timeout, "every broker to be ready", || {
+        wait_until(timeout, "every node to be ready", || {
             self.brokers
                 .iter()
+                .chain(&self.controllers)
                 .filter(|b| b.is_running())
                 .all(BrokerProcess::is_ready)
         });
+    }
+
+    /// The node the running nodes agree is the active controller (from a
+    /// dedicated controller's `/ready`), if they agree on one.
+    pub fn active_controller(&self) -> Option<i32> {
+        let mut seen = self
+            .controllers
+            .iter()
+            .filter(|c| c.is_running())
+            .filter_map(|c| {
+                let (status, body) = http_get(c.admin_port?, "/ready")?;
+                (status == 200).then_some(())?;
+                body.lines()
+                    .find_map(|l| l.strip_prefix("active_controller "))?
+                    .trim()
+                    .parse()
+                    .ok()
+            });
+        let first = seen.next()?;
+        seen.all(|id| id == first).then_some(first)
+    }
+
+    pub fn controller(&mut self, node_id: i32) -> &mut BrokerProcess {
+        self.controllers
+            .iter_mut()
+            .find(|c| c.node_id == node_id)
+            .expect("a controller with that node id")
     }
 
     pub fn broker(&mut self, node_id: i32) -> &mut BrokerProcess {

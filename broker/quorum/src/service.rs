@@ -8,9 +8,11 @@
 //! applied (a proposal returns once applied on the leader), so two
 //! concurrent requests never decide on the same stale image. The same task
 //! tracks broker sessions (in memory, as KRaft does: heartbeats are not
-//! records) and fences brokers whose session expired.
+//! records) and fences brokers whose session expired — or, sooner, a
+//! broker that has gone quiet and whose quorum port refuses connections
+//! (see [`silent_brokers`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,14 +86,18 @@ pub fn spawn_controller(
     shutdown: watch::Receiver<bool>,
 ) -> (ControllerHandle, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(256);
+    let (probe_tx, probe_rx) = mpsc::unbounded_channel();
     let service = Service {
         quorum,
         config,
         active_term: None,
         sessions: BTreeMap::new(),
+        last_heard: BTreeMap::new(),
+        probing: BTreeSet::new(),
+        probe_tx,
         registered_at: BTreeMap::new(),
     };
-    let task = tokio::spawn(service.run(rx, shutdown));
+    let task = tokio::spawn(service.run(rx, probe_rx, shutdown));
     (ControllerHandle { tx }, task)
 }
 
@@ -127,6 +133,62 @@ fn expired_sessions(
         .collect()
 }
 
+/// Unfenced brokers not heard from for `silence` (two missed heartbeats):
+/// worth probing. A broker's process that died leaves its quorum port
+/// refusing connections, and waiting out the whole session for it would
+/// cost most of the failover time; a broker that is merely slow or cut off
+/// still answers or times out, and keeps its session.
+fn silent_brokers(
+    image: &MetadataImage,
+    last_heard: &BTreeMap<BrokerId, Instant>,
+    now: Instant,
+    silence: Duration,
+) -> Vec<BrokerId> {
+    image
+        .brokers()
+        .values()
+        .filter(|b| {
+            !b.fenced
+                && last_heard
+                    .get(&b.node_id)
+                    .is_some_and(|heard| now.saturating_duration_since(*heard) >= silence)
+        })
+        .map(|b| b.node_id)
+        .collect()
+}
+
+/// What a probe of a silent broker found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProbeOutcome {
+    /// Nothing listens there: the process is gone.
+    Refused,
+    /// It answered, or could not be reached in time (a network cut): no
+    /// conclusion, the session decides.
+    Inconclusive,
+}
+
+/// Whether a probe's answer fences the broker: only a refusal, only if it
+/// is still unfenced and has not been heard from since the probe started.
+fn fence_after_probe(
+    image: &MetadataImage,
+    node: BrokerId,
+    outcome: ProbeOutcome,
+    probe_started: Instant,
+    last_heard: Option<Instant>,
+) -> bool {
+    outcome == ProbeOutcome::Refused
+        && image.broker(node).is_some_and(|b| !b.fenced)
+        && last_heard.is_none_or(|heard| heard <= probe_started)
+}
+
+/// Tries a TCP connection to `addr` within `timeout`.
+async fn probe(addr: String, timeout: Duration) -> ProbeOutcome {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(&addr)).await {
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => ProbeOutcome::Refused,
+        _ => ProbeOutcome::Inconclusive,
+    }
+}
+
 /// What a heartbeat changes: controlled shutdown or a wish to be fenced
 /// fences the broker (moving its leaderships away); a fenced broker that has
 /// caught up with the log up to its registration is unfenced.
@@ -155,6 +217,12 @@ struct Service {
     active_term: Option<u64>,
     /// Session deadline per broker.
     sessions: BTreeMap<BrokerId, Instant>,
+    /// When each broker was last heard from (or this controller took over).
+    last_heard: BTreeMap<BrokerId, Instant>,
+    /// Brokers with a probe in flight.
+    probing: BTreeSet<BrokerId>,
+    /// Probes report here: (broker, when the probe started, outcome).
+    probe_tx: mpsc::UnboundedSender<(BrokerId, Instant, ProbeOutcome)>,
     /// Log index of registrations made by this controller; a broker is
     /// caught up once it has applied its registration.
     registered_at: BTreeMap<BrokerId, u64>,
@@ -164,6 +232,7 @@ impl Service {
     async fn run(
         mut self,
         mut requests: mpsc::Receiver<(ControllerRequest, Reply)>,
+        mut probes: mpsc::UnboundedReceiver<(BrokerId, Instant, ProbeOutcome)>,
         mut shutdown: watch::Receiver<bool>,
     ) {
         let period = (self.config.heartbeat_interval / 2).max(Duration::from_millis(10));
@@ -181,7 +250,13 @@ impl Service {
                     // The caller may have given up; nothing to do then.
                     let _ = reply.send(answer);
                 }
-                _ = tick.tick() => self.expire_sessions().await,
+                _ = tick.tick() => {
+                    self.expire_sessions().await;
+                    self.probe_silent_brokers();
+                }
+                Some((node, started, outcome)) = probes.recv() => {
+                    self.on_probe(node, started, outcome).await;
+                }
             }
         }
     }
@@ -196,6 +271,7 @@ impl Service {
                 tracing::info!(node = self.quorum.id(), "no longer the active controller");
             }
             self.sessions.clear();
+            self.last_heard.clear();
             self.registered_at.clear();
             return Err(not_controller(&self.quorum));
         }
@@ -206,14 +282,17 @@ impl Service {
             .catch_up_as_leader()
             .await
             .map_err(|e| self.error(e))?;
-        let deadline = Instant::now() + self.config.new_controller_grace;
-        self.sessions = self
-            .quorum
-            .image()
-            .brokers()
-            .keys()
-            .map(|id| (*id, deadline))
-            .collect();
+        let now = Instant::now();
+        let deadline = now + self.config.new_controller_grace;
+        let brokers: Vec<BrokerId> = self.quorum.image().brokers().keys().copied().collect();
+        self.sessions = brokers.iter().map(|id| (*id, deadline)).collect();
+        // Counted as silent from the start: a broker that died with the old
+        // controller is probed (and, refusing, fenced) at once rather than
+        // after the grace; live ones answer and keep their grace.
+        let silent_since = now
+            .checked_sub(self.config.heartbeat_interval * 2)
+            .unwrap_or(now);
+        self.last_heard = brokers.iter().map(|id| (*id, silent_since)).collect();
         self.registered_at.clear();
         self.active_term = Some(term);
         tracing::info!(
@@ -252,8 +331,60 @@ impl Service {
     }
 
     fn refresh_session(&mut self, node: BrokerId) {
+        let now = Instant::now();
         self.sessions
-            .insert(node, Instant::now() + self.config.session_timeout);
+            .insert(node, now + self.config.session_timeout);
+        self.last_heard.insert(node, now);
+    }
+
+    /// Probes the quorum port of every broker silent for two heartbeats
+    /// (one probe per broker at a time; the answer comes back through the
+    /// service loop so decisions stay on this task).
+    fn probe_silent_brokers(&mut self) {
+        if self.active_term.is_none() {
+            return;
+        }
+        let image = self.quorum.image();
+        let now = Instant::now();
+        let silence = self.config.heartbeat_interval * 2;
+        for node in silent_brokers(&image, &self.last_heard, now, silence) {
+            let Ok(member) = NodeId::try_from(node) else {
+                continue;
+            };
+            if member == self.quorum.id() || self.probing.contains(&node) {
+                continue;
+            }
+            let Some(addr) = self.quorum.node_addr(member) else {
+                continue;
+            };
+            self.probing.insert(node);
+            let (results, timeout) = (self.probe_tx.clone(), self.config.heartbeat_interval);
+            tokio::spawn(async move {
+                let outcome = probe(addr, timeout).await;
+                let _ = results.send((node, now, outcome));
+            });
+        }
+    }
+
+    async fn on_probe(&mut self, node: BrokerId, started: Instant, outcome: ProbeOutcome) {
+        self.probing.remove(&node);
+        if self.activate().await.is_err() {
+            return;
+        }
+        let image = self.quorum.image();
+        let heard = self.last_heard.get(&node).copied();
+        if !fence_after_probe(&image, node, outcome, started, heard) {
+            return;
+        }
+        let records = on_broker_fenced(&image, node);
+        match self.propose(records).await {
+            Ok(index) => tracing::warn!(
+                node,
+                index,
+                "broker silent and its quorum port refuses connections; fenced"
+            ),
+            Err(e) => tracing::warn!(node, "fencing an unreachable broker failed: {e}"),
+        }
     }
 
     async fn expire_sessions(&mut self) {
@@ -262,8 +393,10 @@ impl Service {
         }
         let image = self.quorum.image();
         let grace = Instant::now() + self.config.new_controller_grace;
+        let now = Instant::now();
         for id in image.brokers().keys() {
             self.sessions.entry(*id).or_insert(grace);
+            self.last_heard.entry(*id).or_insert(now);
         }
         for node in expired_sessions(&image, &self.sessions, Instant::now()) {
             // Each decided against the image after the previous fence applied.
@@ -627,6 +760,49 @@ mod tests {
         ]);
         // 4 has no session yet: the shell grants it one before checking.
         assert_eq!(expired_sessions(&image, &sessions, now), vec![1]);
+    }
+
+    #[test]
+    fn silent_unfenced_brokers_are_probed_and_only_a_refusal_fences() {
+        let image = image_with(&[(1, false), (2, false), (3, true)]);
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        let last_heard =
+            BTreeMap::from([(1, now - ms(500)), (2, now - ms(100)), (3, now - ms(900))]);
+        // 3 is fenced already, 2 spoke recently.
+        assert_eq!(silent_brokers(&image, &last_heard, now, ms(400)), vec![1]);
+        let started = now;
+        assert!(fence_after_probe(
+            &image,
+            1,
+            ProbeOutcome::Refused,
+            started,
+            Some(now - ms(500))
+        ));
+        // A timeout or an answer proves nothing: the session decides.
+        assert!(!fence_after_probe(
+            &image,
+            1,
+            ProbeOutcome::Inconclusive,
+            started,
+            Some(now - ms(500))
+        ));
+        // Heard from while the probe was out: alive (restarted, or the port
+        // was briefly closed).
+        assert!(!fence_after_probe(
+            &image,
+            1,
+            ProbeOutcome::Refused,
+            started,
+            Some(now + ms(1))
+        ));
+        assert!(!fence_after_probe(
+            &image,
+            3,
+            ProbeOutcome::Refused,
+            started,
+            None
+        ));
     }
 
     #[test]

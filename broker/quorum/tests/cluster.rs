@@ -55,6 +55,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Self {
+        Self::start_with(config()).await
+    }
+
+    async fn start_with(config: MemberConfig) -> Self {
         let mut listeners = BTreeMap::new();
         for id in VOTERS.into_iter().chain([LEARNER]) {
             listeners.insert(id, TcpListener::bind("127.0.0.1:0").await.unwrap());
@@ -73,9 +77,10 @@ impl Cluster {
             } else {
                 Role::Voter
             };
-            let member = QuorumMember::start(id, role, voters.clone(), listener, None, config())
-                .await
-                .unwrap();
+            let member =
+                QuorumMember::start(id, role, voters.clone(), listener, None, config.clone())
+                    .await
+                    .unwrap();
             members.insert(id, member);
         }
         Self {
@@ -356,6 +361,41 @@ async fn brokers_register_get_placed_rack_aware_and_a_silent_one_is_fenced() {
     assert!(
         matches!(current, Err(ControllerError::IneligibleReplica(_))),
         "{current:?}"
+    );
+    cluster.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_broker_whose_port_refuses_is_fenced_before_its_session_ends() {
+    let mut config = config();
+    // Longer than the test waits: only the probe can fence within it.
+    config.controller.session_timeout = Duration::from_secs(60);
+    let mut cluster = Cluster::start_with(config).await;
+    let controller = cluster.controller().await;
+    cluster.register_brokers(&["a", "b", "c", "a"]).await;
+    cluster
+        .wait_image(controller, "4 unfenced brokers", all_unfenced(4))
+        .await;
+    // Both go silent; only the learner's process (its port) is gone.
+    let alive = VOTERS.into_iter().find(|v| *v != controller).unwrap() as BrokerId;
+    let dead = LEARNER as BrokerId;
+    cluster.stop_heartbeats(alive);
+    cluster.stop_heartbeats(dead);
+    cluster
+        .members
+        .remove(&LEARNER)
+        .unwrap()
+        .shutdown()
+        .await
+        .unwrap();
+    let image = cluster
+        .wait_image(controller, "the dead broker fenced", |i| {
+            i.broker(dead).is_some_and(|b| b.fenced)
+        })
+        .await;
+    assert!(
+        !image.broker(alive).unwrap().fenced,
+        "a silent broker that still answers keeps its session"
     );
     cluster.shutdown().await;
 }

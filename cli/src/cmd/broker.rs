@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use weir_broker::{Broker, BrokerConfig};
+use weir_broker::{Broker, BrokerConfig, ControllerNode};
 
 const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9644";
 
@@ -33,6 +33,12 @@ pub struct BrokerArgs {
     /// it the broker is a cluster of one.
     #[arg(long, env = "WEIR_CONTROLLER_QUORUM")]
     pub controller_quorum: Option<String>,
+    /// What this node runs (KRaft's process.roles): `broker`,
+    /// `controller` (a dedicated controller: a quorum voter with no Kafka
+    /// listener) or `broker,controller` (combined). Default: combined when
+    /// this node is listed in --controller-quorum, else broker.
+    #[arg(long, env = "WEIR_PROCESS_ROLES")]
+    pub process_roles: Option<String>,
     /// Address the quorum port binds (default: this node's port from
     /// --controller-quorum on every interface, or 0.0.0.0:9093).
     #[arg(long, env = "WEIR_CONTROLLER_LISTEN")]
@@ -61,6 +67,10 @@ impl BrokerArgs {
             config.controller_quorum = weir_broker::config::parse_controller_quorum(quorum)?;
         }
         config.controller_listen = self.controller_listen.clone();
+        if let Some(roles) = &self.process_roles {
+            config.process_roles = Some(weir_broker::ProcessRoles::parse(roles)?);
+        }
+        config.check_roles()?;
         config.advertise = match &self.advertise {
             Some(a) => Some(a.clone()),
             None => default_advertise(&self.listen),
@@ -83,6 +93,16 @@ fn default_advertise(listen: &str) -> Option<String> {
 
 pub async fn run(args: BrokerArgs) -> anyhow::Result<()> {
     let config = args.broker_config()?;
+    if !config.roles().broker {
+        let controller = ControllerNode::start(config)
+            .await
+            .context("starting the controller")?;
+        wait_for_shutdown_signal().await?;
+        return controller
+            .shutdown()
+            .await
+            .context("stopping the controller");
+    }
     let broker = Broker::start(config).await.context("starting the broker")?;
     wait_for_shutdown_signal().await?;
     broker.shutdown().await.context("stopping the broker")?;
