@@ -40,8 +40,8 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("brokers: {0}")]
     Kafka(#[from] weir_client::Error),
-    /// The brokers cannot do what was asked yet (e.g. move partitions away
-    /// from a broker before scale-down).
+    /// The brokers cannot do what was asked (e.g. shrink a topic's
+    /// partitions).
     #[error("not supported by the brokers yet: {0}")]
     Unsupported(String),
     #[error("{0}")]

@@ -11,6 +11,7 @@ use crate::crd::cluster::{BrokerPool, Cluster, ClusterSpec};
 use crate::crd::connector::ConnectorSpec;
 use crate::crd::streamapp::StreamAppSpec;
 use crate::crd::topic::Topic;
+use crate::reconcile::rollout::RolloutPolicy;
 
 /// One broken rule: where (`spec.brokerPools[1].replicas`) and which.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,29 +176,9 @@ fn check_spec(spec: &ClusterSpec, errors: &mut Vec<FieldError>) {
             "is not supported yet (brokers advertise only the internal listener); remove it",
         ));
     }
-    if let Some(rollout) = &spec.rollout {
-        if let Some(pause) = &rollout.pause_between_brokers
-            && !is_duration(pause)
-        {
-            errors.push(FieldError::new(
-                "spec.rollout.pauseBetweenBrokers",
-                "must be a whole number followed by s, m or h, e.g. 30s",
-            ));
-        }
-        for (i, window) in rollout.maintenance_windows.iter().enumerate() {
-            if !is_cron(&window.schedule) {
-                errors.push(FieldError::new(
-                    format!("spec.rollout.maintenanceWindows[{i}].schedule"),
-                    "must be a five-field cron expression, e.g. `0 2 * * 6`",
-                ));
-            }
-            if !is_duration(&window.duration) {
-                errors.push(FieldError::new(
-                    format!("spec.rollout.maintenanceWindows[{i}].duration"),
-                    "must be a whole number followed by s, m or h, e.g. 4h",
-                ));
-            }
-        }
+    // The same parse the reconciler acts on, so what passes here rolls.
+    if let Err(rollout) = RolloutPolicy::from_spec(spec.rollout.as_ref()) {
+        errors.extend(rollout);
     }
     if let Some(connect) = &spec.connect
         && !(0..=100).contains(&connect.replicas)
@@ -412,23 +393,6 @@ fn is_dns_label(s: &str) -> bool {
         && !s.ends_with('-')
 }
 
-fn is_duration(s: &str) -> bool {
-    let Some(unit) = s.chars().last() else {
-        return false;
-    };
-    let digits = &s[..s.len() - unit.len_utf8()];
-    "smh".contains(unit) && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn is_cron(s: &str) -> bool {
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    fields.len() == 5
-        && fields.iter().all(|f| {
-            f.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"*,-/".contains(&b))
-        })
-}
-
 /// A Kubernetes quantity above zero (`100Gi`, `1.5T`, `1e9`).
 pub fn is_positive_quantity(s: &str) -> bool {
     const SUFFIXES: [&str; 13] = [
@@ -514,8 +478,31 @@ mod tests {
     }
 
     #[test]
-    fn durations_and_cron() {
-        assert!(is_duration("30s") && is_duration("4h") && !is_duration("4d") && !is_duration("s"));
-        assert!(is_cron("0 2 * * 6") && is_cron("*/5 1-3 * * MON") && !is_cron("0 2 * *"));
+    fn rollout_durations_and_schedules() {
+        use crate::crd::cluster::{MaintenanceWindow, Rollout};
+        let mut c = cluster("demo").build();
+        c.spec.rollout = Some(Rollout {
+            maintenance_windows: vec![MaintenanceWindow {
+                schedule: "*/5 1-3 * * MON".into(),
+                duration: "4h".into(),
+            }],
+            pause_between_brokers: Some("30s".into()),
+        });
+        assert!(validate(&c.spec).is_ok());
+        c.spec.rollout = Some(Rollout {
+            maintenance_windows: vec![MaintenanceWindow {
+                schedule: "0 2 * *".into(),
+                duration: "4d".into(),
+            }],
+            pause_between_brokers: Some("5 minutes".into()),
+        });
+        assert_eq!(
+            paths(validate(&c.spec)),
+            [
+                "spec.rollout.pauseBetweenBrokers",
+                "spec.rollout.maintenanceWindows[0].schedule",
+                "spec.rollout.maintenanceWindows[0].duration",
+            ]
+        );
     }
 }

@@ -4,17 +4,20 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service, ServiceAccount};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams};
 use serde_json::json;
-use weir_operator::crd::cluster::Cluster;
+use weir_operator::crd::cluster::{Cluster, MaintenanceWindow, Rollout};
 use weir_operator::kafka::NewTopicSpec;
 use weir_operator::kafka::memory::Call;
+use weir_operator::reconcile::clock::ManualClock;
 
 fn orders(rf: i16, min_insync: &str) -> NewTopicSpec {
     NewTopicSpec {
@@ -26,7 +29,12 @@ fn orders(rf: i16, min_insync: &str) -> NewTopicSpec {
 }
 
 async fn ready_cluster(w: &World, replicas: i32) -> Cluster {
-    let created = create(&w.client, &cluster("demo", replicas)).await;
+    ready_cluster_from(w, &cluster("demo", replicas)).await
+}
+
+/// Creates `c`, runs its pods and waits until it is Ready.
+async fn ready_cluster_from(w: &World, c: &Cluster) -> Cluster {
+    let created = create(&w.client, c).await;
     eventually("the broker StatefulSet", || async {
         get::<StatefulSet>(&w.client, "demo-main").await.is_some()
     })
@@ -44,6 +52,49 @@ async fn ready_cluster(w: &World, replicas: i32) -> Cluster {
 
 fn status(c: Option<Cluster>) -> weir_operator::crd::cluster::ClusterStatus {
     c.and_then(|c| c.status).unwrap_or_default()
+}
+
+fn at(time: &str) -> Timestamp {
+    time.parse().expect("RFC 3339 time")
+}
+
+fn with_rollout(mut c: Cluster, windows: &[(&str, &str)], pause: Option<&str>) -> Cluster {
+    c.spec.rollout = Some(Rollout {
+        maintenance_windows: windows
+            .iter()
+            .map(|(schedule, duration)| MaintenanceWindow {
+                schedule: (*schedule).into(),
+                duration: (*duration).into(),
+            })
+            .collect(),
+        pause_between_brokers: pause.map(Into::into),
+    });
+    c
+}
+
+/// Waits until the operator has run `n` more Cluster reconciles, so a
+/// test can tell that something did not happen.
+async fn after_reconciles(w: &World, n: u64) {
+    let start = w.operator.metrics.reconciles("Cluster");
+    eventually("more reconciles", || async {
+        w.operator.metrics.reconciles("Cluster") >= start + n
+    })
+    .await;
+}
+
+/// Pod name → uid, to tell a restarted pod from the one before.
+async fn pod_uids(w: &World) -> BTreeMap<String, String> {
+    Api::<Pod>::namespaced(w.client.clone(), NS)
+        .list(&Default::default())
+        .await
+        .expect("pods")
+        .iter()
+        .filter_map(|p| Some((p.name_any(), p.uid()?)))
+        .collect()
+}
+
+async fn blocked_reason(w: &World) -> Option<String> {
+    status(get::<Cluster>(&w.client, "demo").await).roll_blocked_reason
 }
 
 #[tokio::test]
@@ -221,6 +272,129 @@ async fn a_static_change_restarts_one_broker_at_a_time_and_waits_for_the_isr() {
 }
 
 #[tokio::test]
+async fn a_restart_starts_only_inside_a_maintenance_window() {
+    // A Wednesday noon; the window is 02:00-03:00 UTC every day.
+    let clock = ManualClock::new(at("2026-11-25T12:00:00Z"));
+    let w = world_with_clock(&[0, 1, 2], Arc::new(clock.clone())).await;
+    w.kafka.create_out_of_band(&orders(3, "2")).expect("topic");
+    ready_cluster_from(
+        &w,
+        &with_rollout(cluster("demo", 3), &[("0 2 * * *", "1h")], None),
+    )
+    .await;
+    let before = pod_uids(&w).await;
+
+    patch_spec::<Cluster>(
+        &w.client,
+        "demo",
+        json!({"config": {"num.partitions": "6"}}),
+    )
+    .await;
+    eventually("the roll held outside the window", || async {
+        blocked_reason(&w).await.as_deref()
+            == Some("outside maintenance windows; next opens at 2026-11-26T02:00:00Z")
+    })
+    .await;
+    after_reconciles(&w, 3).await;
+    assert_eq!(pod_uids(&w).await, before, "no restart outside the window");
+    let s = status(get::<Cluster>(&w.client, "demo").await);
+    assert!(s.brokers.iter().all(|b| b.needs_restart));
+    assert!(
+        condition(&s.conditions, "RollingRestart")
+            .is_some_and(|c| c.status == "True" && c.reason == "Blocked")
+    );
+
+    // The window opens: the roll starts.
+    clock.set(at("2026-11-26T02:30:00Z"));
+    eventually("broker 0 restarted in the window", || async {
+        pod_names(&w.client).await == ["demo-main-1", "demo-main-2"]
+    })
+    .await;
+    // It closes while broker 0 restarts: broker 0 comes back, but no other
+    // broker goes until the next window.
+    clock.set(at("2026-11-26T03:00:00Z"));
+    sync_statefulsets(&w.client, true).await;
+    eventually("the roll held until the next window", || async {
+        blocked_reason(&w).await.as_deref()
+            == Some("outside maintenance windows; next opens at 2026-11-27T02:00:00Z")
+    })
+    .await;
+    after_reconciles(&w, 3).await;
+    let now = pod_uids(&w).await;
+    assert_ne!(now["demo-main-0"], before["demo-main-0"]);
+    assert_eq!(now["demo-main-1"], before["demo-main-1"]);
+    assert_eq!(now["demo-main-2"], before["demo-main-2"]);
+
+    clock.set(at("2026-11-27T02:00:00Z"));
+    eventually("broker 1 restarted in the next window", || async {
+        pod_names(&w.client).await == ["demo-main-0", "demo-main-2"]
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_next_broker_waits_the_pause_after_the_last_is_back() {
+    let clock = ManualClock::new(at("2026-11-25T12:00:00Z"));
+    let mut w = world_with_clock(&[0, 1, 2], Arc::new(clock.clone())).await;
+    w.kafka.create_out_of_band(&orders(3, "2")).expect("topic");
+    ready_cluster_from(&w, &with_rollout(cluster("demo", 3), &[], Some("5m"))).await;
+    let before = pod_uids(&w).await;
+
+    patch_spec::<Cluster>(
+        &w.client,
+        "demo",
+        json!({"config": {"num.partitions": "6"}}),
+    )
+    .await;
+    eventually("broker 0 restarted", || async {
+        pod_names(&w.client).await == ["demo-main-1", "demo-main-2"]
+    })
+    .await;
+    // Back a minute later: the pause runs from then.
+    clock.advance(SignedDuration::from_mins(1));
+    sync_statefulsets(&w.client, true).await;
+    eventually("the pause", || async {
+        blocked_reason(&w).await.as_deref()
+            == Some("pausing between brokers until 2026-11-25T12:06:00Z")
+    })
+    .await;
+    let s = status(get::<Cluster>(&w.client, "demo").await);
+    let last = s.last_broker_restart.expect("the restart is recorded");
+    assert_eq!((last.node_id, last.pod.as_str()), (0, "demo-main-0"));
+    assert_eq!(last.started_at.0, at("2026-11-25T12:00:00Z"));
+    assert_eq!(
+        last.finished_at.map(|t| t.0),
+        Some(at("2026-11-25T12:01:00Z"))
+    );
+
+    // The pause is in the status, not in the operator's memory: a new
+    // operator keeps to it.
+    w.operator.task.abort();
+    w.operator = start_operator_with_clock(
+        &w.client,
+        Arc::new(w.connector.clone()),
+        settings(),
+        None,
+        Arc::new(clock.clone()),
+    );
+    clock.advance(SignedDuration::from_mins(4));
+    after_reconciles(&w, 3).await;
+    let now = pod_uids(&w).await;
+    assert_eq!(now["demo-main-1"], before["demo-main-1"], "still pausing");
+    assert_eq!(now["demo-main-2"], before["demo-main-2"]);
+    assert_eq!(
+        blocked_reason(&w).await.as_deref(),
+        Some("pausing between brokers until 2026-11-25T12:06:00Z")
+    );
+
+    clock.advance(SignedDuration::from_mins(1));
+    eventually("broker 1 restarted after the pause", || async {
+        pod_names(&w.client).await == ["demo-main-0", "demo-main-2"]
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_dynamic_change_is_applied_live_without_a_restart() {
     let w = world(&[0, 1, 2]).await;
     ready_cluster(&w, 3).await;
@@ -318,6 +492,83 @@ async fn scale_down_drains_first_and_shrinks_only_when_drained() {
             .await
             .is_some()
     );
+}
+
+#[tokio::test]
+async fn scale_down_by_two_drains_both_and_removes_both() {
+    let w = world(&[0, 1, 2, 3, 4]).await;
+    w.kafka.create_out_of_band(&orders(3, "2")).expect("topic");
+    ready_cluster(&w, 5).await;
+    assert!(
+        w.kafka
+            .replicas()
+            .values()
+            .any(|r| r.contains(&3) && r.contains(&4)),
+        "some partition has replicas on both leaving brokers"
+    );
+
+    patch_spec::<Cluster>(
+        &w.client,
+        "demo",
+        json!({"brokerPools": [{"name": "main", "replicas": 3, "storage": {"size": "1Gi"}}]}),
+    )
+    .await;
+    eventually("one drain of brokers 3 and 4", || async {
+        w.kafka.calls().contains(&Call::Drain(vec![3, 4]))
+    })
+    .await;
+    eventually("the status to say so", || async {
+        let s = status(get::<Cluster>(&w.client, "demo").await);
+        condition(&s.conditions, "Reconciling").is_some_and(|c| c.reason == "Draining")
+            && condition(&s.conditions, "Degraded").is_some_and(|c| c.status == "False")
+    })
+    .await;
+    assert_eq!(
+        get::<StatefulSet>(&w.client, "demo-main")
+            .await
+            .expect("sts")
+            .spec
+            .replicas,
+        Some(5),
+        "no shrink before the drain finished"
+    );
+
+    w.kafka.finish_drain();
+    eventually("the shrink to three", || async {
+        get::<StatefulSet>(&w.client, "demo-main")
+            .await
+            .is_some_and(|s| s.spec.replicas == Some(3))
+    })
+    .await;
+    sync_statefulsets(&w.client, true).await;
+    eventually("Ready with three brokers", || async {
+        let s = status(get::<Cluster>(&w.client, "demo").await);
+        s.ready_brokers.as_deref() == Some("3/3")
+            && condition(&s.conditions, "Ready").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    assert_eq!(
+        pod_names(&w.client).await,
+        ["demo-main-0", "demo-main-1", "demo-main-2"]
+    );
+    for (partition, replicas) in w.kafka.replicas() {
+        assert_eq!(
+            replicas.len(),
+            3,
+            "{partition:?} keeps its replication factor"
+        );
+        assert!(
+            replicas.iter().all(|r| (0..3).contains(r)),
+            "{partition:?} is on {replicas:?}"
+        );
+    }
+    let drains: Vec<Call> = w
+        .kafka
+        .calls()
+        .into_iter()
+        .filter(|c| matches!(c, Call::Drain(_)))
+        .collect();
+    assert_eq!(drains, [Call::Drain(vec![3, 4])], "one drain, both brokers");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{
     Affinity, ResourceRequirements, Toleration, TopologySpreadConstraint,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -195,6 +195,8 @@ pub struct PodTemplate {
 #[serde(rename_all = "camelCase")]
 pub struct Rollout {
     /// When restarts for config or image changes may start. Empty: any time.
+    /// Outside every window no broker restart starts, also in the middle of
+    /// a roll; the roll goes on when the next window opens.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub maintenance_windows: Vec<MaintenanceWindow>,
@@ -273,6 +275,24 @@ pub struct ClusterStatus {
     pub roll_blocked_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub listeners: Vec<ListenerStatus>,
+    /// The broker the operator restarted last, and when it was back; the
+    /// pause between brokers runs from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_broker_restart: Option<BrokerRestart>,
+}
+
+/// One broker restart by the operator. Kept in the status, not in the
+/// operator's memory, so `pauseBetweenBrokers` holds across operator restarts.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerRestart {
+    pub node_id: i32,
+    pub pod: String,
+    /// When the operator deleted the pod.
+    pub started_at: Time,
+    /// When the broker was first seen back: ready, and in every ISR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -40,6 +40,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use super::{CLUSTER_LABEL, CONFIG_HASH_ANNOTATION, DesiredObject, MANAGED_BY, POOL_LABEL};
 use crate::crd::API_VERSION;
 use crate::crd::cluster::{BrokerPool, Cluster, ClusterSpec, ReclaimPolicy};
+use crate::reconcile::rollout::RolloutPolicy;
 use crate::validate::{FieldError, is_dynamic_broker_key, node_id_start, validate_cluster};
 
 pub const KAFKA_PORT: i32 = 9092;
@@ -97,6 +98,7 @@ pub struct ClusterModel {
     namespace: String,
     spec: ClusterSpec,
     owner: Option<OwnerReference>,
+    rollout: RolloutPolicy,
 }
 
 impl ClusterModel {
@@ -114,6 +116,7 @@ impl ClusterModel {
                 ),
             )]);
         }
+        let rollout = RolloutPolicy::from_spec(cluster.spec.rollout.as_ref())?;
         let name = cluster.metadata.name.clone().unwrap_or_default();
         // An owner reference without the owner's uid would be rejected, so a
         // file that has no uid yet gets none (as `weir operator render` promises).
@@ -134,7 +137,13 @@ impl ClusterModel {
             name,
             spec: cluster.spec.clone(),
             owner,
+            rollout,
         })
+    }
+
+    /// When and how fast brokers may restart (`spec.rollout`, parsed).
+    pub fn rollout(&self) -> &RolloutPolicy {
+        &self.rollout
     }
 
     pub fn name(&self) -> &str {

@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use weir_client::cluster::BrokerMetadata;
+use weir_client::reassign::PartitionReplicas;
 
+use super::drain::plan_drains;
 use super::{
     BrokerFacts, ClusterFacts, ConfigChange, KafkaConnector, KafkaOps, NewTopicSpec, ObservedTopic,
     TopicAdmin, TopicReplication,
@@ -49,6 +52,8 @@ struct State {
     broker_config: BTreeMap<String, String>,
     /// Brokers asked to drain; they count as drained once the test says so.
     draining: BTreeSet<i32>,
+    /// Where the drains move each partition, applied by `finish_drain`.
+    moves: BTreeMap<(String, i32), Vec<i32>>,
     calls: Vec<Call>,
 }
 
@@ -99,38 +104,38 @@ impl InMemoryKafka {
         }
     }
 
-    /// Moves the replicas of the drained brokers elsewhere, as a finished
-    /// reassignment would.
+    /// Moves the replicas of the drained brokers where the drains planned,
+    /// as finished reassignments would.
     pub fn finish_drain(&self) {
         let mut s = self.lock();
-        let draining = s.draining.clone();
-        let keep: Vec<i32> = s
-            .brokers
-            .iter()
-            .copied()
-            .filter(|b| !draining.contains(b))
-            .collect();
-        for t in s.topics.values_mut() {
-            for p in &mut t.partitions {
-                let mut replicas: Vec<i32> = p
-                    .replicas
-                    .iter()
-                    .copied()
-                    .filter(|r| !draining.contains(r))
-                    .collect();
-                for b in &keep {
-                    if replicas.len() >= p.replicas.len() {
-                        break;
-                    }
-                    if !replicas.contains(b) {
-                        replicas.push(*b);
-                    }
-                }
+        let moves = std::mem::take(&mut s.moves);
+        for ((topic, partition), replicas) in moves {
+            if let Some(p) = s.topics.get_mut(&topic).and_then(|t| {
+                t.partitions
+                    .get_mut(usize::try_from(partition).unwrap_or(usize::MAX))
+            }) {
                 p.replicas = replicas.clone();
                 p.isr = replicas;
             }
         }
-        s.brokers = keep;
+        let draining = s.draining.clone();
+        s.brokers.retain(|b| !draining.contains(b));
+    }
+
+    /// Every partition's replicas, by topic and partition.
+    pub fn replicas(&self) -> BTreeMap<(String, i32), Vec<i32>> {
+        let s = self.lock();
+        s.topics
+            .iter()
+            .flat_map(|(name, t)| {
+                t.partitions.iter().enumerate().map(move |(i, p)| {
+                    (
+                        (name.clone(), i32::try_from(i).unwrap_or(i32::MAX)),
+                        p.replicas.clone(),
+                    )
+                })
+            })
+            .collect()
     }
 
     /// Changes a topic behind the operator's back.
@@ -266,10 +271,54 @@ impl BrokerFacts for InMemoryKafka {
             .copied()
             .filter(|n| !s.draining.contains(n))
             .collect();
-        if !new.is_empty() {
-            s.draining.extend(new.iter().copied());
-            s.calls.push(Call::Drain(new));
+        if new.is_empty() {
+            return ready(Ok(()));
         }
+        // Planned as the admin-backed drain plans, over the replicas as the
+        // drains already asked for will leave them.
+        let leaving: Vec<i32> = s
+            .draining
+            .iter()
+            .copied()
+            .chain(new.iter().copied())
+            .collect();
+        let brokers: Vec<BrokerMetadata> = s
+            .brokers
+            .iter()
+            .map(|id| BrokerMetadata {
+                node_id: *id,
+                host: String::new(),
+                port: 0,
+                rack: None,
+            })
+            .collect();
+        let partitions: Vec<PartitionReplicas> = s
+            .topics
+            .iter()
+            .flat_map(|(name, t)| {
+                let moves = &s.moves;
+                t.partitions.iter().enumerate().map(move |(i, p)| {
+                    let partition = i32::try_from(i).unwrap_or(i32::MAX);
+                    PartitionReplicas {
+                        topic: name.clone(),
+                        partition,
+                        replicas: moves
+                            .get(&(name.clone(), partition))
+                            .unwrap_or(&p.replicas)
+                            .clone(),
+                    }
+                })
+            })
+            .collect();
+        let plan = match plan_drains(&brokers, &partitions, &leaving) {
+            Ok(plan) => plan,
+            Err(e) => return ready(Err(weir_client::Error::Other(e.to_string()).into())),
+        };
+        for p in plan {
+            s.moves.insert((p.topic, p.partition), p.replicas);
+        }
+        s.draining.extend(new.iter().copied());
+        s.calls.push(Call::Drain(new));
         ready(Ok(()))
     }
 

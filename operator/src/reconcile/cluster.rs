@@ -1,6 +1,7 @@
 //! The Cluster reconciler: apply the desired children, prune the rest,
-//! restart brokers one at a time, scale down only after draining, and
-//! report it all in the status.
+//! restart brokers one at a time (inside the maintenance windows, pausing
+//! between brokers), scale down only after draining, and report it all in
+//! the status.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -18,9 +19,10 @@ use super::cluster_status::{
 };
 use super::conditions::{self, Wanted};
 use super::plan::{self, RollDecision, RollInput};
+use super::rollout;
 use super::scale::{self, CurrentPool};
 use super::{Context, paused_by_annotation};
-use crate::crd::cluster::{Cluster, ClusterStatus, ReclaimPolicy};
+use crate::crd::cluster::{BrokerRestart, Cluster, ClusterStatus, ReclaimPolicy};
 use crate::desired::{CLUSTER_LABEL, ClusterModel, MANAGED_BY, POOL_LABEL};
 use crate::kafka::KafkaOps;
 use crate::{Error, Result};
@@ -57,7 +59,7 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     let old = cluster.status.clone().unwrap_or_default();
     let reference = cluster.object_ref(&());
     let generation = cluster.metadata.generation;
-    let now = Timestamp::now();
+    let now = ctx.clock.now();
 
     if cluster.spec.paused || paused_by_annotation(&cluster.metadata) {
         let status = ClusterStatus {
@@ -161,20 +163,33 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     let needs_roll = views
         .iter()
         .any(|b| cluster_status::restart_reason(&model, b).is_some());
-    let roll = if needs_roll {
-        match roll_step(&mut brokers, &model, &identities, &pods).await {
-            Ok((decision, facts_views, id)) => {
-                views = facts_views;
-                cluster_id = id;
-                match decision {
+    let mut last_restart = old.last_broker_restart.clone();
+    // A restart not yet seen finished still needs the brokers' view (its
+    // ISR), even when it was the last of its roll: the pause runs from then.
+    let unfinished = last_restart
+        .as_ref()
+        .is_some_and(|r| r.finished_at.is_none());
+    let mut hold_until = None;
+    let roll = if needs_roll || unfinished {
+        match roll_step(&mut brokers, &model, &identities, &pods, last_restart, now).await {
+            Ok(step) => {
+                views = step.views;
+                cluster_id = step.cluster_id;
+                last_restart = step.last_restart;
+                match step.decision {
                     RollDecision::Done => RollState::UpToDate,
                     RollDecision::Wait(why) => RollState::Blocked(why),
+                    RollDecision::Held(hold) => {
+                        hold_until = hold.until();
+                        RollState::Blocked(hold.to_string())
+                    }
                     RollDecision::Restart {
                         node_id,
                         pod,
                         reason,
                     } => {
                         restart_pod(&pod_api, &pod).await?;
+                        last_restart = Some(rollout::restart_started(node_id, &pod, now));
                         if let Some(v) = views.iter_mut().find(|b| b.node_id == node_id) {
                             v.ready = false;
                         }
@@ -185,7 +200,14 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
                     }
                 }
             }
-            Err(why) => RollState::Blocked(why),
+            Err(why) => {
+                last_restart = old.last_broker_restart.clone();
+                if needs_roll {
+                    RollState::Blocked(why)
+                } else {
+                    RollState::UpToDate
+                }
+            }
         }
     } else {
         RollState::UpToDate
@@ -232,14 +254,18 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         cluster_id,
         connect: connect_readiness(&ctx, &model, &namespace).await?,
         generation,
+        last_restart,
     };
     let status = cluster_status::cluster_status(&observation, &old, now);
     write_status(&api, &name, &old, &status, &ctx, &reference).await?;
     let settled = conditions::is_true(&status.conditions, READY);
-    Ok(Action::requeue(if settled {
-        ctx.settings.idle_requeue
-    } else {
-        ctx.settings.busy_requeue
+    let steady = observation.scale == ScaleState::Steady;
+    Ok(Action::requeue(match hold_until {
+        // Held by a window or a pause with nothing else moving: look again
+        // when it ends, not every few seconds until then.
+        Some(until) if steady => ctx.settings.requeue_at(now, until),
+        _ if settled => ctx.settings.idle_requeue,
+        _ => ctx.settings.busy_requeue,
     }))
 }
 
@@ -294,13 +320,24 @@ async fn scale_down(brokers: &mut Brokers<'_>, leaving: &[i32], remaining: usize
     }
 }
 
+/// What [`roll_step`] found out and decided.
+struct RollStep {
+    decision: RollDecision,
+    views: Vec<plan::BrokerPod>,
+    cluster_id: Option<String>,
+    /// The last restart, marked finished if its broker is back now.
+    last_restart: Option<BrokerRestart>,
+}
+
 /// Asks the brokers for the facts and the planner for the next restart.
 async fn roll_step(
     brokers: &mut Brokers<'_>,
     model: &ClusterModel,
     identities: &[crate::desired::cluster::BrokerIdentity],
     pods: &BTreeMap<String, PodView>,
-) -> std::result::Result<(RollDecision, Vec<plan::BrokerPod>, Option<String>), String> {
+    last_restart: Option<BrokerRestart>,
+    now: Timestamp,
+) -> std::result::Result<RollStep, String> {
     let kafka = brokers
         .get()
         .await
@@ -310,16 +347,22 @@ async fn roll_step(
         .await
         .map_err(|e| format!("roll waits: reading partitions and ISR failed: {e}"))?;
     let views = cluster_status::broker_pods(model, identities, pods, facts.controller_id);
+    let back = plan::all_back(&views, &facts.partitions);
+    let last_restart = rollout::restart_progress(last_restart, back, now);
     let hash = model.config_hash();
     let decision = plan::next_restart(&RollInput {
         brokers: &views,
         partitions: &facts.partitions,
         desired_config_hash: &hash,
         desired_image: model.image(),
-        // Maintenance windows are not evaluated yet: rolls may start any time.
-        in_maintenance_window: true,
+        hold: rollout::hold(now, model.rollout(), last_restart.as_ref()),
     });
-    Ok((decision, views, facts.cluster_id))
+    Ok(RollStep {
+        decision,
+        views,
+        cluster_id: facts.cluster_id,
+        last_restart,
+    })
 }
 
 /// Deletes one broker pod; the StatefulSet recreates it from the new template.

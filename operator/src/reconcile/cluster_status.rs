@@ -10,7 +10,7 @@ use kube::ResourceExt;
 
 use super::conditions::{self, Wanted};
 use super::plan::{BrokerPod, RestartReason};
-use crate::crd::cluster::{BrokerStatus, ClusterStatus, ListenerStatus, PoolStatus};
+use crate::crd::cluster::{BrokerRestart, BrokerStatus, ClusterStatus, ListenerStatus, PoolStatus};
 use crate::desired::cluster::BrokerIdentity;
 use crate::desired::{CONFIG_HASH_ANNOTATION, ClusterModel};
 
@@ -124,6 +124,8 @@ pub struct Observation<'a> {
     /// Ready over desired Connect workers, when Connect is enabled.
     pub connect: Option<(i32, i32)>,
     pub generation: Option<i64>,
+    /// The operator's last broker restart, as recorded after this reconcile.
+    pub last_restart: Option<BrokerRestart>,
 }
 
 fn wanted_conditions(o: &Observation<'_>) -> Vec<Wanted> {
@@ -233,5 +235,6 @@ pub fn cluster_status(o: &Observation<'_>, old: &ClusterStatus, now: Timestamp) 
             name: "internal".into(),
             bootstrap_servers: o.model.bootstrap_servers(),
         }],
+        last_broker_restart: o.last_restart.clone(),
     }
 }

@@ -1,16 +1,21 @@
 //! The reconcilers and the decisions they act on.
 //!
-//! Pure decisions: [`plan`] (which broker restarts next), [`scale`] (who
-//! leaves and whether that is safe), [`cluster_status`] and [`conditions`]
-//! (what the status says), [`topic_plan`] (what a Topic needs on the
-//! brokers). Thin async shells: [`cluster`] and [`topic`], applying through
-//! [`apply`] and asking the brokers through [`crate::kafka`].
+//! Pure decisions: [`plan`] (which broker restarts next), [`rollout`] and
+//! [`cron`] (maintenance windows and the pause between brokers), [`scale`]
+//! (who leaves and whether that is safe), [`cluster_status`] and
+//! [`conditions`] (what the status says), [`topic_plan`] (what a Topic
+//! needs on the brokers). Thin async shells: [`cluster`] and [`topic`],
+//! applying through [`apply`], asking the brokers through [`crate::kafka`]
+//! and reading the time from [`clock`].
 
 pub mod apply;
+pub mod clock;
 pub mod cluster;
 pub mod cluster_status;
 pub mod conditions;
+pub mod cron;
 pub mod plan;
+pub mod rollout;
 pub mod scale;
 pub mod topic;
 pub mod topic_plan;
@@ -19,9 +24,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
+use self::clock::{Clock, SystemClock};
 use crate::desired::cluster::bootstrap_servers;
 use crate::kafka::KafkaConnector;
 
@@ -50,12 +57,25 @@ impl Default for Settings {
     }
 }
 
+impl Settings {
+    /// Requeue delay for a reconcile that waits until `until`: then, but
+    /// never sooner than `busy_requeue` (no spinning on a time just past)
+    /// nor later than `idle_requeue` (other changes are still noticed, and
+    /// a far-off time is reached exactly by the last requeue before it).
+    pub fn requeue_at(&self, now: Timestamp, until: Timestamp) -> Duration {
+        let wait = Duration::try_from(until.duration_since(now)).unwrap_or(Duration::ZERO);
+        wait.max(self.busy_requeue).min(self.idle_requeue)
+    }
+}
+
 /// What every reconcile gets.
 pub struct Context {
     pub client: Client,
     pub kafka: Arc<dyn KafkaConnector>,
     pub recorder: Recorder,
     pub settings: Settings,
+    /// The system clock, unless a test drives the time.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Context {
@@ -70,7 +90,13 @@ impl Context {
             client,
             kafka,
             settings,
+            clock: Arc::new(SystemClock),
         }
+    }
+
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// The bootstrap address of Cluster `name` in `namespace`.
@@ -112,4 +138,19 @@ pub fn paused_by_annotation(meta: &kube::api::ObjectMeta) -> bool {
         .as_ref()
         .and_then(|a| a.get(PAUSE_ANNOTATION))
         .is_some_and(|v| v == "true")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hold_is_looked_at_again_when_it_ends_within_the_requeue_bounds() {
+        let settings = Settings::default();
+        let now: Timestamp = "2026-11-25T12:00:00Z".parse().expect("time");
+        let at = |secs: i64| Timestamp::from_second(now.as_second() + secs).expect("time");
+        assert_eq!(settings.requeue_at(now, at(90)), Duration::from_secs(90));
+        assert_eq!(settings.requeue_at(now, at(-5)), settings.busy_requeue);
+        assert_eq!(settings.requeue_at(now, at(86_400)), settings.idle_requeue);
+    }
 }

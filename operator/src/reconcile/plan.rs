@@ -5,13 +5,19 @@
 //! 2. Wait while any broker is not ready, or any partition is missing a
 //!    replica from its ISR: the last restarted broker must be back in every
 //!    ISR before the next goes down.
-//! 3. Wait outside the maintenance windows.
-//! 4. Restart the lowest node id that needs it and whose restart leaves
+//! 3. Pick the lowest node id that needs it and whose restart leaves
 //!    every partition it is in-sync for with at least `min.insync.replicas`
 //!    in-sync replicas; the active controller goes last, so leadership of the
 //!    quorum moves once.
+//! 4. Restart it, unless the rollout policy holds restarts back: outside
+//!    the maintenance windows, or pausing after the last restarted broker
+//!    came back ([`super::rollout`]). The hold comes last so that the status
+//!    names it only when it is all that stands in the way: a roll blocked by
+//!    `min.insync.replicas` says so now, not once a window opens.
 
 use std::fmt;
+
+use super::rollout::Hold;
 
 /// A broker pod as the reconciler sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,8 +46,8 @@ pub struct RollInput<'a> {
     pub partitions: &'a [PartitionState],
     pub desired_config_hash: &'a str,
     pub desired_image: &'a str,
-    /// Whether a maintenance window is open now (true when none are set).
-    pub in_maintenance_window: bool,
+    /// What the rollout policy holds restarts back for now, if anything.
+    pub hold: Option<Hold>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +62,9 @@ pub enum RollDecision {
     },
     /// A restart is needed but not safe now; shown in status as the blocking reason.
     Wait(String),
+    /// A restart is needed and safe, but the rollout policy says not yet;
+    /// the reconciler looks again when the hold ends.
+    Held(Hold),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +101,12 @@ pub fn partition_blocking(node_id: i32, partitions: &[PartitionState]) -> Option
     })
 }
 
+/// Whether every broker is ready and every partition fully in sync: a
+/// restarted broker is back once this holds.
+pub fn all_back(brokers: &[BrokerPod], partitions: &[PartitionState]) -> bool {
+    brokers.iter().all(|b| b.ready) && partitions.iter().all(|p| p.isr.len() >= p.replicas.len())
+}
+
 pub fn next_restart(input: &RollInput<'_>) -> RollDecision {
     let mut candidates: Vec<(&BrokerPod, RestartReason)> = input
         .brokers
@@ -122,14 +137,14 @@ pub fn next_restart(input: &RollInput<'_>) -> RollDecision {
             p.topic, p.partition, p.isr, p.replicas
         ));
     }
-    if !input.in_maintenance_window {
-        return RollDecision::Wait("outside the maintenance windows".into());
-    }
     candidates.sort_by_key(|(b, _)| (b.active_controller, b.node_id));
     let mut first_block = None;
     for (broker, reason) in &candidates {
         match partition_blocking(broker.node_id, input.partitions) {
             None => {
+                if let Some(hold) = &input.hold {
+                    return RollDecision::Held(hold.clone());
+                }
                 return RollDecision::Restart {
                     node_id: broker.node_id,
                     pod: broker.pod.clone(),
@@ -185,8 +200,31 @@ mod tests {
             partitions,
             desired_config_hash: "new",
             desired_image: "weir:1",
-            in_maintenance_window: true,
+            hold: None,
         }
+    }
+
+    fn outside() -> Hold {
+        Hold::OutsideWindows {
+            next_opens: Some("2026-11-26T02:00:00Z".parse().expect("time")),
+        }
+    }
+
+    #[test]
+    fn a_hold_stops_a_safe_restart_but_not_the_reason_it_would_be_unsafe() {
+        let brokers = [broker(0, "old"), broker(1, "old"), broker(2, "old")];
+        let parts = [partition(0, &[0, 1, 2], &[0, 1, 2], 2)];
+        let mut roll = input(&brokers, &parts);
+        roll.hold = Some(outside());
+        assert_eq!(next_restart(&roll), RollDecision::Held(outside()));
+        assert!(all_back(&brokers, &parts));
+        let tight = [partition(0, &[0, 1, 2], &[0, 1, 2], 3)];
+        roll.partitions = &tight;
+        assert!(
+            matches!(next_restart(&roll), RollDecision::Wait(r) if r.contains("min.insync.replicas"))
+        );
+        let short = [partition(0, &[0, 1, 2], &[0, 1], 1)];
+        assert!(!all_back(&brokers, &short));
     }
 
     #[test]
@@ -260,13 +298,20 @@ mod tests {
         #[test]
         fn a_restart_is_always_safe((brokers, partitions, window) in cluster()) {
             let mut roll = input(&brokers, &partitions);
-            roll.in_maintenance_window = window;
+            roll.hold = (!window).then(outside);
             let needing: Vec<&BrokerPod> = brokers.iter().filter(|b| b.config_hash != "new").collect();
             match next_restart(&roll) {
                 RollDecision::Done => prop_assert!(needing.is_empty()),
                 RollDecision::Wait(reason) => {
                     prop_assert!(!needing.is_empty());
                     prop_assert!(!reason.is_empty());
+                }
+                RollDecision::Held(hold) => {
+                    // Held only where a restart would otherwise have happened.
+                    prop_assert!(!window);
+                    prop_assert_eq!(hold, outside());
+                    prop_assert!(all_back(&brokers, &partitions));
+                    prop_assert!(needing.iter().any(|b| partition_blocking(b.node_id, &partitions).is_none()));
                 }
                 RollDecision::Restart { node_id, .. } => {
                     prop_assert!(window);

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::Action;
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
@@ -69,7 +68,7 @@ async fn apply(topic: &Topic, api: &Api<Topic>, namespace: &str, ctx: &Context) 
     let old = topic.status.clone().unwrap_or_default();
     let generation = topic.metadata.generation;
     let reference = topic.object_ref(&());
-    let now = Timestamp::now();
+    let now = ctx.clock.now();
     let not_ready = |reason: &str, message: String| TopicStatus {
         observed_generation: generation,
         conditions: conditions::set_one(

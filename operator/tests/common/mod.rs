@@ -24,6 +24,7 @@ use weir_operator::crd::cluster::{
 use weir_operator::crd::topic::{DeletionPolicy, ManagementPolicy, Topic, TopicSpec};
 use weir_operator::kafka::KafkaConnector;
 use weir_operator::kafka::memory::{InMemoryConnector, InMemoryKafka};
+use weir_operator::reconcile::clock::{Clock, SystemClock};
 use weir_operator::reconcile::{Context, Settings};
 use weir_operator::runtime::leader::LeaseConfig;
 use weir_operator::runtime::metrics::Metrics as OperatorMetrics;
@@ -61,19 +62,33 @@ pub fn start_operator(
     settings: Settings,
     lease: Option<LeaseConfig>,
 ) -> Operator {
+    start_operator_with_clock(client, kafka, settings, lease, Arc::new(SystemClock))
+}
+
+/// [`start_operator`] reading the time from `clock`.
+pub fn start_operator_with_clock(
+    client: &Client,
+    kafka: Arc<dyn KafkaConnector>,
+    settings: Settings,
+    lease: Option<LeaseConfig>,
+    clock: Arc<dyn Clock>,
+) -> Operator {
     let metrics = Arc::new(OperatorMetrics::default());
     let identity = lease
         .as_ref()
         .map_or("test".to_string(), |l| l.identity.clone());
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        kafka,
-        Reporter {
-            controller: "weir-operator".into(),
-            instance: Some(identity),
-        },
-        settings,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            kafka,
+            Reporter {
+                controller: "weir-operator".into(),
+                instance: Some(identity),
+            },
+            settings,
+        )
+        .with_clock(clock),
+    );
     let config = RuntimeConfig {
         namespaces: vec![NS.into()],
         leader_election: lease,
@@ -101,11 +116,22 @@ pub struct World {
 }
 
 pub async fn world(brokers: &[i32]) -> World {
+    world_with_clock(brokers, Arc::new(SystemClock)).await
+}
+
+/// [`world`] with the operator reading the time from `clock`.
+pub async fn world_with_clock(brokers: &[i32], clock: Arc<dyn Clock>) -> World {
     let (server, client) = FakeApiServer::start().await.expect("fake API server");
     let kafka = InMemoryKafka::new("cluster-demo", brokers);
     let connector = InMemoryConnector::default();
     connector.add(&bootstrap("demo"), kafka.clone());
-    let operator = start_operator(&client, Arc::new(connector.clone()), settings(), None);
+    let operator = start_operator_with_clock(
+        &client,
+        Arc::new(connector.clone()),
+        settings(),
+        None,
+        clock,
+    );
     World {
         server,
         client,
