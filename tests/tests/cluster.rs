@@ -180,3 +180,71 @@ async fn acks_all_is_refused_without_enough_in_sync_replicas() {
     let (error, _) = result.expect_err("min.insync.replicas=3 with two in sync must refuse");
     assert!(error.to_string().contains("NotEnoughReplicas"), "{error}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_back_after_the_leaders_log_start_passed_it_rejoins_the_isr() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let mut cluster = ClusterProcesses::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "trimmed", 1, 3, "2").await;
+    wait_until(Duration::from_secs(20), "a full ISR", || {
+        full_isr(&bootstrap, "trimmed")
+    });
+    let producer = history_producer(&bootstrap);
+    let send = |i: u64| {
+        let producer = &producer;
+        async move {
+            let payload = i.to_string();
+            producer
+                .send(
+                    FutureRecord::<(), _>::to("trimmed").payload(&payload),
+                    Duration::from_secs(10),
+                )
+                .await
+        }
+    };
+    for i in 0..100u64 {
+        send(i).await.expect("acknowledged");
+    }
+    let (leader, replicas, _) = partition_state(&bootstrap, "trimmed").expect("metadata");
+    let away = *replicas.iter().find(|&&r| r != leader).expect("a follower");
+    cluster.broker(away).kill9();
+    wait_until(Duration::from_secs(20), "the dead follower to leave the ISR", || {
+        partition_state(&bootstrap, "trimmed").is_some_and(|(_, _, isr)| isr.len() == 2)
+    });
+    for i in 100..300u64 {
+        send(i).await.expect("acknowledged");
+    }
+    // While it is away, the leader's log start moves past its log end.
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("admin");
+    let mut trim = TopicPartitionList::new();
+    trim.add_partition_offset("trimmed", 0, Offset::Offset(250))
+        .expect("offset");
+    let result = admin
+        .delete_records(&trim, &AdminOptions::new())
+        .await
+        .expect("delete records");
+    assert_eq!(
+        result.find_partition("trimmed", 0).map(|p| p.offset()),
+        Some(Offset::Offset(250))
+    );
+    cluster.broker(away).restart();
+    wait_until(
+        Duration::from_secs(60),
+        "the returning broker to rejoin the ISR",
+        || full_isr(&bootstrap, "trimmed"),
+    );
+    // The old leader goes: whichever replica leads now holds 250..300.
+    cluster.broker(leader).stop();
+    for i in 300..320u64 {
+        send(i).await.expect("acknowledged");
+    }
+    let read = read_all(&bootstrap, "trimmed", 70);
+    check_history(&(250..320).collect::<Vec<_>>(), &read);
+}

@@ -698,8 +698,27 @@ impl PartitionLog {
         if offset >= self.log_end_offset() {
             return Ok(());
         }
+        self.cut(offset, offset <= self.log_start_offset)
+    }
+
+    /// Drops every record and restarts the log, empty, at `offset` (which
+    /// may lie above its end). For a follower that fell behind its leader's
+    /// log start while away: what it lacks no longer exists anywhere, so it
+    /// starts over where the leader's log begins (Kafka's
+    /// truncateFullyAndStartAt).
+    pub fn truncate_fully_and_start_at(&mut self, offset: i64) -> Result<()> {
+        if offset < 0 {
+            return Err(LogError::OffsetOutOfRange(format!(
+                "cannot restart the log at negative offset {offset}"
+            )));
+        }
+        self.cut(offset, true)
+    }
+
+    /// Truncation proper: `reset` empties the log and restarts it at
+    /// `offset`; otherwise everything at or above `offset` goes.
+    fn cut(&mut self, offset: i64, reset: bool) -> Result<()> {
         let interval = self.config.index_interval_bytes;
-        let reset = offset <= self.log_start_offset;
         if reset {
             while let Some(seg) = self.segments.pop() {
                 self.cleaner.forget_segment(seg.base_offset());

@@ -533,3 +533,24 @@ fn follower_gap_beyond_32_bit_relative_offsets_starts_a_segment() {
         vec![(2 * far, 2 * far)]
     );
 }
+
+#[test]
+fn a_follower_behind_the_leaders_start_restarts_empty_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut log = log_with_epochs(dir.path(), LogConfig::default(), &[1, 1]);
+    assert_eq!(log.log_end_offset(), 4);
+    // The leader's log now starts at 10: offsets 4..10 exist nowhere.
+    log.truncate_fully_and_start_at(10).unwrap();
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 10));
+    assert_eq!(log.high_watermark(), 10);
+    assert_eq!(log.latest_epoch(), None, "no epoch describes an empty log");
+    assert!(read_all(&log).is_empty());
+    // Fetching from the leader's start works from here, and survives a restart.
+    log.append_as_follower(&stamped(simple(2, 0, Compression::None), 10, 3), 0)
+        .unwrap();
+    drop(log);
+    let mut log = open(dir.path(), LogConfig::default());
+    assert_eq!((log.log_start_offset(), log.log_end_offset()), (10, 12));
+    assert_eq!(epochs(&log), vec![(3, 10)]);
+    assert!(log.truncate_fully_and_start_at(-1).is_err());
+}

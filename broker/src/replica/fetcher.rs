@@ -438,6 +438,27 @@ async fn fetch_round(
             else {
                 continue;
             };
+            if data.error_code == ResponseError::OffsetOutOfRange.code()
+                && data.log_start_offset > p.log().log_end_offset()
+            {
+                // Away while the leader's retention (or DeleteRecords) moved
+                // its log start past our end: restart empty at its start.
+                let start = data.log_start_offset;
+                match p
+                    .with_log(move |log| log.truncate_fully_and_start_at(start))
+                    .await
+                {
+                    Ok(()) => {
+                        info!(topic = %p.topic, partition = p.index, start, "behind the leader's log start; restarted the replica there");
+                        appended_any = true;
+                    }
+                    Err(e) => {
+                        warn!(topic = %p.topic, partition = p.index, error = %e, "restarting the replica at the leader's log start failed");
+                        retry = true;
+                    }
+                }
+                continue;
+            }
             if data.error_code != 0 {
                 let error = ResponseError::try_from_code(data.error_code);
                 debug!(topic = %p.topic, partition = p.index, ?error, "leader refused the fetch");
