@@ -117,6 +117,9 @@ pub async fn handle(
 /// A handled request: its answer now (`None`: none at all, acks=0), or an
 /// answer still being waited for (acks=all), which the connection sends in
 /// its turn while it reads the next requests.
+// One per request, moved once into the connection's writer queue: boxing the
+// common `Now` answer would add an allocation per request.
+#[allow(clippy::large_enum_variant)]
 pub enum Handled {
     Now(Option<ResponseKind>),
     Later(std::pin::Pin<Box<dyn std::future::Future<Output = ResponseKind> + Send>>),
