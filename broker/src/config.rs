@@ -32,6 +32,9 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     ("replica.fetch.max.bytes", "1048576"),
     ("replica.fetch.response.max.bytes", "10485760"),
     ("offsets.topic.replication.factor", "3"),
+    // How long an offset commit waits for __consumer_offsets' in-sync
+    // replicas before it is answered COORDINATOR_NOT_AVAILABLE (Kafka's key).
+    ("offsets.commit.timeout.ms", "5000"),
     // Sized for the < 3 s failover goal; Kafka's 2 s / 9 s take ~10 s.
     ("broker.heartbeat.interval.ms", "200"),
     ("broker.session.timeout.ms", "1500"),
@@ -259,6 +262,9 @@ impl BrokerConfig {
     pub fn heartbeat_interval(&self) -> Duration {
         self.millis("broker.heartbeat.interval.ms")
             .max(Duration::from_millis(10))
+    }
+    pub fn offsets_commit_timeout(&self) -> Duration {
+        self.millis("offsets.commit.timeout.ms")
     }
     pub fn session_timeout(&self) -> Duration {
         self.millis("broker.session.timeout.ms")

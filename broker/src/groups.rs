@@ -229,3 +229,53 @@ pub fn not_coordinator(request: &RequestKind) -> Option<ResponseKind> {
         _ => return None,
     })
 }
+
+/// An offset commit is answered once `__consumer_offsets`-0's in-sync
+/// replicas hold it, as Kafka's coordinator appends with acks=all: a commit
+/// acknowledged by a coordinator that then dies is not lost. Within
+/// `offsets.commit.timeout.ms`, else the commit is answered
+/// COORDINATOR_NOT_AVAILABLE (NOT_COORDINATOR if leadership moved), which
+/// clients retry.
+pub async fn await_commit_replicated(
+    state: &Arc<BrokerState>,
+    response: &mut OffsetCommitResponse,
+) {
+    if !response
+        .topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .any(|p| p.error_code == 0)
+    {
+        return;
+    }
+    let Some(partition) = state.logs.get(CONSUMER_OFFSETS_TOPIC, 0) else {
+        return;
+    };
+    let written_up_to = partition.log().log_end_offset();
+    crate::replica::advance_high_watermark(state, &partition);
+    let deadline = tokio::time::Instant::now() + state.config.offsets_commit_timeout();
+    let min_insync = state.min_insync_replicas(CONSUMER_OFFSETS_TOPIC);
+    let waited = crate::replica::wait_for_replication(
+        state,
+        &partition,
+        written_up_to,
+        min_insync,
+        deadline,
+    )
+    .await;
+    let Err(e) = waited else { return };
+    let code = match e {
+        ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+        _ => ResponseError::CoordinatorNotAvailable,
+    }
+    .code();
+    warn!(error = ?e, "offset commit not replicated in time");
+    for p in response
+        .topics
+        .iter_mut()
+        .flat_map(|t| t.partitions.iter_mut())
+        .filter(|p| p.error_code == 0)
+    {
+        p.error_code = code;
+    }
+}

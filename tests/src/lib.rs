@@ -188,6 +188,19 @@ impl BrokerProcess {
         }
     }
 
+    /// Freezes (`SIGSTOP`) or thaws (`SIGCONT`) the process: alive but
+    /// silent, like a long GC pause or a hung disk.
+    pub fn freeze(&self, frozen: bool) {
+        if let Some(child) = &self.child {
+            let signal = if frozen { "-STOP" } else { "-CONT" };
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .expect("kill");
+            assert!(status.success(), "kill {signal} failed");
+        }
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {

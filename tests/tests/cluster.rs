@@ -212,9 +212,11 @@ async fn a_broker_back_after_the_leaders_log_start_passed_it_rejoins_the_isr() {
     let (leader, replicas, _) = partition_state(&bootstrap, "trimmed").expect("metadata");
     let away = *replicas.iter().find(|&&r| r != leader).expect("a follower");
     cluster.broker(away).kill9();
-    wait_until(Duration::from_secs(20), "the dead follower to leave the ISR", || {
-        partition_state(&bootstrap, "trimmed").is_some_and(|(_, _, isr)| isr.len() == 2)
-    });
+    wait_until(
+        Duration::from_secs(20),
+        "the dead follower to leave the ISR",
+        || partition_state(&bootstrap, "trimmed").is_some_and(|(_, _, isr)| isr.len() == 2),
+    );
     for i in 100..300u64 {
         send(i).await.expect("acknowledged");
     }
@@ -247,4 +249,77 @@ async fn a_broker_back_after_the_leaders_log_start_passed_it_rejoins_the_isr() {
     }
     let read = read_all(&bootstrap, "trimmed", 70);
     check_history(&(250..320).collect::<Vec<_>>(), &read);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offset_commit_is_acknowledged_only_once_replicated() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let mut cluster = ClusterProcesses::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "tracked", 1, 3, "2").await;
+    let consumer = |b: &str| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", b)
+            .set("group.id", "committer")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer")
+    };
+    let commit_at = |offset: i64| {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("tracked", 0, Offset::Offset(offset))
+            .expect("offset");
+        tpl
+    };
+    // The first commit creates __consumer_offsets (RF 3) with everyone up.
+    let first = consumer(&bootstrap);
+    first
+        .commit(&commit_at(1), CommitMode::Sync)
+        .expect("first commit");
+    wait_until(
+        Duration::from_secs(30),
+        "__consumer_offsets fully in sync",
+        || full_isr(&bootstrap, "__consumer_offsets"),
+    );
+    let (coordinator, replicas, _) =
+        partition_state(&bootstrap, "__consumer_offsets").expect("metadata");
+    let followers: Vec<i32> = replicas.into_iter().filter(|r| *r != coordinator).collect();
+
+    // Followers frozen: nothing can replicate the next commit.
+    for f in &followers {
+        cluster.broker(*f).freeze(true);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let committer = std::thread::spawn({
+        let c = consumer(&bootstrap);
+        move || {
+            let result = c.commit(&commit_at(2), CommitMode::Sync);
+            let _ = tx.send(result.is_ok());
+        }
+    });
+    let early = rx.recv_timeout(Duration::from_secs(4));
+    assert_ne!(
+        early,
+        Ok(true),
+        "a commit was acknowledged while no follower could replicate it"
+    );
+    for f in &followers {
+        cluster.broker(*f).freeze(false);
+    }
+    committer.join().expect("committer thread");
+    // Once the followers are back the commit goes through (retried here if
+    // the client gave up meanwhile) and is readable from the coordinator.
+    let again = consumer(&bootstrap);
+    wait_until(Duration::from_secs(60), "the commit to go through", || {
+        again.commit(&commit_at(2), CommitMode::Sync).is_ok()
+    });
+    let committed = again
+        .committed_offsets(commit_at(0), Duration::from_secs(10))
+        .expect("committed offsets");
+    assert_eq!(
+        committed.find_partition("tracked", 0).map(|p| p.offset()),
+        Some(Offset::Offset(2))
+    );
 }

@@ -133,7 +133,7 @@ async fn handle_now(
     let v = ctx.version;
     if crate::groups::is_group_request(&request) {
         return Ok(match state.groups.current() {
-            Some(coordinator) => handle_group(&coordinator, ctx, request).await,
+            Some(coordinator) => handle_group(state, &coordinator, ctx, request).await,
             None => crate::groups::not_coordinator(&request),
         });
     }
@@ -192,6 +192,7 @@ async fn handle_now(
 
 /// Group requests, on the broker that is their coordinator.
 async fn handle_group(
+    state: &Arc<BrokerState>,
     coordinator: &weir_coordinator::GroupCoordinator,
     ctx: &RequestContext,
     request: RequestKind,
@@ -214,7 +215,9 @@ async fn handle_group(
             ResponseKind::LeaveGroup(coordinator.leave_group(req, v).await)
         }
         RequestKind::OffsetCommit(req) => {
-            ResponseKind::OffsetCommit(coordinator.offset_commit(req, v).await)
+            let mut response = coordinator.offset_commit(req, v).await;
+            crate::groups::await_commit_replicated(state, &mut response).await;
+            ResponseKind::OffsetCommit(response)
         }
         RequestKind::OffsetFetch(req) => {
             ResponseKind::OffsetFetch(coordinator.offset_fetch(req, v).await)

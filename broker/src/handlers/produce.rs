@@ -158,8 +158,14 @@ pub async fn produce(state: &Arc<BrokerState>, req: ProduceRequest, _version: i1
             let (Some(partition), Some(offset)) = (&w.partition, w.wait_for) else {
                 continue;
             };
-            if let Err(e) =
-                wait_for_replication(&state, partition, offset, w.min_insync, deadline).await
+            if let Err(e) = crate::replica::wait_for_replication(
+                &state,
+                partition,
+                offset,
+                w.min_insync,
+                deadline,
+            )
+            .await
             {
                 w.response.error_code = e.code();
                 w.response.base_offset = -1;
@@ -183,40 +189,6 @@ fn assemble(mut response: ProduceResponse, writes: Vec<PartitionWrite>) -> Produ
             .push(w.response);
     }
     response
-}
-
-/// acks=all: waits until the high watermark passes `offset` (every in-sync
-/// replica has the records), the leadership is lost, or the deadline.
-/// Records the ISR had shrunk below `min_insync` under are not acknowledged
-/// (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
-async fn wait_for_replication(
-    state: &BrokerState,
-    partition: &crate::partitions::Partition,
-    offset: i64,
-    min_insync: i32,
-    deadline: tokio::time::Instant,
-) -> Result<(), ResponseError> {
-    loop {
-        let woken = state.logs.appended().notified();
-        tokio::pin!(woken);
-        woken.as_mut().enable();
-        {
-            let replica = partition.replica();
-            if !replica.is_leader() {
-                return Err(ResponseError::NotLeaderOrFollower);
-            }
-            if partition.log().high_watermark() >= offset {
-                return if (replica.isr.len() as i32) < min_insync {
-                    Err(ResponseError::NotEnoughReplicasAfterAppend)
-                } else {
-                    Ok(())
-                };
-            }
-        }
-        if tokio::time::timeout_at(deadline, woken).await.is_err() {
-            return Err(ResponseError::RequestTimedOut);
-        }
-    }
 }
 
 /// Idempotent producers get a fresh producer id at epoch 0: ids are never

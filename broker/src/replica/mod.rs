@@ -11,6 +11,7 @@ mod state;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
+use kafka_protocol::error::ResponseError;
 use tracing::{debug, info, warn};
 use uuid::Uuid;
 use weir_log::LogError;
@@ -196,6 +197,40 @@ pub fn advance_high_watermark(state: &BrokerState, partition: &Partition) {
     };
     if moved {
         state.logs.notify_appended();
+    }
+}
+
+/// acks=all: waits until the high watermark passes `offset` (every in-sync
+/// replica has the records), the leadership is lost, or the deadline.
+/// Records the ISR had shrunk below `min_insync` under are not acknowledged
+/// (Kafka's NOT_ENOUGH_REPLICAS_AFTER_APPEND).
+pub async fn wait_for_replication(
+    state: &BrokerState,
+    partition: &Partition,
+    offset: i64,
+    min_insync: i32,
+    deadline: tokio::time::Instant,
+) -> Result<(), ResponseError> {
+    loop {
+        let woken = state.logs.appended().notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        {
+            let replica = partition.replica();
+            if !replica.is_leader() {
+                return Err(ResponseError::NotLeaderOrFollower);
+            }
+            if partition.log().high_watermark() >= offset {
+                return if (replica.isr.len() as i32) < min_insync {
+                    Err(ResponseError::NotEnoughReplicasAfterAppend)
+                } else {
+                    Ok(())
+                };
+            }
+        }
+        if tokio::time::timeout_at(deadline, woken).await.is_err() {
+            return Err(ResponseError::RequestTimedOut);
+        }
     }
 }
 
