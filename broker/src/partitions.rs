@@ -43,6 +43,16 @@ impl Partition {
         self.replica.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Runs `f` on the log right here: for work of a few page-cache
+    /// copies (a replicated batch, a small read), where a hop to the
+    /// blocking pool and back would cost more than the work itself.
+    pub fn with_log_inline<T>(
+        &self,
+        f: impl FnOnce(&mut PartitionLog) -> Result<T, LogError>,
+    ) -> Result<T, LogError> {
+        f(&mut self.log())
+    }
+
     /// Runs `f` on the log on the blocking pool.
     pub async fn with_log<T, F>(self: &Arc<Self>, f: F) -> Result<T, LogError>
     where

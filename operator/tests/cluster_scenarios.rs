@@ -313,6 +313,9 @@ async fn a_restart_starts_only_inside_a_maintenance_window() {
     // It closes while broker 0 restarts: broker 0 comes back, but no other
     // broker goes until the next window.
     clock.set(at("2026-11-26T03:00:00Z"));
+    // A reconcile already under way read the old time; the pod comes back
+    // only once one has started since (a real clock never jumps mid-way).
+    after_reconciles(&w, 2).await;
     sync_statefulsets(&w.client, true).await;
     eventually("the roll held until the next window", || async {
         blocked_reason(&w).await.as_deref()
@@ -352,6 +355,8 @@ async fn the_next_broker_waits_the_pause_after_the_last_is_back() {
     .await;
     // Back a minute later: the pause runs from then.
     clock.advance(SignedDuration::from_mins(1));
+    // As above: only reconciles that read the new time may see it back.
+    after_reconciles(&w, 2).await;
     sync_statefulsets(&w.client, true).await;
     eventually("the pause", || async {
         blocked_reason(&w).await.as_deref()

@@ -229,7 +229,7 @@ async fn read_all(
         .iter()
         .map(|(key, sp)| (key.clone(), sp.clone(), state.logs.get(&key.0, key.1)))
         .collect();
-    let result = tokio::task::spawn_blocking(move || {
+    let read = move || {
         let mut remaining = max_bytes;
         let mut any_data = false;
         partitions
@@ -247,10 +247,24 @@ async fn read_all(
                 )
             })
             .collect::<Vec<_>>()
-    })
-    .await;
-    result.unwrap_or_default()
+    };
+    // A small read (a follower's or a consumer's usual few partitions) is a
+    // page-cache copy, cheaper than the hop to the blocking pool and back,
+    // which on the acks=all path is latency every producer waits for.
+    let bound = plan
+        .partitions
+        .iter()
+        .map(|(_, sp)| sp.max_bytes.max(0) as usize)
+        .sum::<usize>()
+        .min(max_bytes);
+    if plan.partitions.len() <= INLINE_READ_PARTITIONS && bound <= INLINE_READ_BYTES {
+        return read();
+    }
+    tokio::task::spawn_blocking(read).await.unwrap_or_default()
 }
+
+const INLINE_READ_PARTITIONS: usize = 4;
+const INLINE_READ_BYTES: usize = 1 << 20;
 
 #[allow(clippy::too_many_arguments)]
 fn read_one(

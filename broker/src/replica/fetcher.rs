@@ -515,25 +515,34 @@ async fn append(
     leader_hw: i64,
     leader_start: i64,
 ) -> Result<bool, LogError> {
-    partition
-        .with_log(move |log| {
-            let appended = if records.is_empty() {
-                false
-            } else {
-                log.append_as_follower(&records, now_ms())?;
-                true
-            };
-            if leader_start > log.log_start_offset() && leader_start <= log.log_end_offset() {
-                log.delete_records_before(leader_start)?;
-            }
-            let hw = leader_hw.min(log.log_end_offset());
-            if hw > log.high_watermark() {
-                log.set_high_watermark(hw);
-            }
-            Ok(appended)
-        })
-        .await
+    let size = records.len();
+    let apply = move |log: &mut weir_log::PartitionLog| {
+        let appended = if records.is_empty() {
+            false
+        } else {
+            log.append_as_follower(&records, now_ms())?;
+            true
+        };
+        if leader_start > log.log_start_offset() && leader_start <= log.log_end_offset() {
+            log.delete_records_before(leader_start)?;
+        }
+        let hw = leader_hw.min(log.log_end_offset());
+        if hw > log.high_watermark() {
+            log.set_high_watermark(hw);
+        }
+        Ok(appended)
+    };
+    if size <= INLINE_APPEND_BYTES {
+        partition.with_log_inline(apply)
+    } else {
+        partition.with_log(apply).await
+    }
 }
+
+/// Replicated data up to this size is appended on the fetcher's own task:
+/// a page-cache write of this size takes less than the hop to the blocking
+/// pool, and on the acks=all path every hop is latency the producer waits.
+const INLINE_APPEND_BYTES: usize = 256 * 1024;
 
 #[cfg(test)]
 mod tests {
