@@ -73,6 +73,10 @@ pub fn history_producer(bootstrap: &str) -> FutureProducer {
         .set("message.timeout.ms", "60000")
         .set("retry.backoff.ms", "50")
         .set("topic.metadata.refresh.interval.ms", "500")
+        // A leader that is frozen or cut off accepts the connection but
+        // never answers: give up on a request after 5 s (librdkafka's 30 s
+        // default), and retry it on the new leader.
+        .set("request.timeout.ms", "5000")
         .create()
         .expect("producer")
 }
@@ -215,6 +219,38 @@ pub fn check_history(acked: &[u64], read: &[u64]) {
         missing.len(),
         &missing[..missing.len().min(10)]
     );
+}
+
+/// A partition's log on one broker as bytes: its segment files in offset
+/// order, concatenated (None while the partition is not there).
+pub fn log_bytes(data_dir: &std::path::Path, topic: &str, partition: i32) -> Option<Vec<u8>> {
+    let dir = data_dir.join(format!("{topic}-{partition}"));
+    let mut segments: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| Some(e.ok()?.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .collect();
+    // Named by their zero-padded base offset: name order is offset order.
+    segments.sort();
+    let mut bytes = Vec::new();
+    for segment in segments {
+        bytes.extend(std::fs::read(segment).ok()?);
+    }
+    Some(bytes)
+}
+
+/// Whether every replica holds byte-identical batches (offsets, leader
+/// epochs, producer ids, CRCs). Followers truncate by leader epoch: had two
+/// leaders ever accepted writes in one epoch, the one whose writes lost
+/// would keep them past the truncation point and the replicas would differ.
+pub fn replicas_identical(data_dirs: &[&std::path::Path], topic: &str, partition: i32) -> bool {
+    let logs: Vec<Option<Vec<u8>>> = data_dirs
+        .iter()
+        .map(|d| log_bytes(d, topic, partition))
+        .collect();
+    logs.iter()
+        .all(|l| l.as_ref().is_some_and(|b| !b.is_empty()))
+        && logs.windows(2).all(|w| w[0] == w[1])
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use weir_e2e::history::{
     HistoryWriter, check_history, create_topic, history_producer, partition_state, read_all,
+    replicas_identical,
 };
 use weir_e2e::{ClusterProcesses, wait_until};
 
@@ -61,6 +62,16 @@ async fn acknowledged_records_survive_leader_kills() {
     );
     let read = read_all(&bootstrap, "history", acked.len());
     check_history(&acked, &read);
+    // No leader epoch ever had two leaders' writes: once caught up, the
+    // three replicas are byte for byte the same log.
+    let dirs: Vec<&std::path::Path> = cluster
+        .brokers
+        .iter()
+        .map(|b| b.data_dir.as_path())
+        .collect();
+    wait_until(Duration::from_secs(30), "identical replicas", || {
+        replicas_identical(&dirs, "history", 0)
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -322,4 +333,49 @@ async fn an_offset_commit_is_acknowledged_only_once_replicated() {
         committed.find_partition("tracked", 0).map(|p| p.offset()),
         Some(Offset::Offset(2))
     );
+}
+
+/// A leader frozen (SIGSTOP) under load is, to the others, a leader cut
+/// off: it is fenced and replaced. Thawed, it still believes it leads in
+/// the old epoch until it sees the new image; nothing it accepts then may
+/// survive, and it must rejoin as a follower of the new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_leader_is_replaced_and_rejoins_without_a_trace_of_its_old_epoch() {
+    let mut cluster = ClusterProcesses::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "frozen", 1, 3, "2").await;
+    wait_until(Duration::from_secs(20), "a full ISR", || {
+        full_isr(&bootstrap, "frozen")
+    });
+    let writer = HistoryWriter::start(&bootstrap, "frozen");
+    writer
+        .wait_for_progress(100, Duration::from_secs(30), "writes before the freeze")
+        .await;
+    let (leader, _, _) = partition_state(&bootstrap, "frozen").expect("metadata");
+    cluster.broker(leader).freeze(true);
+    writer
+        .wait_for_progress(100, Duration::from_secs(30), "a new leader acknowledging")
+        .await;
+    let (new_leader, _, _) = partition_state(&bootstrap, "frozen").expect("metadata");
+    assert_ne!(new_leader, leader, "a frozen broker cannot keep leading");
+    cluster.broker(leader).freeze(false);
+    wait_until(
+        Duration::from_secs(60),
+        "the thawed broker to rejoin the ISR",
+        || full_isr(&bootstrap, "frozen"),
+    );
+    writer
+        .wait_for_progress(100, Duration::from_secs(30), "writes after the thaw")
+        .await;
+    let acked = writer.finish().await;
+    let read = read_all(&bootstrap, "frozen", acked.len());
+    check_history(&acked, &read);
+    let dirs: Vec<&std::path::Path> = cluster
+        .brokers
+        .iter()
+        .map(|b| b.data_dir.as_path())
+        .collect();
+    wait_until(Duration::from_secs(30), "identical replicas", || {
+        replicas_identical(&dirs, "frozen", 0)
+    });
 }
