@@ -308,6 +308,24 @@ impl ClusterMetadata {
     /// Starts, replaces or cancels partition reassignments; one outcome per
     /// entry, in order. Accepted ones are in this node's image on return,
     /// so a ListPartitionReassignments or Metadata right after sees them.
+    /// Forgets broker `node_id` (stopped and drained), once the image here
+    /// shows it gone.
+    pub async fn unregister_broker(&self, node_id: i32) -> Result<(), ControllerError> {
+        match self
+            .send(ControllerRequest::UnregisterBroker { node_id })
+            .await?
+        {
+            ControllerResponse::UnregisterBroker => {
+                self.wait_for_image(|image| image.broker(node_id).is_none())
+                    .await;
+                Ok(())
+            }
+            other => Err(ControllerError::Internal(format!(
+                "unexpected controller answer {other:?}"
+            ))),
+        }
+    }
+
     pub async fn alter_partition_reassignments(
         &self,
         reassignments: Vec<PartitionReassignment>,

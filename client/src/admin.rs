@@ -29,6 +29,7 @@ use kafka_protocol::messages::{
     DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
     DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
     ListOffsetsRequest, ListPartitionReassignmentsRequest, OffsetFetchRequest, TopicName,
+    UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Decodable, Message};
 
@@ -712,6 +713,17 @@ impl Admin {
             self.cluster.invalidate(topic);
         }
         Ok(())
+    }
+
+    /// Forgets broker `node` (Kafka's UnregisterBroker): for a broker that
+    /// left for good, once stopped and drained. Refused, naming why, while
+    /// it runs or holds replicas.
+    pub async fn unregister_broker(&self, node: i32) -> Result<()> {
+        let req = UnregisterBrokerRequest::default().with_broker_id(BrokerId(node));
+        let resp = self.cluster.controller().await?.send(&req).await?;
+        check(resp.error_code, resp.error_message.as_ref(), || {
+            format!("unregister broker {node}")
+        })
     }
 
     /// The reassignments in progress, among `partitions` (topic, partition)

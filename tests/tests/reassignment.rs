@@ -179,8 +179,13 @@ async fn a_moved_replica_catches_up_and_leads_with_every_record() {
 
 /// Runs `weir cluster drain` with `args`; (success, stdout + stderr).
 async fn weir_drain(bootstrap: &str, args: &[&str]) -> (bool, String) {
+    weir_cluster("drain", bootstrap, args).await
+}
+
+/// Runs `weir cluster COMMAND` with `args`; (success, stdout + stderr).
+async fn weir_cluster(command: &str, bootstrap: &str, args: &[&str]) -> (bool, String) {
     let output = tokio::process::Command::new(weir_bin())
-        .args(["cluster", "drain", "--bootstrap-server", bootstrap])
+        .args(["cluster", command, "--bootstrap-server", bootstrap])
         .args(args)
         .env("WEIR_LOG", "warn")
         .output()
@@ -196,7 +201,7 @@ async fn weir_drain(bootstrap: &str, args: &[&str]) -> (bool, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drained_broker_holds_no_replicas_and_nothing_is_lost() {
-    let cluster = ClusterProcesses::start(4, &[]);
+    let mut cluster = ClusterProcesses::start(4, &[]);
     let bootstrap = cluster.bootstrap();
     let client = ClientConfig::new(bootstrap.clone());
     let admin = Admin::connect(client.clone()).await.expect("admin");
@@ -273,4 +278,14 @@ async fn a_drained_broker_holds_no_replicas_and_nothing_is_lost() {
         let read = read_partition(&client, "drained", partition as i32, values.len()).await;
         assert_eq!(&read, values, "partition {partition} after the drain");
     }
+
+    // Unregistering: refused while it runs; once stopped it goes, once.
+    let (ok, out) = weir_cluster("unregister", &bootstrap, &["--node", "2"]).await;
+    assert!(!ok, "a running broker was unregistered: {out}");
+    assert!(out.contains("running"), "{out}");
+    cluster.broker(2).stop();
+    let (ok, out) = weir_cluster("unregister", &bootstrap, &["--node", "2"]).await;
+    assert!(ok, "unregister failed: {out}");
+    let (ok, out) = weir_cluster("unregister", &bootstrap, &["--node", "2"]).await;
+    assert!(!ok && out.contains("not registered"), "{out}");
 }

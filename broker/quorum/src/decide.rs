@@ -622,6 +622,44 @@ pub fn topic_info(image: &MetadataImage, topic_id: &Uuid) -> Option<TopicInfo> {
     })
 }
 
+/// Unregistering a broker that left for good (after a scale-down): only one
+/// that is stopped (fenced) and holds no replica, so no partition is left
+/// pointing at a broker that no longer exists. Kafka allows more; refusing
+/// names what to do first.
+pub fn unregister_broker(
+    image: &MetadataImage,
+    node: BrokerId,
+) -> Result<Vec<MetadataRecord>, ControllerError> {
+    let broker = image
+        .broker(node)
+        .ok_or(ControllerError::UnknownBroker(node))?;
+    if !broker.fenced {
+        return Err(ControllerError::InvalidRequest(format!(
+            "broker {node} is running (registered and unfenced): stop it before unregistering it"
+        )));
+    }
+    let held: Vec<String> = image
+        .topics()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.replicas.contains(&node))
+                .map(move |(i, _)| format!("{}-{i}", t.name))
+        })
+        .collect();
+    if let Some(first) = held.first() {
+        return Err(ControllerError::InvalidRequest(format!(
+            "broker {node} still holds replicas of {} partition(s), e.g. {first}: drain it first (weir cluster drain --node {node})",
+            held.len()
+        )));
+    }
+    Ok(vec![MetadataRecord::UnregisterBroker {
+        node_id: node,
+        epoch: broker.epoch,
+    }])
+}
+
 /// The partitions `node` leads.
 pub fn led_by(image: &MetadataImage, node: BrokerId) -> Vec<(Uuid, usize, &PartitionRegistration)> {
     image
@@ -681,6 +719,32 @@ mod tests {
         let records = create_topic(image, topic, id).unwrap();
         image.apply_batch(&records).unwrap();
         id
+    }
+
+    #[test]
+    fn only_a_stopped_broker_holding_nothing_is_unregistered() {
+        let mut img = image(&[(1, None, false), (2, None, false), (3, None, true)]);
+        created(&mut img, &new_topic("t", 1, 2), 1);
+        let held_by_1 = img.topics().next().unwrap().partitions[0]
+            .replicas
+            .contains(&1);
+        let err = |r: Result<Vec<MetadataRecord>, ControllerError>| r.unwrap_err().to_string();
+        assert!(err(unregister_broker(&img, 1)).contains("running"));
+        assert_eq!(
+            unregister_broker(&img, 9),
+            Err(ControllerError::UnknownBroker(9))
+        );
+        // Fenced, 1 still holds a replica, which must be drained first.
+        img.apply(&MetadataRecord::FenceBroker {
+            node_id: 1,
+            epoch: 1,
+        })
+        .unwrap();
+        assert!(held_by_1, "RF 2 over the two live brokers");
+        assert!(err(unregister_broker(&img, 1)).contains("drain it first"));
+        let records = unregister_broker(&img, 3).unwrap();
+        img.apply_batch(&records).unwrap();
+        assert!(img.broker(3).is_none());
     }
 
     #[test]

@@ -273,6 +273,22 @@ impl MetadataQuorum {
     /// `addr` (or updates its address), returning once the membership change
     /// commits, without waiting for the learner to catch up. A voter, or a
     /// learner already known at `addr`, is left alone.
+    /// Stops replicating to learner `node_id` (a broker unregistered for
+    /// good). Nothing to do if it is not one.
+    pub async fn remove_learner(&self, node_id: NodeId) -> Result<()> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let membership = metrics.membership_config.membership();
+        let is_learner = membership.learner_ids().any(|l| l == node_id);
+        if !is_learner {
+            return Ok(());
+        }
+        let result = self
+            .raft
+            .change_membership(ChangeMembers::RemoveNodes([node_id].into()), false)
+            .await;
+        result.map(|_| ()).map_err(membership_error)
+    }
+
     pub async fn add_learner(&self, node_id: NodeId, addr: &str) -> Result<()> {
         let metrics = self.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
@@ -293,16 +309,7 @@ impl MetadataQuorum {
             }
             None => self.raft.add_learner(node_id, node, false).await,
         };
-        match result {
-            Ok(_) => Ok(()),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(QuorumError::NotController {
-                    leader: f.leader_id,
-                })
-            }
-            Err(RaftError::Fatal(_)) => Err(QuorumError::Stopped),
-            Err(e) => Err(QuorumError::Raft(e.to_string())),
-        }
+        result.map(|_| ()).map_err(membership_error)
     }
 
     /// On the active controller: confirms leadership with a quorum and waits
@@ -398,6 +405,17 @@ impl MetadataQuorum {
             .shutdown()
             .await
             .map_err(|e| QuorumError::Raft(e.to_string()))
+    }
+}
+
+/// A membership change's failure as the quorum reports errors.
+fn membership_error(e: RaftError<NodeId, ClientWriteError<NodeId, QuorumNode>>) -> QuorumError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => QuorumError::NotController {
+            leader: f.leader_id,
+        },
+        RaftError::Fatal(_) => QuorumError::Stopped,
+        e => QuorumError::Raft(e.to_string()),
     }
 }
 

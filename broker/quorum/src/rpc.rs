@@ -115,6 +115,10 @@ pub enum ControllerRequest {
     ListPartitionReassignments {
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Forgets a broker that left for good (Kafka's UnregisterBroker).
+    UnregisterBroker {
+        node_id: BrokerId,
+    },
 }
 
 /// A topic as created or grown.
@@ -161,6 +165,7 @@ pub enum ControllerResponse {
     /// Per entry, in request order.
     AlterPartitionReassignments(Vec<(PartitionReassignment, Result<(), ControllerError>)>),
     ListPartitionReassignments(Vec<OngoingReassignment>),
+    UnregisterBroker,
 }
 
 /// Why the controller refused a request, naming what is wrong.

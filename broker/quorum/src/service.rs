@@ -562,6 +562,24 @@ impl Service {
                     decide::list_reassignments(&self.quorum.image(), partitions.as_deref()),
                 ))
             }
+            ControllerRequest::UnregisterBroker { node_id } => {
+                let records = decide::unregister_broker(&self.quorum.image(), node_id)?;
+                self.propose(records).await?;
+                self.sessions.remove(&node_id);
+                self.last_heard.remove(&node_id);
+                self.registered_at.remove(&node_id);
+                // It no longer replicates the metadata log either (a voter
+                // stays: the voter set is static).
+                if let Ok(member) = NodeId::try_from(node_id)
+                    && !self.quorum.is_voter(member)
+                {
+                    self.quorum
+                        .remove_learner(member)
+                        .await
+                        .map_err(|e| self.error(e))?;
+                }
+                Ok(ControllerResponse::UnregisterBroker)
+            }
             ControllerRequest::ElectLeaders { partitions } => {
                 let (records, results) =
                     decide::elect_preferred(&self.quorum.image(), partitions.as_deref());

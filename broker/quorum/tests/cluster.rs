@@ -397,6 +397,42 @@ async fn a_silent_broker_whose_port_refuses_is_fenced_before_its_session_ends() 
         !image.broker(alive).unwrap().fenced,
         "a silent broker that still answers keeps its session"
     );
+
+    // Gone for good: unregistering forgets it and stops replicating the
+    // metadata log to it; a broker still running is refused.
+    let refused = cluster
+        .send(ControllerRequest::UnregisterBroker { node_id: alive })
+        .await;
+    assert!(
+        matches!(&refused, Err(ControllerError::InvalidRequest(m)) if m.contains("running")),
+        "{refused:?}"
+    );
+    let done = cluster
+        .send(ControllerRequest::UnregisterBroker { node_id: dead })
+        .await;
+    assert_eq!(done, Ok(ControllerResponse::UnregisterBroker));
+    cluster
+        .wait_image(controller, "the dead broker forgotten", |i| {
+            i.broker(dead).is_none()
+        })
+        .await;
+    let learners: Vec<NodeId> = cluster.members[&controller]
+        .quorum()
+        .raft()
+        .metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .learner_ids()
+        .collect();
+    assert!(
+        !learners.contains(&LEARNER),
+        "still a learner: {learners:?}"
+    );
+    let again = cluster
+        .send(ControllerRequest::UnregisterBroker { node_id: dead })
+        .await;
+    assert_eq!(again, Err(ControllerError::UnknownBroker(dead)));
     cluster.shutdown().await;
 }
 

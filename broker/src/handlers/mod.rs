@@ -8,6 +8,7 @@ mod offsets;
 mod produce;
 mod reassign;
 mod topics;
+mod unregister;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -57,6 +58,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::UnregisterBroker, 0, 0),
 ];
 
 /// Every API the broker serves with its version range, as ApiVersions says.
@@ -185,6 +187,9 @@ async fn handle_now(
         RequestKind::ListPartitionReassignments(req) => ResponseKind::ListPartitionReassignments(
             reassign::list_partition_reassignments(state, req).await,
         ),
+        RequestKind::UnregisterBroker(req) => {
+            ResponseKind::UnregisterBroker(unregister::unregister_broker(state, req).await)
+        }
         _ => return Err(format!("no handler for {:?}", ctx.api)),
     };
     Ok(Some(response))

@@ -1,5 +1,6 @@
 //! `weir cluster …`: operations on the cluster as a whole — drain a broker
-//! before removing it, list the partition reassignments in progress.
+//! before removing it, unregister it once it is gone, list the partition
+//! reassignments in progress.
 //!
 //! A drain is planned here, on the client, from Metadata (see
 //! `weir_client::reassign`) and carried out with Kafka's own
@@ -38,6 +39,14 @@ enum ClusterCommand {
         #[arg(long, env = "WEIR_TIMEOUT_SECS", default_value_t = 0)]
         timeout_secs: u64,
     },
+    /// Forget a broker that left for good (stopped, and drained first):
+    /// Kafka's UnregisterBroker. The controller stops replicating the
+    /// metadata log to it.
+    Unregister {
+        /// Node id of the broker to forget.
+        #[arg(long, env = "WEIR_NODE")]
+        node: i32,
+    },
     /// List the partition reassignments in progress.
     Reassignments,
 }
@@ -64,6 +73,11 @@ pub async fn run(args: ClusterArgs) -> anyhow::Result<()> {
                 let timeout = (timeout_secs > 0).then(|| Duration::from_secs(timeout_secs));
                 wait_drained(&admin, node, timeout).await?;
             }
+            Ok(())
+        }
+        ClusterCommand::Unregister { node } => {
+            admin.unregister_broker(node).await?;
+            println!("node {node}: unregistered");
             Ok(())
         }
         ClusterCommand::Reassignments => {
