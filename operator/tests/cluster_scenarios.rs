@@ -500,6 +500,68 @@ async fn scale_down_drains_first_and_shrinks_only_when_drained() {
 }
 
 #[tokio::test]
+async fn a_broker_removed_by_scale_down_is_unregistered_once_its_pod_is_gone() {
+    let w = world(&[0, 1, 2]).await;
+    w.kafka.create_out_of_band(&orders(2, "1")).expect("topic");
+    ready_cluster(&w, 3).await;
+
+    patch_spec::<Cluster>(
+        &w.client,
+        "demo",
+        json!({"brokerPools": [{"name": "main", "replicas": 2, "storage": {"size": "1Gi"}}]}),
+    )
+    .await;
+    eventually("a drain of broker 2", || async {
+        w.kafka.calls().contains(&Call::Drain(vec![2]))
+    })
+    .await;
+    w.kafka.finish_drain();
+    eventually(
+        "the shrink, with broker 2 remembered as retired",
+        || async {
+            let shrunk = get::<StatefulSet>(&w.client, "demo-main")
+                .await
+                .is_some_and(|s| s.spec.replicas == Some(2));
+            shrunk && status(get::<Cluster>(&w.client, "demo").await).retired_brokers == [2]
+        },
+    )
+    .await;
+    // Its pod still exists: the broker may still run, so it stays registered.
+    after_reconciles(&w, 2).await;
+    assert_eq!(w.kafka.registered(), [0, 1, 2]);
+    assert_eq!(
+        status(get::<Cluster>(&w.client, "demo").await).retired_brokers,
+        [2]
+    );
+
+    // The StatefulSet controller deletes the pod and the broker stops.
+    sync_statefulsets(&w.client, true).await;
+    assert_eq!(pod_names(&w.client).await, ["demo-main-0", "demo-main-1"]);
+    w.kafka.stop_broker(2);
+    eventually("broker 2 unregistered and no longer retired", || async {
+        w.kafka.registered() == [0, 1]
+            && status(get::<Cluster>(&w.client, "demo").await)
+                .retired_brokers
+                .is_empty()
+    })
+    .await;
+    assert!(w.kafka.calls().contains(&Call::Unregister(2)));
+    eventually("the Unregistered event", || async {
+        event_reasons(&w.client)
+            .await
+            .iter()
+            .any(|r| r == "Unregistered")
+    })
+    .await;
+    eventually("Ready with two brokers", || async {
+        let s = status(get::<Cluster>(&w.client, "demo").await);
+        s.ready_brokers.as_deref() == Some("2/2")
+            && condition(&s.conditions, "Ready").is_some_and(|c| c.status == "True")
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn scale_down_by_two_drains_both_and_removes_both() {
     let w = world(&[0, 1, 2, 3, 4]).await;
     w.kafka.create_out_of_band(&orders(3, "2")).expect("topic");

@@ -279,6 +279,11 @@ pub struct ClusterStatus {
     /// pause between brokers runs from then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_broker_restart: Option<BrokerRestart>,
+    /// Node ids of brokers removed by a scale-down that the operator has yet
+    /// to unregister from the cluster metadata (it does once their pods are
+    /// gone).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired_brokers: Vec<i32>,
 }
 
 /// One broker restart by the operator. Kept in the status, not in the

@@ -96,6 +96,13 @@ fn is_unknown_topic(e: &weir_client::Error) -> bool {
     }
 }
 
+/// UnregisterBroker's answer for an id the controller does not know:
+/// already unregistered, or never was.
+fn is_not_registered(e: &weir_client::Error) -> bool {
+    matches!(e, weir_client::Error::Kafka { code, .. }
+        if *code == ResponseError::BrokerIdNotRegistered.code())
+}
+
 impl BrokerFacts for AdminKafka {
     fn facts(&self) -> BoxFuture<'_, Result<ClusterFacts>> {
         async move {
@@ -248,6 +255,16 @@ impl BrokerFacts for AdminKafka {
         }
         .boxed()
     }
+
+    fn unregister<'a>(&'a self, node_id: i32) -> BoxFuture<'a, Result<()>> {
+        async move {
+            match self.admin.unregister_broker(node_id).await {
+                Err(e) if is_not_registered(&e) => Ok(()),
+                other => Ok(other?),
+            }
+        }
+        .boxed()
+    }
 }
 
 impl TopicAdmin for AdminKafka {
@@ -334,5 +351,35 @@ impl TopicAdmin for AdminKafka {
 
     fn cluster_id(&self) -> BoxFuture<'_, Result<Option<String>>> {
         async move { Ok(self.admin.cluster().cluster_id()) }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka_error(code: ResponseError, message: &str) -> weir_client::Error {
+        weir_client::Error::Kafka {
+            code: code.code(),
+            name: format!("{code:?}"),
+            message: Some(message.into()),
+            context: "unregister broker 3".into(),
+        }
+    }
+
+    #[test]
+    fn only_an_unknown_broker_counts_as_already_unregistered() {
+        assert!(is_not_registered(&kafka_error(
+            ResponseError::BrokerIdNotRegistered,
+            "broker 3 is not registered"
+        )));
+        assert!(!is_not_registered(&kafka_error(
+            ResponseError::InvalidRequest,
+            "broker 3 is running"
+        )));
+        assert!(!is_not_registered(&weir_client::Error::Connect {
+            addr: "x:9092".into(),
+            reason: "refused".into(),
+        }));
     }
 }

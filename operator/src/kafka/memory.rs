@@ -1,12 +1,14 @@
 //! An in-memory cluster for reconciler tests: topics with replicas and ISR,
-//! an active controller, drain requests, and a record of every change the
-//! operator asked for, so tests can assert on what was and was not done.
+//! an active controller, drain requests, registered and stopped brokers,
+//! and a record of every change the operator asked for, so tests can
+//! assert on what was and was not done.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use weir_client::ResponseError;
 use weir_client::cluster::BrokerMetadata;
 use weir_client::reassign::PartitionReplicas;
 
@@ -40,6 +42,7 @@ pub enum Call {
     DeleteTopic(String),
     Drain(Vec<i32>),
     BrokerConfig(Vec<String>),
+    Unregister(i32),
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +57,10 @@ struct State {
     draining: BTreeSet<i32>,
     /// Where the drains move each partition, applied by `finish_drain`.
     moves: BTreeMap<(String, i32), Vec<i32>>,
+    /// Brokers in the cluster metadata, running or not.
+    registered: BTreeSet<i32>,
+    /// Registered brokers whose process has stopped (fenced).
+    stopped: BTreeSet<i32>,
     calls: Vec<Call>,
 }
 
@@ -71,12 +78,24 @@ impl InMemoryKafka {
             let mut s = kafka.lock();
             s.cluster_id = cluster_id.into();
             s.brokers = brokers.to_vec();
+            s.registered = brokers.iter().copied().collect();
         }
         kafka
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The broker's process stops, as when its pod is deleted; it stays
+    /// registered (fenced) until unregistered.
+    pub fn stop_broker(&self, node_id: i32) {
+        self.lock().stopped.insert(node_id);
+    }
+
+    /// The brokers in the cluster metadata.
+    pub fn registered(&self) -> Vec<i32> {
+        self.lock().registered.iter().copied().collect()
     }
 
     pub fn set_controller(&self, node_id: Option<i32>) {
@@ -348,6 +367,39 @@ impl BrokerFacts for InMemoryKafka {
         }
         ready(Ok(changed))
     }
+
+    fn unregister<'a>(&'a self, node_id: i32) -> BoxFuture<'a, Result<()>> {
+        let mut s = self.lock();
+        let refusal = |message: String| {
+            Error::Kafka(weir_client::Error::Kafka {
+                code: ResponseError::InvalidRequest.code(),
+                name: "INVALID_REQUEST".into(),
+                message: Some(message),
+                context: format!("unregister broker {node_id}"),
+            })
+        };
+        // Not registered: already forgotten, which is what was asked.
+        if !s.registered.contains(&node_id) {
+            return ready(Ok(()));
+        }
+        if !s.stopped.contains(&node_id) {
+            return ready(Err(refusal(format!("broker {node_id} is running"))));
+        }
+        let holds_replica = s
+            .topics
+            .values()
+            .flat_map(|t| &t.partitions)
+            .any(|p| p.replicas.contains(&node_id));
+        if holds_replica {
+            return ready(Err(refusal(format!(
+                "broker {node_id} still holds replicas; drain it first"
+            ))));
+        }
+        s.registered.remove(&node_id);
+        s.stopped.remove(&node_id);
+        s.calls.push(Call::Unregister(node_id));
+        ready(Ok(()))
+    }
 }
 
 impl TopicAdmin for InMemoryKafka {
@@ -470,5 +522,38 @@ impl KafkaConnector for InMemoryConnector {
                 reason: "no such in-memory cluster".into(),
             })),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unregister_waits_for_a_stopped_drained_broker_then_forgets_it() {
+        let kafka = InMemoryKafka::new("c", &[0, 1, 2]);
+        kafka
+            .create_out_of_band(&NewTopicSpec {
+                name: "orders".into(),
+                partitions: 3,
+                replication_factor: 2,
+                config: BTreeMap::new(),
+            })
+            .expect("topic");
+        let running = kafka.unregister(2).await.expect_err("running");
+        assert!(running.to_string().contains("running"), "{running}");
+        kafka.stop_broker(2);
+        let holds = kafka.unregister(2).await.expect_err("holds replicas");
+        assert!(holds.to_string().contains("drain it first"), "{holds}");
+        kafka.drain(&[2]).await.expect("drain");
+        kafka.finish_drain();
+        kafka.unregister(2).await.expect("unregistered");
+        assert_eq!(kafka.registered(), [0, 1]);
+        kafka
+            .unregister(2)
+            .await
+            .expect("not registered is success");
+        kafka.unregister(9).await.expect("never registered");
+        assert_eq!(kafka.calls().last(), Some(&Call::Unregister(2)));
     }
 }

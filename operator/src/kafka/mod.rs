@@ -3,7 +3,7 @@
 //!
 //! - [`BrokerFacts`]: partitions, ISR and the active controller (for the
 //!   rolling restart), topics' replication factors and draining (for
-//!   scale-down), and live broker settings.
+//!   scale-down), live broker settings, and unregistering brokers that left.
 //! - [`TopicAdmin`]: describe, create, grow, reconfigure and delete a topic.
 //!
 //! [`admin::AdminConnector`] implements them over weir-client's `Admin`;
@@ -82,6 +82,10 @@ pub trait BrokerFacts: Send + Sync {
         &'a self,
         settings: &'a BTreeMap<String, String>,
     ) -> BoxFuture<'a, Result<Vec<String>>>;
+    /// Forgets a broker that left for good (Kafka's UnregisterBroker), so
+    /// the metadata no longer lists it. Succeeds when it is not registered;
+    /// refused while the broker still runs or holds replicas.
+    fn unregister<'a>(&'a self, node_id: i32) -> BoxFuture<'a, Result<()>>;
 }
 
 /// Topic administration on one cluster.

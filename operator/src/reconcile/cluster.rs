@@ -1,7 +1,8 @@
 //! The Cluster reconciler: apply the desired children, prune the rest,
 //! restart brokers one at a time (inside the maintenance windows, pausing
-//! between brokers), scale down only after draining, and report it all in
-//! the status.
+//! between brokers), scale down only after draining, unregister the brokers
+//! a scale-down removed once their pods are gone, and report it all in the
+//! status.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -127,6 +128,19 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     } else {
         scale_down(&mut brokers, &leaving, model.brokers().len()).await
     };
+    let mut retired = old.retired_brokers.clone();
+    if scale_state == ScaleState::Steady && !leaving.is_empty() {
+        retired = scale::retire(&retired, &leaving);
+        if retired != old.retired_brokers {
+            // Recorded before the StatefulSets shrink: once they have, nothing
+            // else says which brokers left.
+            let recorded = ClusterStatus {
+                retired_brokers: retired.clone(),
+                ..old.clone()
+            };
+            write_status(&api, &name, &old, &recorded, &ctx, &reference).await?;
+        }
+    }
     let mut objects = model.desired_objects();
     let keep = match scale_state {
         ScaleState::Steady => BTreeSet::new(),
@@ -158,6 +172,8 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
     }
 
     let identities = model.brokers();
+    let retired =
+        unregister_retired(&mut brokers, retired, &identities, &pods, &ctx, &reference).await;
     let mut views = cluster_status::broker_pods(&model, &identities, &pods, None);
     let mut cluster_id = None;
     let needs_roll = views
@@ -255,12 +271,15 @@ pub async fn reconcile(cluster: Arc<Cluster>, ctx: Arc<Context>) -> Result<Actio
         connect: connect_readiness(&ctx, &model, &namespace).await?,
         generation,
         last_restart,
+        retired_brokers: retired,
     };
     let status = cluster_status::cluster_status(&observation, &old, now);
     write_status(&api, &name, &old, &status, &ctx, &reference).await?;
     let settled = conditions::is_true(&status.conditions, READY);
     let steady = observation.scale == ScaleState::Steady;
     Ok(Action::requeue(match hold_until {
+        // Brokers left to unregister: look again soon, their pods are going.
+        _ if !status.retired_brokers.is_empty() => ctx.settings.busy_requeue,
         // Held by a window or a pause with nothing else moving: look again
         // when it ends, not every few seconds until then.
         Some(until) if steady => ctx.settings.requeue_at(now, until),
@@ -318,6 +337,56 @@ async fn scale_down(brokers: &mut Brokers<'_>, leaving: &[i32], remaining: usize
             "cannot tell whether brokers {leaving:?} are drained: {e}"
         )),
     }
+}
+
+/// Unregisters the retired brokers whose pods are gone; returns the ones
+/// still to unregister. A refusal (the broker still runs) or any failure
+/// keeps the broker for a later reconcile.
+async fn unregister_retired(
+    brokers: &mut Brokers<'_>,
+    retired: Vec<i32>,
+    identities: &[crate::desired::cluster::BrokerIdentity],
+    pods: &BTreeMap<String, PodView>,
+    ctx: &Context,
+    reference: &ObjectReference,
+) -> Vec<i32> {
+    if retired.is_empty() {
+        return retired;
+    }
+    let desired: BTreeSet<i32> = identities.iter().map(|b| b.node_id).collect();
+    let present: BTreeSet<i32> = pods.keys().filter_map(|p| scale::pod_node_id(p)).collect();
+    let plan = scale::unregistering(&retired, &desired, &present);
+    let mut later = plan.later;
+    if plan.now.is_empty() {
+        return later;
+    }
+    match brokers.get().await {
+        Ok(kafka) => {
+            for node_id in plan.now {
+                match kafka.unregister(node_id).await {
+                    Ok(()) => {
+                        ctx.event(
+                            reference,
+                            false,
+                            "Unregistered",
+                            format!("broker {node_id} unregistered after scale-down"),
+                        )
+                        .await;
+                    }
+                    Err(e) => {
+                        tracing::debug!(node_id, error = %e, "retired broker not unregistered yet");
+                        later.push(node_id);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::debug!(error = %e, "retired brokers not unregistered yet");
+            later.extend(plan.now);
+        }
+    }
+    later.sort_unstable();
+    later
 }
 
 /// What [`roll_step`] found out and decided.

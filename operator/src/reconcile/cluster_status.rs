@@ -126,6 +126,8 @@ pub struct Observation<'a> {
     pub generation: Option<i64>,
     /// The operator's last broker restart, as recorded after this reconcile.
     pub last_restart: Option<BrokerRestart>,
+    /// Brokers a scale-down removed that are still to be unregistered.
+    pub retired_brokers: Vec<i32>,
 }
 
 fn wanted_conditions(o: &Observation<'_>) -> Vec<Wanted> {
@@ -236,5 +238,6 @@ pub fn cluster_status(o: &Observation<'_>, old: &ClusterStatus, now: Timestamp) 
             bootstrap_servers: o.model.bootstrap_servers(),
         }],
         last_broker_restart: o.last_restart.clone(),
+        retired_brokers: o.retired_brokers.clone(),
     }
 }

@@ -1,7 +1,7 @@
 //! Scale-down decisions, as pure functions: which brokers leave, whether
-//! the brokers that stay can still hold every topic's replicas, and how to
+//! the brokers that stay can still hold every topic's replicas, how to
 //! keep the StatefulSets at their current size until the leaving brokers
-//! are drained.
+//! are drained, and when to unregister the brokers that left.
 
 use std::collections::BTreeSet;
 
@@ -72,6 +72,46 @@ pub fn hold(objects: &mut [DesiredObject], current: &[CurrentPool]) -> BTreeSet<
         .filter(|c| !desired_names.contains(&c.statefulset))
         .map(|c| c.statefulset.clone())
         .collect()
+}
+
+/// The retired brokers once a scale-down removes `leaving`: sorted, each once.
+pub fn retire(retired: &[i32], leaving: &[i32]) -> Vec<i32> {
+    let all: BTreeSet<i32> = retired.iter().chain(leaving).copied().collect();
+    all.into_iter().collect()
+}
+
+/// The node id of a broker pod, `<statefulset>-<ordinal>` with ordinals
+/// starting at the pool's first node id.
+pub fn pod_node_id(pod: &str) -> Option<i32> {
+    pod.rsplit_once('-')?.1.parse().ok()
+}
+
+/// What to do about the retired brokers on this reconcile.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unregistering {
+    /// Pod gone: unregister now.
+    pub now: Vec<i32>,
+    /// Pod still there (the broker may still run): ask again later.
+    pub later: Vec<i32>,
+}
+
+/// Retired brokers whose pod is gone are unregistered now; those with a pod
+/// wait; those the spec asks for again are not retired any more and are
+/// dropped.
+pub fn unregistering(
+    retired: &[i32],
+    desired: &BTreeSet<i32>,
+    pods: &BTreeSet<i32>,
+) -> Unregistering {
+    let mut plan = Unregistering::default();
+    for &id in retired.iter().filter(|id| !desired.contains(id)) {
+        if pods.contains(&id) {
+            plan.later.push(id);
+        } else {
+            plan.now.push(id);
+        }
+    }
+    plan
 }
 
 #[cfg(test)]
@@ -163,5 +203,51 @@ mod tests {
             })
             .collect();
         assert_eq!(sizes, vec![Some(3), Some(2)]);
+    }
+
+    #[test]
+    fn retire_adds_the_leaving_brokers_once() {
+        assert_eq!(retire(&[], &[3, 4]), vec![3, 4]);
+        assert_eq!(retire(&[4, 7], &[3, 4]), vec![3, 4, 7]);
+        assert_eq!(retire(&[2], &[]), vec![2]);
+    }
+
+    #[test]
+    fn pod_node_id_is_the_ordinal() {
+        assert_eq!(pod_node_id("demo-main-2"), Some(2));
+        assert_eq!(pod_node_id("demo-big-pool-1001"), Some(1001));
+        assert_eq!(pod_node_id("demo-main"), None);
+        assert_eq!(pod_node_id("demo"), None);
+    }
+
+    #[test]
+    fn retired_brokers_are_unregistered_once_their_pod_is_gone() {
+        let desired = BTreeSet::from([0, 1]);
+        let pods = BTreeSet::from([0, 1, 3]);
+        assert_eq!(
+            unregistering(&[2, 3], &desired, &pods),
+            Unregistering {
+                now: vec![2],
+                later: vec![3],
+            }
+        );
+        assert_eq!(
+            unregistering(&[], &desired, &pods),
+            Unregistering::default()
+        );
+    }
+
+    #[test]
+    fn a_retired_broker_the_spec_wants_back_is_not_unregistered() {
+        // Scaled back up before the pod went: broker 2 is coming back.
+        let desired = BTreeSet::from([0, 1, 2]);
+        assert_eq!(
+            unregistering(&[2], &desired, &BTreeSet::new()),
+            Unregistering::default()
+        );
+        assert_eq!(
+            unregistering(&[2], &desired, &BTreeSet::from([2])),
+            Unregistering::default()
+        );
     }
 }
