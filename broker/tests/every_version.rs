@@ -205,6 +205,10 @@ fn request(api: ApiKey, version: i16) -> RequestKind {
             r.into()
         }
         ApiKey::ListPartitionReassignments => ListPartitionReassignmentsRequest::default().into(),
+        // An id no broker has: answered BROKER_ID_NOT_REGISTERED.
+        ApiKey::UnregisterBroker => UnregisterBrokerRequest::default()
+            .with_broker_id(BrokerId(99))
+            .into(),
         other => panic!("the broker advertises {other:?} but this test has no request for it"),
     }
 }
