@@ -74,9 +74,12 @@ pub fn history_producer(bootstrap: &str) -> FutureProducer {
         .set("retry.backoff.ms", "50")
         .set("topic.metadata.refresh.interval.ms", "500")
         // A leader that is frozen or cut off accepts the connection but
-        // never answers: give up on a request after 5 s (librdkafka's 30 s
-        // default), and retry it on the new leader.
+        // never answers: the broker gives up on acks=all after 5 s
+        // (librdkafka's 30 s default)...
         .set("request.timeout.ms", "5000")
+        // ...and on the client's side too (socket.timeout.ms, 60 s by
+        // default, is what ends a request the broker never answers).
+        .set("socket.timeout.ms", "6000")
         .create()
         .expect("producer")
 }

@@ -131,12 +131,14 @@ async fn replicas_follow_the_leader_and_a_stopped_broker_hands_over_leadership()
     // keeps a leader throughout, and the ISR loses only the stopped broker.
     let (leader, _, _) = partition_state(&bootstrap, "replicated").expect("metadata");
     cluster.broker(leader).stop();
-    let (new_leader, _, isr) = partition_state(&bootstrap, "replicated").expect("metadata");
-    assert_ne!(new_leader, leader);
-    assert!(new_leader >= 0);
-    assert!(
-        !isr.contains(&leader),
-        "the stopped broker left the ISR: {isr:?}"
+    // The other brokers' images follow the controller's within moments.
+    wait_until(
+        Duration::from_secs(10),
+        "metadata without the stopped broker",
+        || {
+            partition_state(&bootstrap, "replicated")
+                .is_some_and(|(l, _, isr)| l >= 0 && l != leader && !isr.contains(&leader))
+        },
     );
     for i in 500..600u64 {
         producer
@@ -356,8 +358,10 @@ async fn a_frozen_leader_is_replaced_and_rejoins_without_a_trace_of_its_old_epoc
     writer
         .wait_for_progress(100, Duration::from_secs(30), "a new leader acknowledging")
         .await;
-    let (new_leader, _, _) = partition_state(&bootstrap, "frozen").expect("metadata");
-    assert_ne!(new_leader, leader, "a frozen broker cannot keep leading");
+    // Metadata may be asked of the frozen broker too: ask until a live one answers.
+    wait_until(Duration::from_secs(30), "a new leader in metadata", || {
+        partition_state(&bootstrap, "frozen").is_some_and(|(l, _, _)| l >= 0 && l != leader)
+    });
     cluster.broker(leader).freeze(false);
     wait_until(
         Duration::from_secs(60),

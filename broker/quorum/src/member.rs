@@ -33,6 +33,8 @@ pub struct QuorumMember {
     local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// How long an active controller stays after being asked to stop.
+    linger: std::time::Duration,
 }
 
 impl QuorumMember {
@@ -50,6 +52,7 @@ impl QuorumMember {
     ) -> Result<Self, QuorumError> {
         let local_addr = listener.local_addr()?;
         let transport = TcpTransport::new(config.tcp.clone());
+        let linger = config.quorum.heartbeat_interval * 3;
         let quorum = Arc::new(
             MetadataQuorum::start_as(role, node_id, voters, storage_dir, transport, config.quorum)
                 .await?,
@@ -79,6 +82,7 @@ impl QuorumMember {
             local_addr,
             shutdown,
             tasks: Mutex::new(tasks),
+            linger,
         })
     }
 
@@ -110,6 +114,13 @@ impl QuorumMember {
     /// Stops the listener (closing its connections), the controller service
     /// and the Raft member. Idempotent.
     pub async fn shutdown(&self) -> Result<(), QuorumError> {
+        if self.quorum.is_controller() {
+            // The others learn that our last entries (this node's own
+            // fencing, in a controlled shutdown) are committed only from our
+            // next AppendEntries: send a couple before going, or their
+            // images keep the old state until a new controller is elected.
+            tokio::time::sleep(self.linger).await;
+        }
         self.shutdown.send_replace(true);
         let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for task in tasks {

@@ -250,12 +250,20 @@ impl Service {
                     // The caller may have given up; nothing to do then.
                     let _ = reply.send(answer);
                 }
+                // Fencing proposes, which waits for a majority: a member
+                // asked to stop (perhaps because the others are going too)
+                // must not wait out the proposal's timeout first.
                 _ = tick.tick() => {
-                    self.expire_sessions().await;
-                    self.probe_silent_brokers();
+                    tokio::select! {
+                        _ = crate::signal::stop_requested(&mut shutdown) => break,
+                        _ = self.expire_sessions() => self.probe_silent_brokers(),
+                    }
                 }
                 Some((node, started, outcome)) = probes.recv() => {
-                    self.on_probe(node, started, outcome).await;
+                    tokio::select! {
+                        _ = crate::signal::stop_requested(&mut shutdown) => break,
+                        _ = self.on_probe(node, started, outcome) => {}
+                    }
                 }
             }
         }
