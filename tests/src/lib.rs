@@ -57,6 +57,22 @@ pub fn free_port() -> u16 {
     panic!("no free port between {low} and {high}");
 }
 
+/// `len` consecutive free ports on 127.0.0.1 (for `weir dev --port BASE`,
+/// which takes the ports above its base); the first is returned.
+pub fn free_port_range(len: u16) -> u16 {
+    for _ in 0..1_000 {
+        let base = free_port();
+        let all_free = (1..len).all(|i| {
+            base.checked_add(i)
+                .is_some_and(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        });
+        if all_free && u32::from(base) + u32::from(len) < u32::from(ephemeral_range_start()) {
+            return base;
+        }
+    }
+    panic!("no {len} consecutive free ports");
+}
+
 /// The first port the kernel hands out for `bind(:0)` and outgoing
 /// connections (32768 when it cannot be read).
 fn ephemeral_range_start() -> u16 {
