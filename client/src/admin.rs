@@ -36,7 +36,7 @@ use kafka_protocol::protocol::{Decodable, Message};
 use crate::cluster::{Cluster, TopicMetadata};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result, check};
-use crate::reassign::{PartitionReplicas, plan_drain};
+use crate::reassign::{DrainError, PartitionReplicas, plan_drain, plan_drains};
 use crate::util::{millis_i32, sb};
 
 /// Newest OffsetFetch that still names topics (v10 switched to topic ids).
@@ -777,6 +777,26 @@ impl Admin {
     /// (empty when the node holds nothing, or everything is already moving
     /// off it). Progress is for the caller to watch ([`Self::replicas_on`]).
     pub async fn drain_broker(&self, node: i32) -> Result<Vec<Reassignment>> {
+        self.drain_with(|brokers, partitions| plan_drain(brokers, partitions, node))
+            .await
+    }
+
+    /// As [`Self::drain_broker`] for several brokers leaving together
+    /// ([`plan_drains`]: nothing is moved onto another leaving broker).
+    pub async fn drain_brokers(&self, nodes: &[i32]) -> Result<Vec<Reassignment>> {
+        self.drain_with(|brokers, partitions| plan_drains(brokers, partitions, nodes))
+            .await
+    }
+
+    /// Plans with `plan` over fresh metadata and the moves in progress, and
+    /// submits the result.
+    async fn drain_with(
+        &self,
+        plan: impl FnOnce(
+            &[crate::cluster::BrokerMetadata],
+            &[PartitionReplicas],
+        ) -> std::result::Result<Vec<PartitionReplicas>, DrainError>,
+    ) -> Result<Vec<Reassignment>> {
         let topics = self.list_topics(true).await?;
         let ongoing = self.list_partition_reassignments(None).await?;
         let removing: BTreeMap<(&str, i32), &[i32]> = ongoing
@@ -789,7 +809,7 @@ impl Admin {
             })
             .collect();
         // A partition already moving is planned from its target, so a drain
-        // keeps the move's intent and only swaps out `node`.
+        // keeps the move's intent and only swaps out the leaving brokers.
         let partitions: Vec<PartitionReplicas> = topics
             .iter()
             .flat_map(|t| {
@@ -811,9 +831,9 @@ impl Admin {
                 })
             })
             .collect();
-        let plan = plan_drain(&self.cluster.brokers(), &partitions, node)
-            .map_err(|e| Error::Other(e.to_string()))?;
-        let reassignments: Vec<Reassignment> = plan
+        let planned =
+            plan(&self.cluster.brokers(), &partitions).map_err(|e| Error::Other(e.to_string()))?;
+        let reassignments: Vec<Reassignment> = planned
             .into_iter()
             .map(|p| Reassignment {
                 topic: p.topic,

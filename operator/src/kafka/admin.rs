@@ -7,11 +7,9 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use weir_client::admin::Admin;
-use weir_client::admin::{AlterConfigOp, ConfigResource, ConfigSource, NewTopic, Reassignment};
-use weir_client::reassign::PartitionReplicas;
+use weir_client::admin::{AlterConfigOp, ConfigResource, ConfigSource, NewTopic};
 use weir_client::{ClientConfig, ResponseError};
 
-use super::drain::plan_drains;
 use super::{
     BrokerFacts, ClusterFacts, ConfigChange, KafkaConnector, KafkaOps, NewTopicSpec, ObservedTopic,
     TopicAdmin, TopicReplication,
@@ -148,58 +146,7 @@ impl BrokerFacts for AdminKafka {
 
     fn drain<'a>(&'a self, node_ids: &'a [i32]) -> BoxFuture<'a, Result<()>> {
         async move {
-            let topics = self.admin.list_topics(true).await?;
-            let ongoing = self.admin.list_partition_reassignments(None).await?;
-            // A partition already moving is planned from its target (its
-            // replicas less the ones being removed), as `Admin::drain_broker`
-            // does: a repeated drain keeps the moves it started and plans
-            // nothing new for them.
-            let removing: BTreeMap<(&str, i32), &[i32]> = ongoing
-                .iter()
-                .map(|o| {
-                    (
-                        (o.topic.as_str(), o.partition),
-                        o.removing_replicas.as_slice(),
-                    )
-                })
-                .collect();
-            let partitions: Vec<PartitionReplicas> = topics
-                .iter()
-                .flat_map(|t| {
-                    let removing = &removing;
-                    t.partitions.iter().map(move |p| {
-                        let leaving = removing
-                            .get(&(t.name.as_str(), p.partition))
-                            .copied()
-                            .unwrap_or_default();
-                        PartitionReplicas {
-                            topic: t.name.clone(),
-                            partition: p.partition,
-                            replicas: p
-                                .replicas
-                                .iter()
-                                .copied()
-                                .filter(|r| !leaving.contains(r))
-                                .collect(),
-                        }
-                    })
-                })
-                .collect();
-            let plan = plan_drains(&self.admin.cluster().brokers(), &partitions, node_ids)
-                .map_err(|e| weir_client::Error::Other(e.to_string()))?;
-            let reassignments: Vec<Reassignment> = plan
-                .into_iter()
-                .map(|p| Reassignment {
-                    topic: p.topic,
-                    partition: p.partition,
-                    replicas: Some(p.replicas),
-                })
-                .collect();
-            if !reassignments.is_empty() {
-                self.admin
-                    .alter_partition_reassignments(&reassignments)
-                    .await?;
-            }
+            self.admin.drain_brokers(node_ids).await?;
             Ok(())
         }
         .boxed()

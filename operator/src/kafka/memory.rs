@@ -12,13 +12,13 @@ use weir_client::ResponseError;
 use weir_client::cluster::BrokerMetadata;
 use weir_client::reassign::PartitionReplicas;
 
-use super::drain::plan_drains;
 use super::{
     BrokerFacts, ClusterFacts, ConfigChange, KafkaConnector, KafkaOps, NewTopicSpec, ObservedTopic,
     TopicAdmin, TopicReplication,
 };
 use crate::reconcile::plan::PartitionState;
 use crate::{Error, Result};
+use weir_client::reassign::plan_drains;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MemPartition {

@@ -10,7 +10,6 @@
 //! [`memory::InMemoryKafka`] is a plain in-memory cluster for tests.
 
 pub mod admin;
-pub mod drain;
 pub mod memory;
 
 use std::collections::BTreeMap;
@@ -72,7 +71,8 @@ pub enum ConfigChange {
 pub trait BrokerFacts: Send + Sync {
     fn facts(&self) -> BoxFuture<'_, Result<ClusterFacts>>;
     /// Starts moving every partition replica off these brokers, all at
-    /// once and only onto brokers not in `node_ids` ([`drain::plan_drains`]).
+    /// once and only onto brokers not in `node_ids`
+    /// ([`weir_client::reassign::plan_drains`]).
     fn drain<'a>(&'a self, node_ids: &'a [i32]) -> BoxFuture<'a, Result<()>>;
     /// Whether none of these brokers holds a partition replica any more.
     fn is_drained<'a>(&'a self, node_ids: &'a [i32]) -> BoxFuture<'a, Result<bool>>;
