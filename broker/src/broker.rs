@@ -248,23 +248,7 @@ impl Broker {
         } else {
             Role::Learner
         };
-        let member = QuorumMember::start(
-            config.node_id as NodeId,
-            role,
-            voters,
-            quorum_listener,
-            Some(&data_dir.join(QUORUM_DIR)),
-            MemberConfig {
-                controller: ControllerConfig {
-                    heartbeat_interval: config.heartbeat_interval(),
-                    session_timeout: config.session_timeout(),
-                    ..ControllerConfig::default()
-                },
-                ..MemberConfig::default()
-            },
-        )
-        .await
-        .map_err(|e| BrokerError::Invalid(format!("metadata quorum: {e}")))?;
+        let member = start_member(&config, role, voters, quorum_listener).await?;
         let cluster = Arc::new(ClusterMetadata::new(
             config.node_id,
             cluster_id,
@@ -406,7 +390,7 @@ impl Broker {
 
 /// Where the metadata quorum lives inside the data directory (the name
 /// cannot clash with a partition directory, which always ends in -N).
-pub(crate) const QUORUM_DIR: &str = "__cluster_metadata";
+const QUORUM_DIR: &str = "__cluster_metadata";
 const SINGLE_NODE_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) async fn bind(addr: &str) -> Result<TcpListener, BrokerError> {
@@ -416,6 +400,33 @@ pub(crate) async fn bind(addr: &str) -> Result<TcpListener, BrokerError> {
             addr: addr.to_string(),
             source,
         })
+}
+
+/// This node's part in the metadata quorum, its log in the data directory
+/// and the session timing from the broker's settings.
+pub(crate) async fn start_member(
+    config: &BrokerConfig,
+    role: Role,
+    voters: BTreeMap<NodeId, QuorumNode>,
+    listener: TcpListener,
+) -> Result<QuorumMember, BrokerError> {
+    QuorumMember::start(
+        config.node_id as NodeId,
+        role,
+        voters,
+        listener,
+        Some(&config.data_dir.join(QUORUM_DIR)),
+        MemberConfig {
+            controller: ControllerConfig {
+                heartbeat_interval: config.heartbeat_interval(),
+                session_timeout: config.session_timeout(),
+                ..ControllerConfig::default()
+            },
+            ..MemberConfig::default()
+        },
+    )
+    .await
+    .map_err(|e| BrokerError::Invalid(format!("metadata quorum: {e}")))
 }
 
 /// The admin HTTP listener, if one is asked for. A busy default address

@@ -91,7 +91,7 @@ impl ClusterMetadata {
     pub fn controller_id(&self) -> i32 {
         let leader = self.quorum.leader().and_then(|id| i32::try_from(id).ok());
         match leader {
-            Some(id) if self.image().live_brokers().contains(&id) => id,
+            Some(id) if self.image().broker(id).is_some_and(|b| !b.fenced) => id,
             _ => self.node_id,
         }
     }

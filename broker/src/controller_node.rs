@@ -18,12 +18,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
-use weir_quorum::member::{MemberConfig, QuorumMember};
+use weir_quorum::member::QuorumMember;
 use weir_quorum::raft::{MetadataQuorum, NodeId, QuorumNode, Role};
-use weir_quorum::service::ControllerConfig;
 
 use crate::broker::{
-    BrokerError, QUORUM_DIR, bind, bind_admin, quorum_listen_address, voters_spec,
+    BrokerError, bind, bind_admin, quorum_listen_address, start_member, voters_spec,
 };
 use crate::config::BrokerConfig;
 use crate::metadata::load_or_create_cluster_id;
@@ -64,23 +63,7 @@ impl ControllerNode {
             .iter()
             .map(|v| (v.id as NodeId, QuorumNode::new(v.address.clone())))
             .collect();
-        let member = QuorumMember::start(
-            config.node_id as NodeId,
-            Role::Voter,
-            voters,
-            quorum_listener,
-            Some(&data_dir.join(QUORUM_DIR)),
-            MemberConfig {
-                controller: ControllerConfig {
-                    heartbeat_interval: config.heartbeat_interval(),
-                    session_timeout: config.session_timeout(),
-                    ..ControllerConfig::default()
-                },
-                ..MemberConfig::default()
-            },
-        )
-        .await
-        .map_err(|e| BrokerError::Invalid(format!("metadata quorum: {e}")))?;
+        let member = start_member(&config, Role::Voter, voters, quorum_listener).await?;
         let (shutdown, stopped) = watch::channel(false);
         let mut tasks = Vec::new();
         if let Some(listener) = admin_listener {

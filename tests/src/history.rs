@@ -63,6 +63,11 @@ pub fn partition_state(bootstrap: &str, topic: &str) -> Option<(i32, Vec<i32>, V
     Some((p.leader(), p.replicas().to_vec(), p.isr().to_vec()))
 }
 
+/// Whether `topic`-0 has a leader and three in-sync replicas.
+pub fn full_isr(bootstrap: &str, topic: &str) -> bool {
+    partition_state(bootstrap, topic).is_some_and(|(l, _, isr)| l >= 0 && isr.len() == 3)
+}
+
 /// An idempotent `acks=all` producer that keeps retrying through failovers.
 pub fn history_producer(bootstrap: &str) -> FutureProducer {
     ClientConfig::new()

@@ -386,6 +386,15 @@ impl ClusterProcesses {
         seen.all(|id| id == first).then_some(first)
     }
 
+    /// Waits until every broker's copy of `topic`-0 is byte for byte the
+    /// same (see [`history::replicas_identical`]).
+    pub fn wait_replicas_identical(&self, topic: &str) {
+        let dirs: Vec<&Path> = self.brokers.iter().map(|b| b.data_dir.as_path()).collect();
+        wait_until(Duration::from_secs(30), "identical replicas", || {
+            history::replicas_identical(&dirs, topic, 0)
+        });
+    }
+
     pub fn controller(&mut self, node_id: i32) -> &mut BrokerProcess {
         self.controllers
             .iter_mut()

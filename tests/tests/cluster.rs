@@ -12,14 +12,10 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use weir_e2e::history::{
-    HistoryWriter, check_history, create_topic, history_producer, partition_state, read_all,
-    replicas_identical,
+    HistoryWriter, check_history, create_topic, full_isr, history_producer, partition_state,
+    read_all,
 };
 use weir_e2e::{ClusterProcesses, wait_until};
-
-fn full_isr(bootstrap: &str, topic: &str) -> bool {
-    partition_state(bootstrap, topic).is_some_and(|(l, _, isr)| l >= 0 && isr.len() == 3)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_records_survive_leader_kills() {
@@ -64,14 +60,7 @@ async fn acknowledged_records_survive_leader_kills() {
     check_history(&acked, &read);
     // No leader epoch ever had two leaders' writes: once caught up, the
     // three replicas are byte for byte the same log.
-    let dirs: Vec<&std::path::Path> = cluster
-        .brokers
-        .iter()
-        .map(|b| b.data_dir.as_path())
-        .collect();
-    wait_until(Duration::from_secs(30), "identical replicas", || {
-        replicas_identical(&dirs, "history", 0)
-    });
+    cluster.wait_replicas_identical("history");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,12 +363,5 @@ async fn a_frozen_leader_is_replaced_and_rejoins_without_a_trace_of_its_old_epoc
     let acked = writer.finish().await;
     let read = read_all(&bootstrap, "frozen", acked.len());
     check_history(&acked, &read);
-    let dirs: Vec<&std::path::Path> = cluster
-        .brokers
-        .iter()
-        .map(|b| b.data_dir.as_path())
-        .collect();
-    wait_until(Duration::from_secs(30), "identical replicas", || {
-        replicas_identical(&dirs, "frozen", 0)
-    });
+    cluster.wait_replicas_identical("frozen");
 }

@@ -9,12 +9,10 @@ use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use weir_e2e::history::{HistoryWriter, check_history, create_topic, partition_state, read_all};
+use weir_e2e::history::{
+    HistoryWriter, check_history, create_topic, full_isr, partition_state, read_all,
+};
 use weir_e2e::{ClusterProcesses, wait_until};
-
-fn full_isr(bootstrap: &str, topic: &str) -> bool {
-    partition_state(bootstrap, topic).is_some_and(|(l, _, isr)| l >= 0 && isr.len() == 3)
-}
 
 fn broker_ids(bootstrap: &str) -> Vec<i32> {
     let consumer: BaseConsumer = ClientConfig::new()
