@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the `weir` image (tag weir:dev, or $WEIR_IMAGE) without any image
+# Builds the `weir` image (tags weir:dev and weir:latest, or only $WEIR_IMAGE) without any image
 # registry: the same runtime stage as the root Dockerfile, with
 #  - the base `weir-base:bookworm`: `debootstrap --variant=minbase bookworm`
 #    imported with `docker import` (made once; the rootfs tarball is kept in
@@ -66,10 +66,15 @@ echo "== docker build $image (binary: $bin)"
 old="$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)"
 docker build -q -f docker/runtime.Dockerfile -t "$image" "$context" >/dev/null
 new="$(docker image inspect -f '{{.Id}}' "$image")"
+# The one image is called `weir` (ARCHITECTURE.md): the default build is
+# also `weir:latest`, so `docker run weir` works as with `docker build -t weir .`.
+if [ -z "${WEIR_IMAGE:-}" ]; then
+  docker tag "$image" weir:latest
+fi
 # The image this build replaced: remove it, or every run leaves one behind.
 if [ -n "$old" ] && [ "$old" != "$new" ]; then
   docker image rm "$old" >/dev/null 2>&1 || true
 fi
 # The rootfs stage's image of an earlier build, now untagged.
 docker image prune -f --filter label=dev.weir.stage=rootfs >/dev/null
-docker image ls "$image" --format '{{.Repository}}:{{.Tag}} {{.Size}}'
+docker image ls weir --format '{{.Repository}}:{{.Tag}} {{.ID}} {{.Size}}'

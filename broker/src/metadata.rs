@@ -37,6 +37,23 @@ pub enum MetadataError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("data directory {dir} must be writable by the user this process runs as ({user}): {source}")]
+    NotWritable {
+        dir: PathBuf,
+        user: String,
+        source: std::io::Error,
+    },
+}
+
+/// "uid N" of this process, from /proc (no unsafe call needed).
+fn process_user() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            Some(format!("uid {}", line.split_whitespace().nth(2)?))
+        })
+        .unwrap_or_else(|| "unknown uid".to_string())
 }
 
 /// The cluster id of this data directory: read from `meta.properties`, or
@@ -48,9 +65,20 @@ pub fn load_or_create_cluster_id(
     voters: Option<&str>,
 ) -> Result<String, MetadataError> {
     let path = data_dir.join(META_PROPERTIES);
-    let io = |source| MetadataError::Io {
-        path: path.clone(),
-        source,
+    let io = |source: std::io::Error| {
+        if source.kind() == std::io::ErrorKind::PermissionDenied {
+            // The usual cause in a container: a volume owned by root.
+            MetadataError::NotWritable {
+                dir: data_dir.to_path_buf(),
+                user: process_user(),
+                source,
+            }
+        } else {
+            MetadataError::Io {
+                path: path.clone(),
+                source,
+            }
+        }
     };
     fs::create_dir_all(data_dir).map_err(io)?;
     match fs::read_to_string(&path) {

@@ -54,10 +54,28 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line with the causes, no backtrace: this is for people.
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes on one line, `outer: cause: …`. A cause an
+/// outer message already ends with (thiserror's `"{path}: {source}"`) is
+/// not repeated.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.ends_with(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -82,4 +100,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Operator(args) => cmd::operator::run(args).await,
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("metadata file /data/meta.properties: {source}")]
+    struct Quoting {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_is_named_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "Permission denied");
+        let e = anyhow::Error::new(Quoting { source: io }).context("starting the broker");
+        assert_eq!(
+            error_line(&e),
+            "starting the broker: metadata file /data/meta.properties: Permission denied"
+        );
+        let plain = anyhow::anyhow!("no such topic").context("describing orders");
+        assert_eq!(error_line(&plain), "describing orders: no such topic");
+    }
 }

@@ -27,11 +27,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use testcontainers::bollard::models::{
-    EndpointIpamConfig, EndpointSettings, Ipam, IpamConfig, NetworkConnectRequest,
+    EndpointIpamConfig, EndpointSettings, ImageConfig, Ipam, IpamConfig, NetworkConnectRequest,
     NetworkCreateRequest, NetworkDisconnectRequest,
 };
 use testcontainers::bollard::query_parameters::{
-    ListContainersOptions, ListNetworksOptions, RemoveContainerOptionsBuilder,
+    ListContainersOptions, ListNetworksOptions, RemoveContainerOptionsBuilder, TopOptionsBuilder,
 };
 use testcontainers::core::client::docker_client_instance;
 use testcontainers::runners::AsyncRunner;
@@ -44,6 +44,18 @@ pub fn image() -> (String, String) {
         Some((repo, tag)) if !tag.contains('/') => (repo.to_string(), tag.to_string()),
         _ => (image, "latest".to_string()),
     }
+}
+
+/// The image's configuration (user, entrypoint, command, volumes, ports).
+pub async fn image_config() -> ImageConfig {
+    let docker = docker_client_instance().await.expect("Docker client");
+    let (repo, tag) = image();
+    docker
+        .inspect_image(&format!("{repo}:{tag}"))
+        .await
+        .unwrap_or_else(|e| panic!("inspecting {repo}:{tag}: {e}"))
+        .config
+        .expect("an image has a config")
 }
 
 /// The label every container and network of these tests carries (value:
@@ -314,6 +326,38 @@ impl ContainerBroker {
         self.container.id()
     }
 
+    /// The user ids of the processes running in the container (`docker top`).
+    pub async fn process_uids(&self) -> Vec<String> {
+        let docker = docker_client_instance().await.expect("Docker client");
+        let options = TopOptionsBuilder::new().ps_args("-o pid,uid,comm").build();
+        let top = docker
+            .top_processes(self.id(), Some(options))
+            .await
+            .unwrap_or_else(|e| panic!("docker top {}: {e}", self.name));
+        let titles = top.titles.unwrap_or_default();
+        let uid = titles
+            .iter()
+            .position(|t| t == "UID")
+            .unwrap_or_else(|| panic!("docker top without a UID column: {titles:?}"));
+        top.processes
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.get(uid).cloned())
+            .collect()
+    }
+
+    /// The last `tail` lines (or "all") the broker wrote to stderr, where
+    /// it logs. Through the docker CLI, which negotiates the API version
+    /// itself; empty if that fails.
+    pub fn logs(&self, tail: &str) -> String {
+        std::process::Command::new("docker")
+            .args(["logs", "--tail", tail, self.id()])
+            .env_remove("DOCKER_HOST")
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+            .unwrap_or_default()
+    }
+
     /// `/ready` on the admin port answers 200.
     pub async fn is_ready(&self) -> bool {
         let addr = SocketAddr::from((self.ip, 9644));
@@ -444,6 +488,19 @@ impl ContainerCluster {
     /// Creates the network and starts `n` brokers, then waits until every
     /// one answers `/ready`. Needs a multi-threaded tokio runtime.
     pub async fn start(n: usize) -> ContainerCluster {
+        Self::launch(n, false, None).await
+    }
+
+    /// One broker running the image's own default command (no arguments
+    /// given to `docker run`), told only its advertised address through
+    /// the environment (`WEIR_ADVERTISE`), as a user of the image would.
+    /// With `data_tmpfs_bytes`, its data volume is a tmpfs of that size: a
+    /// small disk to fill.
+    pub async fn start_with_image_defaults(data_tmpfs_bytes: Option<i64>) -> ContainerCluster {
+        Self::launch(1, true, data_tmpfs_bytes).await
+    }
+
+    async fn launch(n: usize, image_defaults: bool, data_tmpfs_bytes: Option<i64>) -> ContainerCluster {
         let docker = docker_client_instance().await.expect("Docker client");
         let (repo, tag) = image();
         if docker
@@ -517,8 +574,27 @@ impl ContainerCluster {
                 .with_container_name(container_name.clone())
                 .with_network(name.clone())
                 .with_label(LABEL, run.clone())
-                .with_env_var("WEIR_LOG", "info")
-                .with_cmd([
+                .with_env_var("WEIR_LOG", "info");
+            let container = match data_tmpfs_bytes {
+                // Owned by the image's user: a tmpfs mount takes the mode of
+                // the image's directory but not its owner (nor a mode given
+                // in the mount's options), so only `--tmpfs`'s uid/gid work.
+                Some(bytes) => container.with_host_config_modifier(move |host| {
+                    host.tmpfs = Some(HashMap::from([(
+                        "/var/lib/weir".to_string(),
+                        format!("size={bytes},uid=65532,gid=65532"),
+                    )]));
+                }),
+                None => container,
+            };
+            let container = if image_defaults {
+                container
+                    .with_env_var("WEIR_ADVERTISE", format!("{ip}:9092"))
+                    .start()
+                    .await
+            } else {
+                container
+                    .with_cmd([
                     "broker".to_string(),
                     "--node-id".to_string(),
                     node_id.to_string(),
@@ -534,10 +610,11 @@ impl ContainerCluster {
                     voters.clone(),
                     "--config".to_string(),
                     "group.initial.rebalance.delay.ms=0".to_string(),
-                ])
-                .start()
-                .await
-                .unwrap_or_else(|e| panic!("starting {container_name}: {e}"));
+                    ])
+                    .start()
+                    .await
+            }
+            .unwrap_or_else(|e| panic!("starting {container_name}: {e}"));
             let mut broker = ContainerBroker {
                 node_id,
                 name: container_name,
@@ -686,18 +763,11 @@ impl ContainerCluster {
 
 impl Drop for ContainerCluster {
     fn drop(&mut self) {
-        // A failing test: show what the brokers said (best effort, through
-        // the docker CLI, which negotiates the API version itself).
+        // A failing test: show what the brokers said.
         if std::thread::panicking() {
             for b in &self.brokers {
-                let output = std::process::Command::new("docker")
-                    .args(["logs", "--tail", "40", b.id()])
-                    .env_remove("DOCKER_HOST")
-                    .output();
-                if let Ok(output) = output {
-                    eprintln!("---- {} (node {}), last 40 lines", b.name, b.node_id);
-                    eprintln!("{}", String::from_utf8_lossy(&output.stderr));
-                }
+                eprintln!("---- {} (node {}), last 40 lines", b.name, b.node_id);
+                eprintln!("{}", b.logs("40"));
             }
         }
     }
