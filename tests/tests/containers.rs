@@ -452,3 +452,27 @@ fn a_full_disk_refuses_writes_and_loses_nothing() {
         check_history(&acked, &read);
     });
 }
+
+/// The registry build (`Dockerfile`) and the registry-free one
+/// (`docker/runtime.Dockerfile`, what these tests run) must make the same
+/// runtime image: their final `FROM scratch` stages are the same text.
+#[test]
+fn both_image_builds_share_one_runtime_stage() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let runtime_stage = |file: &str| {
+        let text = std::fs::read_to_string(root.join(file)).expect(file);
+        let start = text
+            .find("\nFROM scratch")
+            .unwrap_or_else(|| panic!("{file} has no FROM scratch stage"));
+        text[start..]
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        runtime_stage("Dockerfile"),
+        runtime_stage("docker/runtime.Dockerfile"),
+        "the runtime stages of Dockerfile and docker/runtime.Dockerfile differ"
+    );
+}
