@@ -504,15 +504,28 @@ async fn follow_image(state: Arc<BrokerState>, mut shutdown: watch::Receiver<boo
     let mut watch = state.cluster.quorum().watch();
     loop {
         let image = watch.borrow_and_update().image.clone();
-        crate::replica::apply_image(&state, &image).await;
+        let unopened = crate::replica::apply_image(&state, &image).await;
         state.set_ready(state.is_admitted());
+        // A partition that could not be opened is tried again without
+        // waiting for the next metadata change (space freed, files fixed).
+        let retry = async {
+            if unopened > 0 {
+                tokio::time::sleep(OPEN_RETRY).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         tokio::select! {
             r = admitted.changed() => if r.is_err() { return },
             r = watch.changed() => if r.is_err() { return },
+            _ = retry => {}
             _ = shutdown.changed() => return,
         }
     }
 }
+
+/// How soon assigned partitions that could not be opened are tried again.
+const OPEN_RETRY: Duration = Duration::from_secs(2);
 
 /// Leader housekeeping on an interval: followers that stopped keeping up
 /// leave the ISR.

@@ -12,7 +12,7 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use weir_e2e::{BrokerProcess, wait_until};
+use weir_e2e::{BrokerProcess, history, wait_until};
 
 async fn create_topic(bootstrap: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
@@ -275,4 +275,60 @@ async fn committed_offsets_and_records_survive_restart() {
             acked.get(&1).map_or(0, |v| v.len() as i64)
         )
     );
+}
+
+/// A partition that cannot be opened when the broker starts (its
+/// directory moved away and a file in its place, as a bad mount or a
+/// full disk would leave it) is opened as soon as it can be, without
+/// waiting for a metadata change, with every record it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_that_cannot_be_opened_at_start_is_opened_once_it_can_be() {
+    let mut broker = BrokerProcess::start(&[]);
+    let bootstrap = broker.bootstrap();
+    let topic = "blocked";
+    history::create_topic(&bootstrap, topic, 1, 1, "1").await;
+    let writer = history::HistoryWriter::start(&bootstrap, topic);
+    writer
+        .wait_for_progress(200, Duration::from_secs(60), "before the restart")
+        .await;
+    let acked = writer.finish().await;
+    // Also creates __consumer_offsets (the reader's group), so that the
+    // reads below change no metadata: only the retry can open the partition.
+    let read = read_all_blocking(&bootstrap, topic, acked.len()).await;
+    history::check_history(&acked, &read);
+    broker.stop();
+
+    let dir = broker.data_dir.join(format!("{topic}-0"));
+    let aside = tempfile::tempdir().expect("temp dir");
+    std::fs::rename(&dir, aside.path().join("moved")).expect("moving the partition away");
+    std::fs::write(&dir, b"not a partition directory").expect("a file in its place");
+    broker.restart();
+    let c = consumer(&bootstrap, "blocked-watermarks");
+    // Unserved while blocked, through the metadata changes that follow a
+    // restart, so that what opens it below is the broker's own retry.
+    let blocked_until = std::time::Instant::now() + Duration::from_secs(6);
+    while std::time::Instant::now() < blocked_until {
+        let blocked = c.fetch_watermarks(topic, 0, Duration::from_secs(2));
+        assert!(blocked.is_err(), "an unopened partition answered {blocked:?}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    std::fs::remove_file(&dir).expect("removing the file");
+    std::fs::rename(aside.path().join("moved"), &dir).expect("moving the partition back");
+    // Served again once opened: its end offset is back (a consumer that
+    // started reading before could have reset itself to the end).
+    let expected_end = acked.len() as i64;
+    wait_until(Duration::from_secs(60), "the partition to be opened", || {
+        c.fetch_watermarks(topic, 0, Duration::from_secs(2))
+            .is_ok_and(|(_, high)| high == expected_end)
+    });
+    let read = read_all_blocking(&bootstrap, topic, acked.len()).await;
+    history::check_history(&acked, &read);
+}
+
+async fn read_all_blocking(bootstrap: &str, topic: &str, at_least: usize) -> Vec<u64> {
+    let (b, t) = (bootstrap.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || history::read_all(&b, &t, at_least))
+        .await
+        .expect("reader task")
 }

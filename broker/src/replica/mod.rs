@@ -64,8 +64,10 @@ pub fn assigned_partitions(image: &MetadataImage, me: NodeId) -> HashSet<(String
 /// Makes local partitions and roles match `image`: opens partitions newly
 /// assigned here, deletes those no longer assigned (or of a deleted topic),
 /// takes or gives up leadership, and points the follower fetchers at the
-/// current leaders.
-pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) {
+/// current leaders. Returns how many partitions assigned here could not be
+/// opened (their files unreadable, a full disk rewriting an index): the
+/// caller tries again later.
+pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) -> usize {
     let me = state.config.node_id;
     let wanted = assignments(image, me);
 
@@ -82,13 +84,15 @@ pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) {
     let now = now_ms();
     let settings = state.settings();
     let mut follows: BTreeMap<NodeId, Vec<Arc<Partition>>> = BTreeMap::new();
+    let mut unopened = 0;
     for ((topic, index), assignment) in wanted {
         let partition = match state.logs.get(&topic, index) {
             Some(p) => p,
             None => match open_partition(state, &topic, index, &assignment).await {
                 Ok(p) => p,
                 Err(e) => {
-                    warn!(%topic, partition = index, error = %e, "cannot open an assigned partition");
+                    warn!(%topic, partition = index, error = %e, "cannot open an assigned partition (retrying)");
+                    unopened += 1;
                     continue;
                 }
             },
@@ -141,6 +145,7 @@ pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) {
     state.groups.follow_leadership(state).await;
     // Fetches and produces waiting on a partition re-check its role.
     state.logs.notify_appended();
+    unopened
 }
 
 async fn open_partition(
