@@ -37,7 +37,9 @@ pub enum MetadataError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("data directory {dir} must be writable by the user this process runs as ({user}): {source}")]
+    #[error(
+        "data directory {dir} must be writable by the user this process runs as ({user}): {source}"
+    )]
     NotWritable {
         dir: PathBuf,
         user: String,

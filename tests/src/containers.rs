@@ -500,7 +500,11 @@ impl ContainerCluster {
         Self::launch(1, true, data_tmpfs_bytes).await
     }
 
-    async fn launch(n: usize, image_defaults: bool, data_tmpfs_bytes: Option<i64>) -> ContainerCluster {
+    async fn launch(
+        n: usize,
+        image_defaults: bool,
+        data_tmpfs_bytes: Option<i64>,
+    ) -> ContainerCluster {
         let docker = docker_client_instance().await.expect("Docker client");
         let (repo, tag) = image();
         if docker
@@ -595,21 +599,21 @@ impl ContainerCluster {
             } else {
                 container
                     .with_cmd([
-                    "broker".to_string(),
-                    "--node-id".to_string(),
-                    node_id.to_string(),
-                    "--data-dir".to_string(),
-                    "/var/lib/weir".to_string(),
-                    "--listen".to_string(),
-                    "0.0.0.0:9092".to_string(),
-                    "--advertise".to_string(),
-                    format!("{ip}:9092"),
-                    "--admin-listen".to_string(),
-                    "0.0.0.0:9644".to_string(),
-                    "--controller-quorum".to_string(),
-                    voters.clone(),
-                    "--config".to_string(),
-                    "group.initial.rebalance.delay.ms=0".to_string(),
+                        "broker".to_string(),
+                        "--node-id".to_string(),
+                        node_id.to_string(),
+                        "--data-dir".to_string(),
+                        "/var/lib/weir".to_string(),
+                        "--listen".to_string(),
+                        "0.0.0.0:9092".to_string(),
+                        "--advertise".to_string(),
+                        format!("{ip}:9092"),
+                        "--admin-listen".to_string(),
+                        "0.0.0.0:9644".to_string(),
+                        "--controller-quorum".to_string(),
+                        voters.clone(),
+                        "--config".to_string(),
+                        "group.initial.rebalance.delay.ms=0".to_string(),
                     ])
                     .start()
                     .await

@@ -366,7 +366,9 @@ fn a_full_disk_refuses_writes_and_loses_nothing() {
         let keep = "kept";
         create_topic(&bootstrap, keep, 1, 1, "1").await;
         let writer = HistoryWriter::start(&bootstrap, keep);
-        writer.wait_for_progress(300, PROGRESS, "before the disk fills").await;
+        writer
+            .wait_for_progress(300, PROGRESS, "before the disk fills")
+            .await;
         let mut acked = writer.finish().await;
 
         // Big records into small segments until one is refused.
@@ -375,7 +377,8 @@ fn a_full_disk_refuses_writes_and_loses_nothing() {
             .set("bootstrap.servers", &bootstrap)
             .create()
             .expect("admin client");
-        let topic = NewTopic::new(fill, 1, TopicReplication::Fixed(1)).set("segment.bytes", "1048576");
+        let topic =
+            NewTopic::new(fill, 1, TopicReplication::Fixed(1)).set("segment.bytes", "1048576");
         for result in admin
             .create_topics(std::iter::once(&topic), &AdminOptions::new())
             .await
@@ -392,8 +395,13 @@ fn a_full_disk_refuses_writes_and_loses_nothing() {
         let payload = vec![0u8; 256 << 10];
         let mut filled = 0usize;
         let refusal = loop {
-            assert!(filled < 1000, "{filled} records of 256 KiB fit on a 32 MiB disk");
-            let record = FutureRecord::<(), _>::to(fill).partition(0).payload(&payload);
+            assert!(
+                filled < 1000,
+                "{filled} records of 256 KiB fit on a 32 MiB disk"
+            );
+            let record = FutureRecord::<(), _>::to(fill)
+                .partition(0)
+                .payload(&payload);
             match producer.send(record, Duration::from_secs(10)).await {
                 Ok(_) => filled += 1,
                 Err((e, _)) => break e,
@@ -407,7 +415,11 @@ fn a_full_disk_refuses_writes_and_loses_nothing() {
         let health = tokio::task::spawn_blocking(move || http_status(admin_addr, "/healthz"))
             .await
             .expect("health task");
-        assert_eq!(health, Some(200), "the broker is not healthy with a full disk");
+        assert_eq!(
+            health,
+            Some(200),
+            "the broker is not healthy with a full disk"
+        );
         let logs = broker.logs("all");
         assert!(
             logs.contains("No space left on device") && logs.contains("topic=filler partition=0"),
@@ -434,11 +446,16 @@ fn a_full_disk_refuses_writes_and_loses_nothing() {
             // The deletion frees the space once the broker has applied it.
             let deadline = Instant::now() + PROGRESS;
             loop {
-                let record = FutureRecord::<(), _>::to(keep).partition(0).payload(&payload);
+                let record = FutureRecord::<(), _>::to(keep)
+                    .partition(0)
+                    .payload(&payload);
                 match producer.send(record, Duration::from_secs(10)).await {
                     Ok(_) => break,
                     Err((e, _)) => {
-                        assert!(Instant::now() < deadline, "write {value} after freeing space: {e}");
+                        assert!(
+                            Instant::now() < deadline,
+                            "write {value} after freeing space: {e}"
+                        );
                         tokio::time::sleep(Duration::from_millis(200)).await;
                     }
                 }

@@ -309,7 +309,10 @@ async fn a_partition_that_cannot_be_opened_at_start_is_opened_once_it_can_be() {
     let blocked_until = std::time::Instant::now() + Duration::from_secs(6);
     while std::time::Instant::now() < blocked_until {
         let blocked = c.fetch_watermarks(topic, 0, Duration::from_secs(2));
-        assert!(blocked.is_err(), "an unopened partition answered {blocked:?}");
+        assert!(
+            blocked.is_err(),
+            "an unopened partition answered {blocked:?}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 
@@ -318,10 +321,14 @@ async fn a_partition_that_cannot_be_opened_at_start_is_opened_once_it_can_be() {
     // Served again once opened: its end offset is back (a consumer that
     // started reading before could have reset itself to the end).
     let expected_end = acked.len() as i64;
-    wait_until(Duration::from_secs(60), "the partition to be opened", || {
-        c.fetch_watermarks(topic, 0, Duration::from_secs(2))
-            .is_ok_and(|(_, high)| high == expected_end)
-    });
+    wait_until(
+        Duration::from_secs(60),
+        "the partition to be opened",
+        || {
+            c.fetch_watermarks(topic, 0, Duration::from_secs(2))
+                .is_ok_and(|(_, high)| high == expected_end)
+        },
+    );
     let read = read_all_blocking(&bootstrap, topic, acked.len()).await;
     history::check_history(&acked, &read);
 }
