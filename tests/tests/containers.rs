@@ -27,7 +27,9 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
-use weir_e2e::containers::{ContainerCluster, docker_or_skip, http_status, image, image_config};
+use weir_e2e::containers::{
+    ContainerCluster, LABEL, docker_or_skip, http_status, image, image_config,
+};
 use weir_e2e::history::{HistoryWriter, check_history, create_topic, partition_state, read_all};
 
 /// Polls `topic`-0's metadata until `check(leader, isr)` holds.
@@ -280,14 +282,18 @@ fn the_image_runs_a_broker_as_non_root_and_stops_cleanly_on_sigterm() {
         // A data volume its user cannot write (a tmpfs owned by root): a
         // clear error naming the directory and the user, and a failed exit.
         let (repo, tag) = image();
-        let refused = std::process::Command::new("docker")
-            .args(["run", "--rm", "--tmpfs", "/var/lib/weir:mode=0755"])
+        // `timeout`: should the broker start after all, the test fails
+        // instead of waiting on it; the label lets a later run remove it.
+        let refused = std::process::Command::new("timeout")
+            .args(["60", "docker", "run", "--rm", "--tmpfs", "/var/lib/weir:mode=0755"])
+            .arg("--label")
+            .arg(format!("{LABEL}={}-refused", std::process::id()))
             .arg(format!("{repo}:{tag}"))
             .env_remove("DOCKER_HOST")
             .output()
             .expect("docker run");
         let stderr = String::from_utf8_lossy(&refused.stderr);
-        assert!(!refused.status.success(), "the broker started on a read-only volume: {stderr}");
+        assert!(!refused.status.success(), "the broker ran on a volume it cannot write: {stderr}");
         assert!(
             stderr.contains(
                 "data directory /var/lib/weir must be writable by the user this process runs as (uid 65532)"
