@@ -50,6 +50,24 @@ async fn ready_cluster_from(w: &World, c: &Cluster) -> Cluster {
     created
 }
 
+/// Sets the main pool's replicas, as a user editing the Cluster would.
+async fn scale_main_pool(w: &World, replicas: i32) {
+    patch_spec::<Cluster>(
+        &w.client,
+        "demo",
+        json!({"brokerPools": [{"name": "main", "replicas": replicas, "storage": {"size": "1Gi"}}]}),
+    )
+    .await;
+}
+
+/// Waits until the operator has asked the brokers for one drain of `ids`.
+async fn drain_requested(w: &World, ids: &[i32]) {
+    eventually(&format!("one drain of brokers {ids:?}"), || async {
+        w.kafka.calls().contains(&Call::Drain(ids.to_vec()))
+    })
+    .await;
+}
+
 fn status(c: Option<Cluster>) -> weir_operator::crd::cluster::ClusterStatus {
     c.and_then(|c| c.status).unwrap_or_default()
 }
@@ -453,16 +471,8 @@ async fn scale_down_drains_first_and_shrinks_only_when_drained() {
     w.kafka.create_out_of_band(&orders(2, "1")).expect("topic");
     ready_cluster(&w, 3).await;
 
-    patch_spec::<Cluster>(
-        &w.client,
-        "demo",
-        json!({"brokerPools": [{"name": "main", "replicas": 2, "storage": {"size": "1Gi"}}]}),
-    )
-    .await;
-    eventually("a drain of broker 2", || async {
-        w.kafka.calls().contains(&Call::Drain(vec![2]))
-    })
-    .await;
+    scale_main_pool(&w, 2).await;
+    drain_requested(&w, &[2]).await;
     eventually("the status to say so", || async {
         let s = status(get::<Cluster>(&w.client, "demo").await);
         condition(&s.conditions, "Reconciling").is_some_and(|c| c.reason == "Draining")
@@ -505,16 +515,8 @@ async fn a_broker_removed_by_scale_down_is_unregistered_once_its_pod_is_gone() {
     w.kafka.create_out_of_band(&orders(2, "1")).expect("topic");
     ready_cluster(&w, 3).await;
 
-    patch_spec::<Cluster>(
-        &w.client,
-        "demo",
-        json!({"brokerPools": [{"name": "main", "replicas": 2, "storage": {"size": "1Gi"}}]}),
-    )
-    .await;
-    eventually("a drain of broker 2", || async {
-        w.kafka.calls().contains(&Call::Drain(vec![2]))
-    })
-    .await;
+    scale_main_pool(&w, 2).await;
+    drain_requested(&w, &[2]).await;
     w.kafka.finish_drain();
     eventually(
         "the shrink, with broker 2 remembered as retired",
@@ -574,16 +576,8 @@ async fn scale_down_by_two_drains_both_and_removes_both() {
         "some partition has replicas on both leaving brokers"
     );
 
-    patch_spec::<Cluster>(
-        &w.client,
-        "demo",
-        json!({"brokerPools": [{"name": "main", "replicas": 3, "storage": {"size": "1Gi"}}]}),
-    )
-    .await;
-    eventually("one drain of brokers 3 and 4", || async {
-        w.kafka.calls().contains(&Call::Drain(vec![3, 4]))
-    })
-    .await;
+    scale_main_pool(&w, 3).await;
+    drain_requested(&w, &[3, 4]).await;
     eventually("the status to say so", || async {
         let s = status(get::<Cluster>(&w.client, "demo").await);
         condition(&s.conditions, "Reconciling").is_some_and(|c| c.reason == "Draining")
@@ -644,12 +638,7 @@ async fn scale_down_below_a_replication_factor_is_refused() {
     w.kafka.create_out_of_band(&orders(3, "2")).expect("topic");
     ready_cluster(&w, 3).await;
 
-    patch_spec::<Cluster>(
-        &w.client,
-        "demo",
-        json!({"brokerPools": [{"name": "main", "replicas": 2, "storage": {"size": "1Gi"}}]}),
-    )
-    .await;
+    scale_main_pool(&w, 2).await;
     eventually("the refusal", || async {
         let s = status(get::<Cluster>(&w.client, "demo").await);
         condition(&s.conditions, "Degraded").is_some_and(|c| {

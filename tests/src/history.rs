@@ -177,6 +177,17 @@ impl HistoryWriter {
 /// Reads `topic`-0 from the beginning until at least `expected_at_least`
 /// records arrived and the partition has been quiet for 2 s (or 60 s pass).
 pub fn read_all(bootstrap: &str, topic: &str, expected_at_least: usize) -> Vec<u64> {
+    read_payloads(bootstrap, topic, expected_at_least)
+        .iter()
+        .map(|payload| {
+            let text = std::str::from_utf8(payload).expect("utf8");
+            text.parse().expect("a number")
+        })
+        .collect()
+}
+
+/// The payloads of `topic`-0 from the beginning, read as [`read_all`] does.
+pub fn read_payloads(bootstrap: &str, topic: &str, expected_at_least: usize) -> Vec<Vec<u8>> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
         .set("group.id", format!("reader-{topic}"))
@@ -187,18 +198,17 @@ pub fn read_all(bootstrap: &str, topic: &str, expected_at_least: usize) -> Vec<u
     tpl.add_partition_offset(topic, 0, Offset::Beginning)
         .expect("partition");
     consumer.assign(&tpl).expect("assign");
-    let mut values = Vec::new();
+    let mut payloads = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut quiet_since = Instant::now();
     while Instant::now() < deadline {
         match consumer.poll(Duration::from_millis(200)) {
             Some(Ok(m)) => {
-                let text = std::str::from_utf8(m.payload().expect("payload")).expect("utf8");
-                values.push(text.parse().expect("a number"));
+                payloads.push(m.payload().expect("payload").to_vec());
                 quiet_since = Instant::now();
             }
             Some(Err(e)) => eprintln!("consumer error (retrying): {e}"),
-            None if values.len() >= expected_at_least
+            None if payloads.len() >= expected_at_least
                 && quiet_since.elapsed() > Duration::from_secs(2) =>
             {
                 break;
@@ -206,7 +216,7 @@ pub fn read_all(bootstrap: &str, topic: &str, expected_at_least: usize) -> Vec<u
             None => {}
         }
     }
-    values
+    payloads
 }
 
 /// Every acknowledged value is read exactly once, and what is read is in

@@ -24,13 +24,13 @@ use std::time::{Duration, Instant};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use weir_e2e::containers::{
     ContainerCluster, LABEL, docker_or_skip, http_status, image, image_config,
 };
-use weir_e2e::history::{HistoryWriter, check_history, create_topic, partition_state, read_all};
+use weir_e2e::history::{
+    HistoryWriter, check_history, create_topic, partition_state, read_all, read_payloads,
+};
 
 /// Polls `topic`-0's metadata until `check(leader, isr)` holds.
 async fn wait_for_partition(
@@ -327,34 +327,6 @@ fn the_image_runs_a_broker_as_non_root_and_stops_cleanly_on_sigterm() {
     });
 }
 
-/// Records in `topic`-0, counted from the beginning until it has been
-/// quiet for 2 s.
-fn count_records(bootstrap: &str, topic: &str) -> usize {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap)
-        .set("group.id", format!("counter-{topic}"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&tpl).expect("assign");
-    let (mut count, mut quiet_since) = (0, Instant::now());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline && quiet_since.elapsed() < Duration::from_secs(2) {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(_)) => {
-                count += 1;
-                quiet_since = Instant::now();
-            }
-            Some(Err(e)) => eprintln!("consumer error (retrying): {e}"),
-            None => {}
-        }
-    }
-    count
-}
-
 /// A broker whose data volume fills up (a 32 MiB tmpfs): the write that
 /// does not fit is refused, the broker stays up and says which file and
 /// why, every record acknowledged before is still there, and once space is
@@ -433,7 +405,7 @@ fn a_full_disk_refuses_writes_and_loses_nothing() {
             logs.lines().rev().take(20).collect::<Vec<_>>().join("\n")
         );
         let (b, t) = (bootstrap.clone(), fill.to_string());
-        let counted = tokio::task::spawn_blocking(move || count_records(&b, &t))
+        let counted = tokio::task::spawn_blocking(move || read_payloads(&b, &t, filled).len())
             .await
             .expect("counter task");
         assert_eq!(counted, filled, "acknowledged 256 KiB records in {fill}");
