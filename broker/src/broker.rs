@@ -258,12 +258,13 @@ impl Broker {
 
         let (ready, _) = watch::channel(false);
         let (admitted, _) = watch::channel(false);
+        let groups = Groups::new(&config, &logs, &cluster);
         let state = Arc::new(BrokerState {
             config,
             advertised,
             cluster,
             logs,
-            groups: Groups::default(),
+            groups,
             fetchers: Fetchers::default(),
             fetch_sessions: FetchSessions::new(),
             metrics: Default::default(),

@@ -32,6 +32,10 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     ("replica.fetch.max.bytes", "1048576"),
     ("replica.fetch.response.max.bytes", "10485760"),
     ("offsets.topic.replication.factor", "3"),
+    // Group coordinators are sharded over this many partitions (Kafka's 50);
+    // only read when the topic is created, so a data directory written with
+    // fewer keeps its count.
+    ("offsets.topic.num.partitions", "50"),
     // How long an offset commit waits for __consumer_offsets' in-sync
     // replicas before it is answered COORDINATOR_NOT_AVAILABLE (Kafka's key).
     ("offsets.commit.timeout.ms", "5000"),
@@ -258,6 +262,10 @@ impl BrokerConfig {
     pub fn offsets_topic_replication_factor(&self) -> i16 {
         self.long("offsets.topic.replication.factor")
             .clamp(1, i16::MAX as i64) as i16
+    }
+    pub fn offsets_topic_num_partitions(&self) -> i32 {
+        self.long("offsets.topic.num.partitions")
+            .clamp(1, i32::MAX as i64) as i32
     }
     pub fn heartbeat_interval(&self) -> Duration {
         self.millis("broker.heartbeat.interval.ms")

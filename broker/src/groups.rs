@@ -1,10 +1,10 @@
-//! The group coordinator runs on the leader of `__consumer_offsets`
-//! partition 0, as in Kafka: it starts (replaying the partition) when this
-//! broker becomes that leader and stops when it is no longer. Elsewhere
-//! group requests get NOT_COORDINATOR, which makes clients look the
-//! coordinator up again.
+//! The group coordinators: one per partition of `__consumer_offsets` this
+//! broker leads, as in Kafka (see `shards.rs`). A group belongs to the
+//! partition its id hashes to; a request for a group coordinated elsewhere
+//! gets NOT_COORDINATOR (clients look the coordinator up again), one for a
+//! group whose partition is still loading COORDINATOR_LOAD_IN_PROGRESS.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -18,97 +18,240 @@ use kafka_protocol::messages::{
     LeaveGroupResponse, ListGroupsResponse, OffsetCommitResponse, OffsetDeleteResponse,
     OffsetFetchResponse, RequestKind, ResponseKind, SyncGroupResponse,
 };
-use tracing::{info, warn};
+use tracing::warn;
 use weir_coordinator::{GroupConfig, GroupCoordinator};
 
 use crate::broker::BrokerState;
-use crate::cluster::CONSUMER_OFFSETS_TOPIC;
+use crate::cluster::{CONSUMER_OFFSETS_TOPIC, ClusterMetadata};
 use crate::group_store::{OffsetsTopicStore, TopicCatalogView};
+use crate::handlers::RequestContext;
+use crate::partitions::{LogManager, Partition};
+use crate::shards::{self, LoadFuture, Lookup, ShardKind, Shards};
 
-/// The coordinator while this broker leads `__consumer_offsets`-0.
-#[derive(Default)]
+/// How a group coordinator shard is built: over its partition of
+/// `__consumer_offsets`, replayed before it serves.
+pub struct GroupShard {
+    config: GroupConfig,
+    logs: Arc<LogManager>,
+    cluster: Arc<ClusterMetadata>,
+}
+
+impl ShardKind for GroupShard {
+    type Coordinator = GroupCoordinator;
+    const NAME: &'static str = "group";
+
+    fn load(&self, partition: Arc<Partition>) -> LoadFuture<GroupCoordinator> {
+        let coordinator = GroupCoordinator::new(
+            self.config.clone(),
+            Arc::new(OffsetsTopicStore::new(partition, Arc::clone(&self.logs))),
+            Arc::new(TopicCatalogView::new(Arc::clone(&self.cluster))),
+        );
+        Box::pin(async move {
+            coordinator
+                .load()
+                .await
+                .map_err(|e| format!("loading group metadata: {e}"))?;
+            Ok(coordinator)
+        })
+    }
+
+    fn stop(coordinator: &GroupCoordinator) {
+        coordinator.shutdown();
+    }
+}
+
+/// This broker's group coordinator shards.
 pub struct Groups {
-    active: RwLock<Option<(i32, GroupCoordinator)>>,
+    shards: Arc<Shards<GroupShard>>,
 }
 
 impl Groups {
-    /// The coordinator, if this broker is the coordinator.
-    pub fn current(&self) -> Option<GroupCoordinator> {
-        self.active
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|(_, c)| c.clone())
+    pub fn new(
+        config: &crate::config::BrokerConfig,
+        logs: &Arc<LogManager>,
+        cluster: &Arc<ClusterMetadata>,
+    ) -> Self {
+        let config = GroupConfig {
+            initial_rebalance_delay: config.group_initial_rebalance_delay(),
+            min_session_timeout: config.group_min_session_timeout(),
+            max_session_timeout: config.group_max_session_timeout(),
+            offsets_retention: config.offsets_retention(),
+            ..GroupConfig::default()
+        };
+        Groups {
+            shards: Shards::new(GroupShard {
+                config,
+                logs: Arc::clone(logs),
+                cluster: Arc::clone(cluster),
+            }),
+        }
     }
 
-    /// Starts or stops the coordinator to match this broker's leadership of
-    /// `__consumer_offsets`-0 (a new leader epoch reloads, since a former
-    /// leader's in-memory state may miss what another leader wrote).
-    pub async fn follow_leadership(&self, state: &Arc<BrokerState>) {
-        let leading = state.logs.get(CONSUMER_OFFSETS_TOPIC, 0).and_then(|p| {
-            let r = p.replica();
-            r.is_leader().then_some((r.leader_epoch, Arc::clone(&p)))
-        });
-        let current_epoch = self
-            .active
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .as_ref()
-            .map(|(epoch, _)| *epoch);
-        match (leading, current_epoch) {
-            (Some((epoch, _)), Some(current)) if epoch == current => {}
-            (None, None) => {}
-            (None, Some(_)) => {
-                if let Some((_, old)) = self
-                    .active
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .take()
-                {
-                    old.shutdown();
-                    info!("no longer the group coordinator");
-                }
-            }
-            (Some((epoch, partition)), _) => {
-                let config = &state.config;
-                let coordinator = GroupCoordinator::new(
-                    GroupConfig {
-                        initial_rebalance_delay: config.group_initial_rebalance_delay(),
-                        min_session_timeout: config.group_min_session_timeout(),
-                        max_session_timeout: config.group_max_session_timeout(),
-                        offsets_retention: config.offsets_retention(),
-                        ..GroupConfig::default()
-                    },
-                    Arc::new(OffsetsTopicStore::new(partition, Arc::clone(&state.logs))),
-                    Arc::new(TopicCatalogView::new(Arc::clone(&state.cluster))),
-                );
-                if let Err(e) = coordinator.load().await {
-                    warn!(error = %e, "loading group metadata failed; not coordinating");
-                    return;
-                }
-                let old = self
-                    .active
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .replace((epoch, coordinator));
-                if let Some((_, old)) = old {
-                    old.shutdown();
-                }
-                info!(epoch, "group coordinator started");
-            }
-        }
+    /// Starts or stops shards to match this broker's leaderships of
+    /// `__consumer_offsets` partitions; loading happens in the background.
+    pub fn follow_leadership(&self, state: &Arc<BrokerState>) {
+        self.shards
+            .follow(shards::led_partitions(&state.logs, CONSUMER_OFFSETS_TOPIC));
     }
 
     pub fn shutdown(&self) {
-        if let Some((_, c)) = self
-            .active
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-        {
-            c.shutdown();
+        self.shards.shutdown();
+    }
+}
+
+/// The `__consumer_offsets` partition coordinating `group_id`, from the
+/// topic's partition count in the metadata (a data directory written with
+/// one partition keeps it: every group maps to partition 0 there).
+pub fn partition_of(state: &BrokerState, group_id: &str) -> Option<i32> {
+    let image = state.cluster.image();
+    let count = image.topic_by_name(CONSUMER_OFFSETS_TOPIC)?.partitions.len();
+    Some(shards::partition_for(group_id, count as i32))
+}
+
+/// Serves a group request (`is_group_request`) on the shard(s) its group ids
+/// belong to. Requests naming several groups are split per group and their
+/// answers joined; ListGroups lists every shard here.
+pub async fn handle(
+    state: &Arc<BrokerState>,
+    ctx: &RequestContext,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    match request {
+        RequestKind::ListGroups(req) => {
+            let mut response = ListGroupsResponse::default();
+            for (_, coordinator) in state.groups.shards.active() {
+                let part = coordinator.list_groups(req.clone(), ctx.version).await;
+                if part.error_code != 0 {
+                    response.error_code = part.error_code;
+                }
+                response.groups.extend(part.groups);
+            }
+            if state.groups.shards.any_loading() {
+                response.error_code = ResponseError::CoordinatorLoadInProgress.code();
+            }
+            Some(ResponseKind::ListGroups(response))
+        }
+        RequestKind::DescribeGroups(req) => {
+            let mut response = DescribeGroupsResponse::default();
+            for id in &req.groups {
+                let mut one = req.clone();
+                one.groups = vec![id.clone()];
+                if let Some(ResponseKind::DescribeGroups(r)) =
+                    on_shard(state, ctx, id, RequestKind::DescribeGroups(one)).await
+                {
+                    response.groups.extend(r.groups);
+                }
+            }
+            Some(ResponseKind::DescribeGroups(response))
+        }
+        RequestKind::DeleteGroups(req) => {
+            let mut response = DeleteGroupsResponse::default();
+            for id in &req.groups_names {
+                let mut one = req.clone();
+                one.groups_names = vec![id.clone()];
+                if let Some(ResponseKind::DeleteGroups(r)) =
+                    on_shard(state, ctx, id, RequestKind::DeleteGroups(one)).await
+                {
+                    response.results.extend(r.results);
+                }
+            }
+            Some(ResponseKind::DeleteGroups(response))
+        }
+        RequestKind::OffsetFetch(req) if !req.groups.is_empty() => {
+            let mut response = OffsetFetchResponse::default();
+            for group in &req.groups {
+                let mut one = req.clone();
+                one.groups = vec![group.clone()];
+                if let Some(ResponseKind::OffsetFetch(r)) =
+                    on_shard(state, ctx, &group.group_id, RequestKind::OffsetFetch(one)).await
+                {
+                    response.groups.extend(r.groups);
+                }
+            }
+            Some(ResponseKind::OffsetFetch(response))
+        }
+        other => {
+            let id = single_group_id(&other)?.to_string();
+            on_shard(state, ctx, &id, other).await
         }
     }
+}
+
+/// The one group a single-group request is about.
+fn single_group_id(request: &RequestKind) -> Option<&str> {
+    Some(match request {
+        RequestKind::JoinGroup(r) => &r.group_id,
+        RequestKind::SyncGroup(r) => &r.group_id,
+        RequestKind::Heartbeat(r) => &r.group_id,
+        RequestKind::LeaveGroup(r) => &r.group_id,
+        RequestKind::OffsetCommit(r) => &r.group_id,
+        RequestKind::OffsetFetch(r) => &r.group_id,
+        RequestKind::OffsetDelete(r) => &r.group_id,
+        _ => return None,
+    })
+}
+
+/// A request about one group, on that group's shard if it is here.
+async fn on_shard(
+    state: &Arc<BrokerState>,
+    ctx: &RequestContext,
+    group_id: &str,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    let Some(partition) = partition_of(state, group_id) else {
+        return refusal(&request, ResponseError::NotCoordinator);
+    };
+    match state.groups.shards.lookup(partition) {
+        Lookup::Active(coordinator) => serve(state, &coordinator, partition, ctx, request).await,
+        Lookup::Loading => refusal(&request, ResponseError::CoordinatorLoadInProgress),
+        Lookup::NotHere => refusal(&request, ResponseError::NotCoordinator),
+    }
+}
+
+/// Group requests, on the shard that coordinates their group.
+async fn serve(
+    state: &Arc<BrokerState>,
+    coordinator: &GroupCoordinator,
+    partition: i32,
+    ctx: &RequestContext,
+    request: RequestKind,
+) -> Option<ResponseKind> {
+    let v = ctx.version;
+    Some(match request {
+        RequestKind::JoinGroup(req) => {
+            let host = ctx.peer.ip().to_string();
+            ResponseKind::JoinGroup(
+                coordinator
+                    .join_group(req, v, &ctx.client_id, &format!("/{host}"))
+                    .await,
+            )
+        }
+        RequestKind::SyncGroup(req) => {
+            ResponseKind::SyncGroup(coordinator.sync_group(req, v).await)
+        }
+        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(coordinator.heartbeat(req, v).await),
+        RequestKind::LeaveGroup(req) => {
+            ResponseKind::LeaveGroup(coordinator.leave_group(req, v).await)
+        }
+        RequestKind::OffsetCommit(req) => {
+            let mut response = coordinator.offset_commit(req, v).await;
+            await_commit_replicated(state, partition, &mut response).await;
+            ResponseKind::OffsetCommit(response)
+        }
+        RequestKind::OffsetFetch(req) => {
+            ResponseKind::OffsetFetch(coordinator.offset_fetch(req, v).await)
+        }
+        RequestKind::OffsetDelete(req) => {
+            ResponseKind::OffsetDelete(coordinator.offset_delete(req, v).await)
+        }
+        RequestKind::DescribeGroups(req) => {
+            ResponseKind::DescribeGroups(coordinator.describe_groups(req, v).await)
+        }
+        RequestKind::DeleteGroups(req) => {
+            ResponseKind::DeleteGroups(coordinator.delete_groups(req, v).await)
+        }
+        _ => return None,
+    })
 }
 
 /// Whether a request is for the group coordinator.
@@ -128,10 +271,12 @@ pub fn is_group_request(request: &RequestKind) -> bool {
     )
 }
 
-/// The answer to a group request on a broker that is not the coordinator.
-/// ListGroups is asked of every broker, so a non-coordinator lists none.
-pub fn not_coordinator(request: &RequestKind) -> Option<ResponseKind> {
-    let code = ResponseError::NotCoordinator.code();
+/// The answer to a group request this broker cannot serve: NOT_COORDINATOR
+/// (coordinated elsewhere) or COORDINATOR_LOAD_IN_PROGRESS (its shard is
+/// loading). ListGroups is asked of every broker, so a non-coordinator
+/// lists none.
+fn refusal(request: &RequestKind, error: ResponseError) -> Option<ResponseKind> {
+    let code = error.code();
     Some(match request {
         RequestKind::JoinGroup(_) => {
             let mut r = JoinGroupResponse::default();
@@ -230,14 +375,15 @@ pub fn not_coordinator(request: &RequestKind) -> Option<ResponseKind> {
     })
 }
 
-/// An offset commit is answered once `__consumer_offsets`-0's in-sync
+/// An offset commit is answered once its `__consumer_offsets` partition's in-sync
 /// replicas hold it, as Kafka's coordinator appends with acks=all: a commit
 /// acknowledged by a coordinator that then dies is not lost. Within
 /// `offsets.commit.timeout.ms`, else the commit is answered
 /// COORDINATOR_NOT_AVAILABLE (NOT_COORDINATOR if leadership moved), which
 /// clients retry.
-pub async fn await_commit_replicated(
+async fn await_commit_replicated(
     state: &Arc<BrokerState>,
+    partition: i32,
     response: &mut OffsetCommitResponse,
 ) {
     if !response
@@ -248,7 +394,7 @@ pub async fn await_commit_replicated(
     {
         return;
     }
-    let Some(partition) = state.logs.get(CONSUMER_OFFSETS_TOPIC, 0) else {
+    let Some(partition) = state.logs.get(CONSUMER_OFFSETS_TOPIC, partition) else {
         return;
     };
     let written_up_to = partition.log().log_end_offset();

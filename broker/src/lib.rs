@@ -18,6 +18,7 @@ pub mod controller_node;
 pub mod fetch_session;
 mod group_store;
 mod groups;
+mod shards;
 mod handlers;
 mod lifecycle;
 pub mod metadata;

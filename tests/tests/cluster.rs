@@ -258,7 +258,10 @@ async fn an_offset_commit_is_acknowledged_only_once_replicated() {
     use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
     use rdkafka::{Offset, TopicPartitionList};
 
-    let mut cluster = ClusterProcesses::start(3, &[]);
+    let mut cluster = ClusterProcesses::start(3, &["offsets.topic.num.partitions=1"]);
+    // One partition (as a data directory from before sharding has): the
+    // group's coordinator is the leader of partition 0, whose followers
+    // this test freezes.
     let bootstrap = cluster.bootstrap();
     create_topic(&bootstrap, "tracked", 1, 3, "2").await;
     let consumer = |b: &str| -> BaseConsumer {
@@ -364,4 +367,74 @@ async fn a_frozen_leader_is_replaced_and_rejoins_without_a_trace_of_its_old_epoc
     let read = read_all(&bootstrap, "frozen", acked.len());
     check_history(&acked, &read);
     cluster.wait_replicas_identical("frozen");
+}
+
+/// Groups are coordinated by the leaders of the `__consumer_offsets`
+/// partitions their ids hash to (50 by default), so they spread over the
+/// brokers; a coordinator killed with `kill -9` hands its groups to the new
+/// leaders of its partitions, and their committed offsets survive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_spread_over_brokers_and_move_when_a_coordinator_dies() {
+    use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+    use rdkafka::{Offset, TopicPartitionList};
+
+    let mut cluster = ClusterProcesses::start(3, &[]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "spread", 1, 3, "2").await;
+    let consumer = |group: &str| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer")
+    };
+    let at = |offset: i64| {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("spread", 0, Offset::Offset(offset))
+            .expect("offset");
+        tpl
+    };
+    let groups: Vec<String> = (0..12).map(|i| format!("spread-group-{i}")).collect();
+    for (i, group) in groups.iter().enumerate() {
+        let c = consumer(group);
+        wait_until(Duration::from_secs(30), "a commit", || {
+            c.commit(&at(i as i64 + 1), CommitMode::Sync).is_ok()
+        });
+    }
+
+    let client = weir_client::ClientConfig::new(bootstrap.clone());
+    let admin = weir_client::admin::Admin::connect(client).await.expect("admin");
+    let mut coordinators = std::collections::BTreeMap::new();
+    for group in &groups {
+        let (node, _) = admin
+            .cluster()
+            .coordinator(group, 0)
+            .await
+            .expect("coordinator");
+        coordinators.insert(group.clone(), node);
+    }
+    let nodes: std::collections::BTreeSet<i32> = coordinators.values().copied().collect();
+    assert!(
+        nodes.len() > 1,
+        "every group on one coordinator: {coordinators:?}"
+    );
+
+    let victim = coordinators[&groups[0]];
+    cluster.broker(victim).kill9();
+    for (i, group) in groups.iter().enumerate() {
+        let c = consumer(group);
+        wait_until(Duration::from_secs(60), "committed offsets after the kill", || {
+            c.committed_offsets(at(0), Duration::from_secs(5))
+                .ok()
+                .and_then(|t| t.find_partition("spread", 0).map(|p| p.offset()))
+                == Some(Offset::Offset(i as i64 + 1))
+        });
+    }
+    let (moved, _) = admin
+        .cluster()
+        .coordinator(&groups[0], 0)
+        .await
+        .expect("coordinator after the kill");
+    assert_ne!(moved, victim, "the killed broker still named coordinator");
 }

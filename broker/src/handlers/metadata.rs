@@ -189,35 +189,39 @@ pub fn describe_cluster(
 
 /// Key types: 0 = consumer group, 1 = transaction. Transactions are not
 /// served yet, so their coordinator lookups say so rather than pointing
-/// clients at APIs we would refuse.
+/// clients at APIs we would refuse. A group's coordinator is the leader of
+/// the `__consumer_offsets` partition its id hashes to (`shards.rs`).
 pub async fn find_coordinator(
     state: &Arc<BrokerState>,
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let located = match req.key_type {
-        0 => group_coordinator(state).await,
+    let topic_ready = match req.key_type {
+        0 => ensure_offsets_topic(state).await,
         1 => Err(ResponseError::CoordinatorNotAvailable),
         _ => Err(ResponseError::InvalidRequest),
     };
-    let mut response = FindCoordinatorResponse::default();
+    let locate = |key: &str| {
+        topic_ready.and_then(|()| leader_of(state, CONSUMER_OFFSETS_TOPIC, key))
+    };
     let fill = |key: kafka_protocol::protocol::StrBytes| {
         let mut c = Coordinator::default();
-        c.key = key;
-        match &located {
+        match locate(&key) {
             Err(e) => {
                 c.error_code = e.code();
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             }
             Ok((id, host, port)) => {
-                c.node_id = BrokerId(*id);
-                c.host = str_bytes(host.clone());
-                c.port = *port;
+                c.node_id = BrokerId(id);
+                c.host = str_bytes(host);
+                c.port = port;
             }
         }
+        c.key = key;
         c
     };
+    let mut response = FindCoordinatorResponse::default();
     if version >= 4 {
         response.coordinators = req.coordinator_keys.into_iter().map(fill).collect();
     } else {
@@ -230,38 +234,52 @@ pub async fn find_coordinator(
     response
 }
 
-/// The group coordinator is the leader of `__consumer_offsets`-0; the topic
-/// is created on first need (as Kafka does), replicated to as many brokers
+/// `__consumer_offsets` is created on first need (as Kafka does) with
+/// `offsets.topic.num.partitions` partitions, replicated to as many brokers
 /// as `offsets.topic.replication.factor` asks and the cluster has.
-async fn group_coordinator(state: &BrokerState) -> Result<(i32, String, i32), ResponseError> {
+async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), ResponseError> {
     let image = state.cluster.image();
-    if image.topic_by_name(CONSUMER_OFFSETS_TOPIC).is_none() {
-        let live = live_brokers(&image).count().max(1);
-        let rf = state
-            .config
-            .offsets_topic_replication_factor()
-            .min(live as i16);
-        let topic = NewTopic {
-            name: CONSUMER_OFFSETS_TOPIC.to_string(),
-            partitions: 1,
-            replication_factor: rf,
-            assignments: None,
-            configs: BTreeMap::from([
-                ("cleanup.policy".to_string(), "compact".to_string()),
-                ("segment.bytes".to_string(), "104857600".to_string()),
-            ]),
-        };
-        match state.cluster.create_topics(vec![topic], false).await.pop() {
-            Some(Ok(())) | Some(Err(ControllerError::TopicExists(_))) => {
-                info!(replication_factor = rf, "created {CONSUMER_OFFSETS_TOPIC}");
-            }
-            _ => return Err(ResponseError::CoordinatorNotAvailable),
-        }
+    if image.topic_by_name(CONSUMER_OFFSETS_TOPIC).is_some() {
+        return Ok(());
     }
+    let live = live_brokers(&image).count().max(1);
+    let rf = state
+        .config
+        .offsets_topic_replication_factor()
+        .min(live as i16);
+    let partitions = state.config.offsets_topic_num_partitions();
+    let topic = NewTopic {
+        name: CONSUMER_OFFSETS_TOPIC.to_string(),
+        partitions,
+        replication_factor: rf,
+        assignments: None,
+        configs: BTreeMap::from([
+            ("cleanup.policy".to_string(), "compact".to_string()),
+            ("segment.bytes".to_string(), "104857600".to_string()),
+        ]),
+    };
+    match state.cluster.create_topics(vec![topic], false).await.pop() {
+        Some(Ok(())) | Some(Err(ControllerError::TopicExists(_))) => {
+            info!(partitions, replication_factor = rf, "created {CONSUMER_OFFSETS_TOPIC}");
+            Ok(())
+        }
+        _ => Err(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
+/// The live leader of the partition of internal `topic` that coordinates `key`.
+fn leader_of(
+    state: &BrokerState,
+    topic: &str,
+    key: &str,
+) -> Result<(i32, String, i32), ResponseError> {
     let image = state.cluster.image();
     let leader = image
-        .topic_by_name(CONSUMER_OFFSETS_TOPIC)
-        .and_then(|t| t.partitions.first())
+        .topic_by_name(topic)
+        .and_then(|t| {
+            let index = crate::shards::partition_for(key, t.partitions.len() as i32);
+            t.partitions.get(index as usize)
+        })
         .map(|p| p.leader)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
     live_brokers(&image)

@@ -134,10 +134,7 @@ async fn handle_now(
 ) -> Result<Option<ResponseKind>, String> {
     let v = ctx.version;
     if crate::groups::is_group_request(&request) {
-        return Ok(match state.groups.current() {
-            Some(coordinator) => handle_group(state, &coordinator, ctx, request).await,
-            None => crate::groups::not_coordinator(&request),
-        });
+        return Ok(crate::groups::handle(state, ctx, request).await);
     }
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),
@@ -193,54 +190,6 @@ async fn handle_now(
         _ => return Err(format!("no handler for {:?}", ctx.api)),
     };
     Ok(Some(response))
-}
-
-/// Group requests, on the broker that is their coordinator.
-async fn handle_group(
-    state: &Arc<BrokerState>,
-    coordinator: &weir_coordinator::GroupCoordinator,
-    ctx: &RequestContext,
-    request: RequestKind,
-) -> Option<ResponseKind> {
-    let v = ctx.version;
-    Some(match request {
-        RequestKind::JoinGroup(req) => {
-            let host = ctx.peer.ip().to_string();
-            ResponseKind::JoinGroup(
-                coordinator
-                    .join_group(req, v, &ctx.client_id, &format!("/{host}"))
-                    .await,
-            )
-        }
-        RequestKind::SyncGroup(req) => {
-            ResponseKind::SyncGroup(coordinator.sync_group(req, v).await)
-        }
-        RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(coordinator.heartbeat(req, v).await),
-        RequestKind::LeaveGroup(req) => {
-            ResponseKind::LeaveGroup(coordinator.leave_group(req, v).await)
-        }
-        RequestKind::OffsetCommit(req) => {
-            let mut response = coordinator.offset_commit(req, v).await;
-            crate::groups::await_commit_replicated(state, &mut response).await;
-            ResponseKind::OffsetCommit(response)
-        }
-        RequestKind::OffsetFetch(req) => {
-            ResponseKind::OffsetFetch(coordinator.offset_fetch(req, v).await)
-        }
-        RequestKind::OffsetDelete(req) => {
-            ResponseKind::OffsetDelete(coordinator.offset_delete(req, v).await)
-        }
-        RequestKind::ListGroups(req) => {
-            ResponseKind::ListGroups(coordinator.list_groups(req, v).await)
-        }
-        RequestKind::DescribeGroups(req) => {
-            ResponseKind::DescribeGroups(coordinator.describe_groups(req, v).await)
-        }
-        RequestKind::DeleteGroups(req) => {
-            ResponseKind::DeleteGroups(coordinator.delete_groups(req, v).await)
-        }
-        _ => return None,
-    })
 }
 
 /// Whether this broker may serve a partition as its leader, and whether the

@@ -142,7 +142,7 @@ pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) -> usi
         }
     }
     state.fetchers.assign(state, follows);
-    state.groups.follow_leadership(state).await;
+    state.groups.follow_leadership(state);
     // Fetches and produces waiting on a partition re-check its role.
     state.logs.notify_appended();
     unopened
