@@ -104,7 +104,10 @@ impl Groups {
 /// one partition keeps it: every group maps to partition 0 there).
 pub fn partition_of(state: &BrokerState, group_id: &str) -> Option<i32> {
     let image = state.cluster.image();
-    let count = image.topic_by_name(CONSUMER_OFFSETS_TOPIC)?.partitions.len();
+    let count = image
+        .topic_by_name(CONSUMER_OFFSETS_TOPIC)?
+        .partitions
+        .len();
     Some(shards::partition_for(group_id, count as i32))
 }
 

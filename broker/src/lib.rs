@@ -18,13 +18,13 @@ pub mod controller_node;
 pub mod fetch_session;
 mod group_store;
 mod groups;
-mod shards;
 mod handlers;
 mod lifecycle;
 pub mod metadata;
 pub mod partitions;
 pub mod replica;
 mod server;
+mod shards;
 pub mod topic_config;
 
 pub use broker::{Broker, BrokerError, BrokerState};

@@ -110,7 +110,11 @@ impl<K: ShardKind> Shards<K> {
                 if let Slot::Active(c) = slot {
                     K::stop(c);
                 }
-                info!(kind = K::NAME, partition = index, "coordinator shard dropped");
+                info!(
+                    kind = K::NAME,
+                    partition = index,
+                    "coordinator shard dropped"
+                );
             }
             keep
         });
@@ -131,7 +135,12 @@ impl<K: ShardKind> Shards<K> {
         match (current, loaded) {
             (Some((e, slot @ Slot::Loading)), Ok(c)) if *e == epoch => {
                 *slot = Slot::Active(c);
-                info!(kind = K::NAME, partition = index, epoch, "coordinator shard loaded");
+                info!(
+                    kind = K::NAME,
+                    partition = index,
+                    epoch,
+                    "coordinator shard loaded"
+                );
             }
             (Some((e, Slot::Loading)), Err(error)) if *e == epoch => {
                 // Dropped, so the next leadership change (or the retry in
@@ -182,6 +191,78 @@ pub fn led_partitions(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+    use tokio::sync::oneshot;
+
+    /// Loads wait for the test to release them; stops are counted.
+    #[derive(Default)]
+    struct Gated {
+        gates: Mutex<Vec<oneshot::Receiver<u32>>>,
+        stopped: Arc<Mutex<Vec<u32>>>,
+    }
+
+    #[derive(Clone)]
+    struct Loaded(u32, Arc<Mutex<Vec<u32>>>);
+
+    impl ShardKind for Gated {
+        type Coordinator = Loaded;
+        const NAME: &'static str = "test";
+        fn load(&self, _partition: Arc<Partition>) -> LoadFuture<Loaded> {
+            let gate = self.gates.lock().unwrap().remove(0);
+            let stopped = Arc::clone(&self.stopped);
+            Box::pin(async move {
+                let id = gate.await.map_err(|_| "gate dropped".to_string())?;
+                Ok(Loaded(id, stopped))
+            })
+        }
+        fn stop(c: &Loaded) {
+            c.1.lock().unwrap().push(c.0);
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_shard_serves_only_once_loaded_and_a_stale_load_is_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = crate::partitions::LogManager::new(dir.path());
+        let partition = logs
+            .open_partition("__internal", 3, uuid::Uuid::new_v4(), Default::default())
+            .unwrap();
+        let kind = Gated::default();
+        let stopped = Arc::clone(&kind.stopped);
+        let (first, first_rx) = oneshot::channel();
+        let (second, second_rx) = oneshot::channel();
+        kind.gates.lock().unwrap().extend([first_rx, second_rx]);
+        let shards = Shards::new(kind);
+
+        shards.follow(vec![(3, 1, Arc::clone(&partition))]);
+        assert!(matches!(shards.lookup(3), Lookup::Loading));
+        assert!(matches!(shards.lookup(4), Lookup::NotHere));
+        assert!(shards.any_loading());
+
+        // A new leader epoch arrives before the first load ends: the
+        // first load's result is stale and is stopped, never served.
+        shards.follow(vec![(3, 2, Arc::clone(&partition))]);
+        first.send(1).unwrap();
+        settle().await;
+        assert!(matches!(shards.lookup(3), Lookup::Loading));
+        assert_eq!(*stopped.lock().unwrap(), vec![1]);
+
+        second.send(2).unwrap();
+        settle().await;
+        assert!(matches!(shards.lookup(3), Lookup::Active(Loaded(2, _))));
+        assert_eq!(shards.active().len(), 1);
+
+        // Leadership lost: dropped and stopped at once.
+        shards.follow(vec![]);
+        assert!(matches!(shards.lookup(3), Lookup::NotHere));
+        assert_eq!(*stopped.lock().unwrap(), vec![1, 2]);
+    }
 
     #[test]
     fn java_hash_matches_javas_string_hash_code() {

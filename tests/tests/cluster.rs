@@ -404,7 +404,9 @@ async fn groups_spread_over_brokers_and_move_when_a_coordinator_dies() {
     }
 
     let client = weir_client::ClientConfig::new(bootstrap.clone());
-    let admin = weir_client::admin::Admin::connect(client).await.expect("admin");
+    let admin = weir_client::admin::Admin::connect(client)
+        .await
+        .expect("admin");
     let mut coordinators = std::collections::BTreeMap::new();
     for group in &groups {
         let (node, _) = admin
@@ -424,12 +426,16 @@ async fn groups_spread_over_brokers_and_move_when_a_coordinator_dies() {
     cluster.broker(victim).kill9();
     for (i, group) in groups.iter().enumerate() {
         let c = consumer(group);
-        wait_until(Duration::from_secs(60), "committed offsets after the kill", || {
-            c.committed_offsets(at(0), Duration::from_secs(5))
-                .ok()
-                .and_then(|t| t.find_partition("spread", 0).map(|p| p.offset()))
-                == Some(Offset::Offset(i as i64 + 1))
-        });
+        wait_until(
+            Duration::from_secs(60),
+            "committed offsets after the kill",
+            || {
+                c.committed_offsets(at(0), Duration::from_secs(5))
+                    .ok()
+                    .and_then(|t| t.find_partition("spread", 0).map(|p| p.offset()))
+                    == Some(Offset::Offset(i as i64 + 1))
+            },
+        );
     }
     let (moved, _) = admin
         .cluster()

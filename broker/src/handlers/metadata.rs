@@ -201,9 +201,8 @@ pub async fn find_coordinator(
         1 => Err(ResponseError::CoordinatorNotAvailable),
         _ => Err(ResponseError::InvalidRequest),
     };
-    let locate = |key: &str| {
-        topic_ready.and_then(|()| leader_of(state, CONSUMER_OFFSETS_TOPIC, key))
-    };
+    let locate =
+        |key: &str| topic_ready.and_then(|()| leader_of(state, CONSUMER_OFFSETS_TOPIC, key));
     let fill = |key: kafka_protocol::protocol::StrBytes| {
         let mut c = Coordinator::default();
         match locate(&key) {
@@ -260,7 +259,11 @@ async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), ResponseError> 
     };
     match state.cluster.create_topics(vec![topic], false).await.pop() {
         Some(Ok(())) | Some(Err(ControllerError::TopicExists(_))) => {
-            info!(partitions, replication_factor = rf, "created {CONSUMER_OFFSETS_TOPIC}");
+            info!(
+                partitions,
+                replication_factor = rf,
+                "created {CONSUMER_OFFSETS_TOPIC}"
+            );
             Ok(())
         }
         _ => Err(ResponseError::CoordinatorNotAvailable),
