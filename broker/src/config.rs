@@ -18,6 +18,7 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     ("group.min.session.timeout.ms", "6000"),
     ("group.max.session.timeout.ms", "1800000"),
     ("offsets.retention.minutes", "10080"),
+    ("offsets.retention.check.interval.ms", "600000"),
     ("log.retention.check.interval.ms", "300000"),
     ("log.cleaner.backoff.ms", "15000"),
     ("log.cleaner.enable", "true"),
@@ -262,6 +263,10 @@ impl BrokerConfig {
     pub fn offsets_topic_replication_factor(&self) -> i16 {
         self.long("offsets.topic.replication.factor")
             .clamp(1, i16::MAX as i64) as i16
+    }
+    pub fn offsets_retention_check_interval(&self) -> Duration {
+        self.millis("offsets.retention.check.interval.ms")
+            .max(Duration::from_millis(100))
     }
     pub fn offsets_topic_num_partitions(&self) -> i32 {
         self.long("offsets.topic.num.partitions")

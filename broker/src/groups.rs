@@ -51,6 +51,7 @@ impl ShardKind for GroupShard {
                 .load()
                 .await
                 .map_err(|e| format!("loading group metadata: {e}"))?;
+            coordinator.start_offset_expiry();
             Ok(coordinator)
         })
     }
@@ -76,6 +77,7 @@ impl Groups {
             min_session_timeout: config.group_min_session_timeout(),
             max_session_timeout: config.group_max_session_timeout(),
             offsets_retention: config.offsets_retention(),
+            offsets_retention_check_interval: config.offsets_retention_check_interval(),
             ..GroupConfig::default()
         };
         Groups {

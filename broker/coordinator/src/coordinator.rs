@@ -71,14 +71,29 @@ struct Inner {
 /// A group plus the responses held for its members.
 struct Slot {
     group: Group,
+    /// Wall-clock time the group was first seen Empty (offsets retention
+    /// counts from it); `None` while it has members.
+    empty_since_ms: Option<i64>,
     joins: HashMap<String, oneshot::Sender<JoinGroupResponse>>,
     syncs: HashMap<String, oneshot::Sender<SyncGroupResponse>>,
 }
 
 impl Slot {
+    /// Called after every change of the group: starts or clears the clock
+    /// of its emptiness.
+    fn note_state(&mut self, now_ms: i64) {
+        match self.group.state() {
+            GroupState::Empty => {
+                self.empty_since_ms.get_or_insert(now_ms);
+            }
+            _ => self.empty_since_ms = None,
+        }
+    }
+
     fn new(group: Group) -> Self {
         Self {
             group,
+            empty_since_ms: None,
             joins: HashMap::new(),
             syncs: HashMap::new(),
         }
@@ -152,6 +167,7 @@ impl GroupCoordinator {
                             leader_epoch: v.leader_epoch,
                             metadata: v.metadata,
                             commit_timestamp_ms: v.commit_timestamp_ms,
+                            expire_timestamp_ms: v.expire_timestamp_ms,
                         };
                         offsets
                             .entry(group)
@@ -283,6 +299,72 @@ impl GroupCoordinator {
                 Effect::ArmTimer(at) => self.arm_timer(slot.group.id(), at),
             }
         }
+        slot.note_state(wall_clock_ms());
+    }
+
+    /// Runs the offsets-retention sweep every
+    /// `offsets.retention.check.interval.ms` until shut down.
+    pub fn start_offset_expiry(&self) {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let every = self.inner.config.offsets_retention_check_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let Some(inner) = weak.upgrade() else { return };
+                if inner.shut_down.load(Ordering::SeqCst) {
+                    return;
+                }
+                GroupCoordinator { inner }
+                    .expire_offsets(wall_clock_ms())
+                    .await;
+            }
+        });
+    }
+
+    /// Tombstones the offsets due to expire at `now_ms` (see
+    /// [`Group::expired_offsets`]), and deletes Empty groups left with no
+    /// offsets, as Kafka's cleanup does. Returns how many offsets went.
+    pub async fn expire_offsets(&self, now_ms: i64) -> usize {
+        let slots: Vec<(String, Arc<Mutex<Slot>>)> = lock(&self.inner.groups)
+            .iter()
+            .map(|(id, slot)| (id.clone(), Arc::clone(slot)))
+            .collect();
+        let mut removed = 0;
+        for (id, slot_arc) in slots {
+            let mut slot = slot_arc.lock().await;
+            slot.note_state(now_ms);
+            let expired = slot.group.expired_offsets(now_ms, slot.empty_since_ms);
+            let delete_group = slot.group.state() == GroupState::Empty
+                && expired.len() == slot.group.offsets().len();
+            let mut tombstones: Records = expired
+                .iter()
+                .map(|(topic, partition)| records::offset_record(&id, topic, *partition, None))
+                .collect();
+            if delete_group {
+                tombstones.push(records::group_record(&id, None));
+            }
+            if expired.is_empty() && !delete_group {
+                continue;
+            }
+            if let Err(e) = self.append(tombstones).await {
+                tracing::warn!(group = %id, error = %e, "failed to persist expired offsets");
+                continue;
+            }
+            for (topic, partition) in &expired {
+                slot.group.remove_offset(topic, *partition);
+            }
+            removed += expired.len();
+            tracing::info!(group = %id, offsets = expired.len(), deleted = delete_group, "expired offsets");
+            if delete_group && slot.group.delete().is_ok() {
+                let mut groups = lock(&self.inner.groups);
+                if groups.get(&id).is_some_and(|c| Arc::ptr_eq(c, &slot_arc)) {
+                    groups.remove(&id);
+                }
+                drop(groups);
+                self.arm_timer(&id, None);
+            }
+        }
+        removed
     }
 
     fn arm_timer(&self, group_id: &str, at: Option<Instant>) {
@@ -552,7 +634,9 @@ impl GroupCoordinator {
                             leader_epoch: p.committed_leader_epoch,
                             metadata: metadata.to_owned(),
                             commit_timestamp_ms: now_ms,
-                            expire_timestamp_ms: None,
+                            // v2–v4 only; -1 (the default) means the broker's retention.
+                            expire_timestamp_ms: (req.retention_time_ms >= 0)
+                                .then(|| now_ms.saturating_add(req.retention_time_ms)),
                         };
                         writes.push((ti, pi, name.clone(), p.partition_index, value));
                         NONE
@@ -586,6 +670,7 @@ impl GroupCoordinator {
                             leader_epoch: v.leader_epoch,
                             metadata: v.metadata,
                             commit_timestamp_ms: v.commit_timestamp_ms,
+                            expire_timestamp_ms: v.expire_timestamp_ms,
                         };
                         slot.group.put_offset(&topic, partition, committed);
                     }
@@ -1251,6 +1336,68 @@ mod tests {
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
             .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn offsets_expire_after_retention_and_subscribed_ones_are_kept() {
+        let store = Arc::new(MemStore::default());
+        let c = coordinator(store.clone());
+        let start = wall_clock_ms();
+        let retention = GroupConfig::default().offsets_retention.as_millis() as i64;
+        // A simple group (no members ever): offsets expire by commit time.
+        c.offset_commit(commit_req("simple", -1, "", &[(0, 10)]), 8)
+            .await;
+        // A v2–v4 explicit retention of one minute.
+        let mut short = commit_req("short", -1, "", &[(0, 3)]);
+        short.retention_time_ms = 60_000;
+        c.offset_commit(short, 2).await;
+        // A consumer group with a member whose subscription cannot be
+        // read: Kafka keeps all of its offsets.
+        let joined = join_new(c.clone()).await;
+        sync_all(&c, std::slice::from_ref(&joined)).await;
+        let member = joined.member_id.to_string();
+        c.offset_commit(commit_req("g", 1, &member, &[(2, 20)]), 8)
+            .await;
+
+        assert_eq!(c.expire_offsets(start + 1_000).await, 0, "nothing due yet");
+        assert_eq!(
+            c.expire_offsets(start + 61_000).await,
+            1,
+            "the one-minute offset"
+        );
+        assert_eq!(
+            c.expire_offsets(start + retention + 1_000).await,
+            1,
+            "the simple group's"
+        );
+        let fetched = |group: &str| {
+            OffsetFetchRequest::default()
+                .with_group_id(GroupId(str_bytes(group)))
+                .with_topics(None)
+        };
+        let r = c.offset_fetch(fetched("simple"), 7).await;
+        assert!(r.topics.iter().all(|t| t.partitions.is_empty()), "{r:?}");
+        let r = c.offset_fetch(fetched("g"), 7).await;
+        assert_eq!(
+            r.topics[0].partitions[0].committed_offset, 20,
+            "unknown subscription: kept"
+        );
+        // Tombstones reached the store, so a restart does not bring them back.
+        let restarted = coordinator(store.clone());
+        restarted.load().await.unwrap();
+        let r = restarted.offset_fetch(fetched("simple"), 7).await;
+        assert!(r.topics.iter().all(|t| t.partitions.is_empty()), "{r:?}");
+        c.shutdown();
+        // An explicit retention survives a restart (stored as a v1 value).
+        let mut kept = commit_req("again", -1, "", &[(0, 4)]);
+        kept.retention_time_ms = 60_000;
+        let now = wall_clock_ms();
+        restarted.offset_commit(kept, 2).await;
+        let reloaded = coordinator(store.clone());
+        reloaded.load().await.unwrap();
+        assert_eq!(reloaded.expire_offsets(now + 61_000).await, 1);
+        restarted.shutdown();
+        reloaded.shutdown();
     }
 
     #[tokio::test(start_paused = true)]

@@ -95,6 +95,9 @@ pub struct CommittedOffset {
     pub leader_epoch: i32,
     pub metadata: String,
     pub commit_timestamp_ms: i64,
+    /// Set by an OffsetCommit v2–v4 `retention_time_ms`: this offset
+    /// expires then, instead of by `offsets.retention.minutes`.
+    pub expire_timestamp_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -1085,24 +1088,79 @@ impl Group {
         }
     }
 
+    /// The offsets due to expire at `now_ms`, as Kafka decides since
+    /// KIP-211: an Empty group's offsets expire `offsets.retention.minutes`
+    /// after the group became empty (`empty_since_ms`; a group that never
+    /// had a protocol counts from each commit); a consumer group with
+    /// members keeps the offsets of topics it subscribes to and expires the
+    /// others by commit time; a group mid-rebalance keeps everything. An
+    /// offset committed with an explicit retention expires at that time.
+    pub fn expired_offsets(&self, now_ms: i64, empty_since_ms: Option<i64>) -> Vec<(String, i32)> {
+        let retention =
+            i64::try_from(self.config.offsets_retention.as_millis()).unwrap_or(i64::MAX);
+        let due = |o: &CommittedOffset, base: i64| match o.expire_timestamp_ms {
+            Some(at) => now_ms >= at,
+            None => now_ms.saturating_sub(base) >= retention,
+        };
+        let keep_subscribed = match self.state {
+            GroupState::Empty => None,
+            GroupState::Stable if self.protocol_type.as_deref() == Some("consumer") => {
+                // Subscriptions we cannot read keep everything, as in Kafka.
+                match self.known_subscriptions() {
+                    Some(topics) => Some(topics),
+                    None => return Vec::new(),
+                }
+            }
+            _ => return Vec::new(),
+        };
+        self.offsets
+            .iter()
+            .filter(|((topic, _), o)| match &keep_subscribed {
+                None => {
+                    let base = match (&self.protocol_type, empty_since_ms) {
+                        (Some(_), Some(since)) => since,
+                        _ => o.commit_timestamp_ms,
+                    };
+                    due(o, base)
+                }
+                Some(subscribed) => !subscribed.contains(topic) && due(o, o.commit_timestamp_ms),
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// The members' subscribed topics, or `None` when any member's
+    /// subscription cannot be decoded.
+    fn known_subscriptions(&self) -> Option<HashSet<String>> {
+        let mut topics = HashSet::new();
+        for m in self.members.values() {
+            topics.extend(self.subscription_of(m)?);
+        }
+        Some(topics)
+    }
+
     /// Topics named in the members' consumer-protocol subscriptions. A
     /// subscription we cannot decode contributes nothing, as in Kafka.
     pub fn subscribed_topics(&self) -> HashSet<String> {
-        let mut topics = HashSet::new();
-        for m in self.members.values() {
-            let mut raw = m.metadata_for(self.protocol.as_deref());
-            if raw.len() < 2 {
-                continue;
-            }
-            let version = i16::from_be_bytes([raw[0], raw[1]]);
-            let mut body = raw.split_off(2);
-            // Newer subscription versions only append fields, so decode
-            // them as the newest version we know.
-            if let Ok(sub) = ConsumerProtocolSubscription::decode(&mut body, version.clamp(0, 3)) {
-                topics.extend(sub.topics.iter().map(|t| t.to_string()));
-            }
+        self.members
+            .values()
+            .filter_map(|m| self.subscription_of(m))
+            .flatten()
+            .collect()
+    }
+
+    /// The topics in one member's subscription, if it decodes.
+    fn subscription_of(&self, m: &Member) -> Option<Vec<String>> {
+        let mut raw = m.metadata_for(self.protocol.as_deref());
+        if raw.len() < 2 {
+            return None;
         }
-        topics
+        let version = i16::from_be_bytes([raw[0], raw[1]]);
+        let mut body = raw.split_off(2);
+        // Newer subscription versions only append fields, so decode them as
+        // the newest version we know.
+        let sub = ConsumerProtocolSubscription::decode(&mut body, version.clamp(0, 3)).ok()?;
+        Some(sub.topics.iter().map(|t| t.to_string()).collect())
     }
 
     // -------------------------------------------------- describe / persist

@@ -31,6 +31,9 @@ pub struct GroupConfig {
     pub max_session_timeout: Duration,
     /// `offsets.retention.minutes`
     pub offsets_retention: Duration,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are
+    /// looked for.
+    pub offsets_retention_check_interval: Duration,
     /// `group.max.size`
     pub max_group_size: usize,
 }
@@ -42,6 +45,7 @@ impl Default for GroupConfig {
             min_session_timeout: Duration::from_millis(6000),
             max_session_timeout: Duration::from_millis(1_800_000),
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
+            offsets_retention_check_interval: Duration::from_secs(600),
             max_group_size: i32::MAX as usize,
         }
     }

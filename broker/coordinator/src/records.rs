@@ -100,9 +100,18 @@ pub struct OffsetValue {
 }
 
 impl OffsetValue {
-    /// Written at version 3 (no expire timestamp: retention is the broker's).
+    /// Written at version 3, or at version 1 when the commit carried its own
+    /// retention (an expire timestamp), as Kafka does: only v1 has the field.
     pub fn encode(&self) -> Bytes {
         let mut buf = BytesMut::new();
+        if let Some(expire) = self.expire_timestamp_ms {
+            buf.put_i16(1);
+            buf.put_i64(self.offset);
+            put_string(&mut buf, &self.metadata);
+            buf.put_i64(self.commit_timestamp_ms);
+            buf.put_i64(expire);
+            return buf.freeze();
+        }
         buf.put_i16(VALUE_VERSION);
         buf.put_i64(self.offset);
         buf.put_i32(self.leader_epoch);
