@@ -209,8 +209,21 @@ async fn on_shard(
     match state.groups.shards.lookup(partition) {
         Lookup::Active(coordinator) => serve(state, &coordinator, partition, ctx, request).await,
         Lookup::Loading => refusal(&request, ResponseError::CoordinatorLoadInProgress),
+        // Named leader by the metadata but not yet applied here (the
+        // partition is still opening): as good as loading.
+        Lookup::NotHere if leads_in_metadata(state, partition) => {
+            refusal(&request, ResponseError::CoordinatorLoadInProgress)
+        }
         Lookup::NotHere => refusal(&request, ResponseError::NotCoordinator),
     }
+}
+
+fn leads_in_metadata(state: &BrokerState, partition: i32) -> bool {
+    let image = state.cluster.image();
+    image
+        .topic_by_name(CONSUMER_OFFSETS_TOPIC)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .is_some_and(|p| p.leader == state.config.node_id)
 }
 
 /// Group requests, on the shard that coordinates their group.

@@ -120,3 +120,116 @@ async fn produce_consume_commit_and_lag() {
         "deleted topic still listed"
     );
 }
+
+/// `weir group reset-offsets`: a dry run changes nothing, `--execute`
+/// commits the plan (shifts clamped to the log), and a group with an active
+/// member is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_reset_offsets_moves_only_an_inactive_groups_offsets() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    let admin = Admin::connect(client.clone()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new("resettable", 2, 1))
+        .await
+        .expect("create");
+    admin
+        .wait_for_topic("resettable", Duration::from_secs(10))
+        .await
+        .expect("metadata");
+    let producer = Producer::connect(client.clone(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    for i in 0..20 {
+        let record = ProducerRecord::new("resettable", format!("v{i}")).with_partition(i % 2);
+        drop(producer.send(record));
+    }
+    producer.flush().await.expect("flush");
+    let mut committer = Consumer::connect(
+        client.clone(),
+        ConsumerConfig {
+            group_id: Some("resets".into()),
+            enable_auto_commit: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("consumer");
+    // Retried as Kafka's clients retry a coordinator still loading.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while let Err(e) = committer
+        .commit_offsets(&[("resettable".into(), 0, 8), ("resettable".into(), 1, 9)])
+        .await
+    {
+        assert!(std::time::Instant::now() < deadline, "commit: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let weir = |args: &[&str]| {
+        let out = std::process::Command::new(weir_e2e::weir_bin())
+            .args([
+                "group",
+                "reset-offsets",
+                "--bootstrap-server",
+                &broker.bootstrap(),
+            ])
+            .args(args)
+            .env("WEIR_LOG", "warn")
+            .output()
+            .expect("running weir");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let committed = || async { admin.committed_offsets("resets").await.expect("committed") };
+    let at = |m: &BTreeMap<(String, i32), i64>, p: i32| m[&("resettable".to_string(), p)];
+
+    let (ok, text) = weir(&["resets", "--topic", "resettable", "--shift-by", "-3"]);
+    assert!(ok, "{text}");
+    assert!(text.contains("resets\tresettable\t0\t5"), "{text}");
+    assert!(text.contains("dry run"), "{text}");
+    assert_eq!(at(&committed().await, 0), 8, "a dry run commits nothing");
+
+    let (ok, text) = weir(&["resets", "--all-topics", "--shift-by", "5", "--execute"]);
+    assert!(ok, "{text}");
+    let after = committed().await;
+    assert_eq!(
+        (at(&after, 0), at(&after, 1)),
+        (10, 10),
+        "clamped to the log end"
+    );
+
+    let (ok, text) = weir(&[
+        "resets",
+        "--topic",
+        "resettable:1",
+        "--to-earliest",
+        "--execute",
+    ]);
+    assert!(ok, "{text}");
+    let after = committed().await;
+    assert_eq!((at(&after, 0), at(&after, 1)), (10, 0));
+
+    let (ok, text) = weir(&["resets", "--topic", "resettable", "--shift-by", "x"]);
+    assert!(!ok && text.contains("--shift-by"), "{text}");
+
+    // An active member: refused, offsets untouched.
+    let mut member = Consumer::connect(
+        client.clone(),
+        ConsumerConfig {
+            group_id: Some("resets".into()),
+            enable_auto_commit: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("member");
+    member.subscribe(&["resettable"]).expect("subscribe");
+    let _ = member.poll(Duration::from_secs(5)).await;
+    let (ok, text) = weir(&["resets", "--all-topics", "--to-latest", "--execute"]);
+    assert!(!ok && text.contains("inactive"), "{text}");
+    assert_eq!(at(&committed().await, 1), 0);
+}

@@ -7,4 +7,5 @@ pub mod dev;
 pub mod group;
 pub mod operator;
 pub mod produce;
+pub mod reset_offsets;
 pub mod topic;
