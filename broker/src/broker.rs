@@ -60,6 +60,7 @@ pub struct BrokerState {
     pub cluster: Arc<ClusterMetadata>,
     pub logs: Arc<LogManager>,
     pub groups: Groups,
+    pub txns: crate::txn::Txns,
     pub fetchers: Fetchers,
     pub fetch_sessions: FetchSessions,
     pub metrics: crate::admin_http::Metrics,
@@ -259,12 +260,14 @@ impl Broker {
         let (ready, _) = watch::channel(false);
         let (admitted, _) = watch::channel(false);
         let groups = Groups::new(&config, &logs, &cluster);
+        let txns = crate::txn::Txns::new(&config);
         let state = Arc::new(BrokerState {
             config,
             advertised,
             cluster,
             logs,
             groups,
+            txns,
             fetchers: Fetchers::default(),
             fetch_sessions: FetchSessions::new(),
             metrics: Default::default(),
@@ -371,6 +374,7 @@ impl Broker {
         }
         self.state.fetchers.stop_all();
         self.state.groups.shutdown();
+        self.state.txns.shutdown();
         let logs = Arc::clone(&self.state.logs);
         tokio::task::spawn_blocking(move || {
             for partition in logs.all() {

@@ -19,7 +19,10 @@ use weir_quorum::rpc::{
 };
 use weir_quorum::{ControllerClient, MetadataImage, MetadataQuorum};
 
-pub use crate::metadata::{CONSUMER_OFFSETS_TOPIC, TopicMeta, validate_topic_name};
+pub use crate::metadata::{
+    CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, TopicMeta, is_internal_topic,
+    validate_topic_name,
+};
 
 /// How long a change may take to reach the controller and commit.
 const CONTROLLER_DEADLINE: Duration = Duration::from_secs(10);
@@ -420,6 +423,6 @@ pub fn topic_meta(image: &MetadataImage, topic: &TopicImage) -> TopicMeta {
             .topic_configs(&topic.name)
             .cloned()
             .unwrap_or_default(),
-        internal: topic.name == CONSUMER_OFFSETS_TOPIC,
+        internal: is_internal_topic(&topic.name),
     }
 }

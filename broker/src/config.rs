@@ -37,6 +37,19 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     // only read when the topic is created, so a data directory written with
     // fewer keeps its count.
     ("offsets.topic.num.partitions", "50"),
+    // Transactions (Kafka's keys and defaults).
+    ("transaction.state.log.num.partitions", "50"),
+    ("transaction.state.log.replication.factor", "3"),
+    ("transaction.max.timeout.ms", "900000"),
+    ("transactional.id.expiration.ms", "604800000"),
+    (
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms",
+        "10000",
+    ),
+    (
+        "transaction.remove.expired.transaction.cleanup.interval.ms",
+        "3600000",
+    ),
     // How long an offset commit waits for __consumer_offsets' in-sync
     // replicas before it is answered COORDINATOR_NOT_AVAILABLE (Kafka's key).
     ("offsets.commit.timeout.ms", "5000"),
@@ -267,6 +280,30 @@ impl BrokerConfig {
     pub fn offsets_retention_check_interval(&self) -> Duration {
         self.millis("offsets.retention.check.interval.ms")
             .max(Duration::from_millis(100))
+    }
+    pub fn transaction_state_num_partitions(&self) -> i32 {
+        self.long("transaction.state.log.num.partitions")
+            .clamp(1, i32::MAX as i64) as i32
+    }
+    pub fn transaction_state_replication_factor(&self) -> i16 {
+        self.long("transaction.state.log.replication.factor")
+            .clamp(1, i16::MAX as i64) as i16
+    }
+    pub fn transaction_max_timeout_ms(&self) -> i32 {
+        self.long("transaction.max.timeout.ms")
+            .clamp(1, i32::MAX as i64) as i32
+    }
+    pub fn transactional_id_expiration_ms(&self) -> i64 {
+        self.long("transactional.id.expiration.ms").max(1)
+    }
+    /// How often open transactions are checked against their timeouts.
+    pub fn transaction_timeout_check_interval(&self) -> Duration {
+        self.millis("transaction.abort.timed.out.transaction.cleanup.interval.ms")
+            .max(Duration::from_millis(50))
+    }
+    pub fn transactional_id_expiry_check_interval(&self) -> Duration {
+        self.millis("transaction.remove.expired.transaction.cleanup.interval.ms")
+            .max(Duration::from_millis(50))
     }
     pub fn offsets_topic_num_partitions(&self) -> i32 {
         self.long("offsets.topic.num.partitions")

@@ -23,7 +23,7 @@ use weir_coordinator::{GroupConfig, GroupCoordinator};
 
 use crate::broker::BrokerState;
 use crate::cluster::{CONSUMER_OFFSETS_TOPIC, ClusterMetadata};
-use crate::group_store::{OffsetsTopicStore, TopicCatalogView};
+use crate::group_store::{InternalPartitionStore, TopicCatalogView};
 use crate::handlers::RequestContext;
 use crate::partitions::{LogManager, Partition};
 use crate::shards::{self, LoadFuture, Lookup, ShardKind, Shards};
@@ -43,7 +43,10 @@ impl ShardKind for GroupShard {
     fn load(&self, partition: Arc<Partition>) -> LoadFuture<GroupCoordinator> {
         let coordinator = GroupCoordinator::new(
             self.config.clone(),
-            Arc::new(OffsetsTopicStore::new(partition, Arc::clone(&self.logs))),
+            Arc::new(InternalPartitionStore::new(
+                partition,
+                Arc::clone(&self.logs),
+            )),
             Arc::new(TopicCatalogView::new(Arc::clone(&self.cluster))),
         );
         Box::pin(async move {
@@ -98,6 +101,15 @@ impl Groups {
 
     pub fn shutdown(&self) {
         self.shards.shutdown();
+    }
+
+    /// A transaction marker reached `__consumer_offsets` partition
+    /// `partition`: that shard's pending transactional offsets of the
+    /// producer are committed or dropped.
+    pub async fn complete_txn(&self, partition: i32, producer_id: i64, committed: bool) {
+        if let Lookup::Active(coordinator) = self.shards.lookup(partition) {
+            coordinator.complete_txn(producer_id, committed).await;
+        }
     }
 }
 
@@ -192,6 +204,7 @@ fn single_group_id(request: &RequestKind) -> Option<&str> {
         RequestKind::OffsetCommit(r) => &r.group_id,
         RequestKind::OffsetFetch(r) => &r.group_id,
         RequestKind::OffsetDelete(r) => &r.group_id,
+        RequestKind::TxnOffsetCommit(r) => &r.group_id,
         _ => return None,
     })
 }
@@ -211,19 +224,11 @@ async fn on_shard(
         Lookup::Loading => refusal(&request, ResponseError::CoordinatorLoadInProgress),
         // Named leader by the metadata but not yet applied here (the
         // partition is still opening): as good as loading.
-        Lookup::NotHere if leads_in_metadata(state, partition) => {
+        Lookup::NotHere if shards::leads_in_metadata(state, CONSUMER_OFFSETS_TOPIC, partition) => {
             refusal(&request, ResponseError::CoordinatorLoadInProgress)
         }
         Lookup::NotHere => refusal(&request, ResponseError::NotCoordinator),
     }
-}
-
-fn leads_in_metadata(state: &BrokerState, partition: i32) -> bool {
-    let image = state.cluster.image();
-    image
-        .topic_by_name(CONSUMER_OFFSETS_TOPIC)
-        .and_then(|t| t.partitions.get(partition as usize))
-        .is_some_and(|p| p.leader == state.config.node_id)
 }
 
 /// Group requests, on the shard that coordinates their group.
@@ -262,6 +267,32 @@ async fn serve(
         RequestKind::OffsetDelete(req) => {
             ResponseKind::OffsetDelete(coordinator.offset_delete(req, v).await)
         }
+        RequestKind::TxnOffsetCommit(req) => {
+            let mut response = coordinator.txn_offset_commit(req).await;
+            crate::txn::downgrade_fenced(
+                v,
+                response
+                    .topics
+                    .iter_mut()
+                    .flat_map(|t| t.partitions.iter_mut().map(|p| &mut p.error_code)),
+            );
+            if response
+                .topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .any(|p| p.error_code == 0)
+                && let Err(e) = await_partition_replicated(state, partition).await
+            {
+                for p in response
+                    .topics
+                    .iter_mut()
+                    .flat_map(|t| t.partitions.iter_mut())
+                {
+                    p.error_code = e;
+                }
+            }
+            ResponseKind::TxnOffsetCommit(response)
+        }
         RequestKind::DescribeGroups(req) => {
             ResponseKind::DescribeGroups(coordinator.describe_groups(req, v).await)
         }
@@ -286,6 +317,7 @@ pub fn is_group_request(request: &RequestKind) -> bool {
             | RequestKind::DescribeGroups(_)
             | RequestKind::DeleteGroups(_)
             | RequestKind::ListGroups(_)
+            | RequestKind::TxnOffsetCommit(_)
     )
 }
 
@@ -393,6 +425,26 @@ fn refusal(request: &RequestKind, error: ResponseError) -> Option<ResponseKind> 
     })
 }
 
+/// Waits until the in-sync replicas of `__consumer_offsets` partition
+/// `partition` hold everything written to it so far; the error code to
+/// answer with if they do not in time.
+async fn await_partition_replicated(state: &Arc<BrokerState>, partition: i32) -> Result<(), i16> {
+    let Some(partition) = state.logs.get(CONSUMER_OFFSETS_TOPIC, partition) else {
+        return Ok(());
+    };
+    let deadline = tokio::time::Instant::now() + state.config.offsets_commit_timeout();
+    crate::replica::await_written(state, &partition, CONSUMER_OFFSETS_TOPIC, deadline)
+        .await
+        .map_err(|e| {
+            warn!(error = ?e, "offset commit not replicated in time");
+            match e {
+                ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
+                _ => ResponseError::CoordinatorNotAvailable,
+            }
+            .code()
+        })
+}
+
 /// An offset commit is answered once its `__consumer_offsets` partition's in-sync
 /// replicas hold it, as Kafka's coordinator appends with acks=all: a commit
 /// acknowledged by a coordinator that then dies is not lost. Within
@@ -412,28 +464,9 @@ async fn await_commit_replicated(
     {
         return;
     }
-    let Some(partition) = state.logs.get(CONSUMER_OFFSETS_TOPIC, partition) else {
+    let Err(code) = await_partition_replicated(state, partition).await else {
         return;
     };
-    let written_up_to = partition.log().log_end_offset();
-    crate::replica::advance_high_watermark(state, &partition);
-    let deadline = tokio::time::Instant::now() + state.config.offsets_commit_timeout();
-    let min_insync = state.min_insync_replicas(CONSUMER_OFFSETS_TOPIC);
-    let waited = crate::replica::wait_for_replication(
-        state,
-        &partition,
-        written_up_to,
-        min_insync,
-        deadline,
-    )
-    .await;
-    let Err(e) = waited else { return };
-    let code = match e {
-        ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
-        _ => ResponseError::CoordinatorNotAvailable,
-    }
-    .code();
-    warn!(error = ?e, "offset commit not replicated in time");
     for p in response
         .topics
         .iter_mut()

@@ -26,6 +26,7 @@ pub mod replica;
 mod server;
 mod shards;
 pub mod topic_config;
+mod txn;
 
 pub use broker::{Broker, BrokerError, BrokerState};
 pub use config::{BrokerConfig, BrokerConfigError, ProcessRoles};

@@ -12,6 +12,12 @@ use uuid::Uuid;
 
 /// Name of the internal topic holding committed offsets and group metadata.
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// The internal topics, which Metadata marks `is_internal`.
+pub fn is_internal_topic(name: &str) -> bool {
+    name == CONSUMER_OFFSETS_TOPIC || name == TRANSACTION_STATE_TOPIC
+}
 
 const META_PROPERTIES: &str = "meta.properties";
 /// Where a broker before cluster mode kept its metadata; only its cluster id is reused.

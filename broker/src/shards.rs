@@ -171,6 +171,16 @@ impl<K: ShardKind> Shards<K> {
     }
 }
 
+/// Whether the metadata names this broker leader of `topic`'s `partition`
+/// (it may not have applied that yet: then its shard is as good as loading).
+pub fn leads_in_metadata(state: &crate::broker::BrokerState, topic: &str, partition: i32) -> bool {
+    let image = state.cluster.image();
+    image
+        .topic_by_name(topic)
+        .and_then(|t| t.partitions.get(partition as usize))
+        .is_some_and(|p| p.leader == state.config.node_id)
+}
+
 /// The partitions of `topic` this broker leads, with their leader epochs.
 pub fn led_partitions(
     logs: &crate::partitions::LogManager,

@@ -49,6 +49,8 @@ const CLASSIC_GROUP_TYPE: &str = "classic";
 
 type Records = Vec<(Bytes, Option<Bytes>)>;
 
+mod txn_offsets;
+
 /// (partition, committed offset if any, error code)
 type FetchedPartition = (i32, Option<CommittedOffset>, i16);
 
@@ -65,6 +67,8 @@ struct Inner {
     groups: StdMutex<HashMap<String, Arc<Mutex<Slot>>>>,
     /// Per group: the instant its timer task fires at, to abort it.
     timers: StdMutex<HashMap<String, (Instant, AbortHandle)>>,
+    /// TxnOffsetCommit offsets per producer id, until its marker arrives.
+    pending_txn: StdMutex<HashMap<i64, Vec<txn_offsets::PendingOffset>>>,
     shut_down: AtomicBool,
 }
 
@@ -129,6 +133,7 @@ impl GroupCoordinator {
                 catalog,
                 groups: StdMutex::new(HashMap::new()),
                 timers: StdMutex::new(HashMap::new()),
+                pending_txn: StdMutex::new(HashMap::new()),
                 shut_down: AtomicBool::new(false),
             }),
         }
@@ -139,9 +144,13 @@ impl GroupCoordinator {
     /// are skipped with a warning rather than failing the broker's start.
     pub async fn load(&self) -> Result<(), StoreError> {
         let store = self.inner.store.clone();
-        let stored = tokio::task::spawn_blocking(move || store.load())
-            .await
-            .map_err(|e| StoreError::Other(format!("load task failed: {e}")))??;
+        let (stored, open) = tokio::task::spawn_blocking(move || {
+            let stored = store.load()?;
+            Ok::<_, StoreError>((stored, store.load_pending()?))
+        })
+        .await
+        .map_err(|e| StoreError::Other(format!("load task failed: {e}")))??;
+        self.restore_pending(open);
         let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
         let mut metadata: HashMap<String, GroupValue> = HashMap::new();
         for (key, value) in stored {
@@ -757,9 +766,16 @@ impl GroupCoordinator {
     }
 
     /// Serves both shapes: one group (v0–7) and a batch of groups (v8+).
-    /// `require_stable` needs no handling until transactions exist: without
-    /// them no offset is ever pending.
+    /// With `require_stable`, an offset an open transaction is about to
+    /// change answers UNSTABLE_OFFSET_COMMIT (the consumer retries).
     pub async fn offset_fetch(&self, req: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+        let stable = |group: &str, topic: &str, p: i32, code: i16| {
+            if code == NONE && req.require_stable && self.has_pending_offset(group, topic, p) {
+                UNSTABLE_OFFSET_COMMIT
+            } else {
+                code
+            }
+        };
         if version < 8 {
             let requested = req.topics.map(|ts| {
                 ts.into_iter()
@@ -775,6 +791,7 @@ impl GroupCoordinator {
                         .partitions
                         .into_iter()
                         .map(|(p, c, code)| {
+                            let code = stable(&req.group_id, &t.name, p, code);
                             let (offset, epoch, metadata) = offset_fields(c);
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(p)
@@ -792,8 +809,8 @@ impl GroupCoordinator {
             return OffsetFetchResponse::default().with_topics(topics);
         }
         let mut groups = Vec::with_capacity(req.groups.len());
-        for g in req.groups {
-            let requested = g.topics.map(|ts| {
+        for g in &req.groups {
+            let requested = g.topics.clone().map(|ts| {
                 ts.into_iter()
                     .map(|t| (t.name.to_string(), t.topic_id, t.partition_indexes))
                     .collect()
@@ -807,6 +824,7 @@ impl GroupCoordinator {
                         .partitions
                         .into_iter()
                         .map(|(p, c, code)| {
+                            let code = stable(&g.group_id, &t.name, p, code);
                             let (offset, epoch, metadata) = offset_fields(c);
                             OffsetFetchResponsePartitions::default()
                                 .with_partition_index(p)
@@ -830,7 +848,7 @@ impl GroupCoordinator {
                 .collect();
             groups.push(
                 OffsetFetchResponseGroup::default()
-                    .with_group_id(g.group_id)
+                    .with_group_id(g.group_id.clone())
                     .with_topics(topics),
             );
         }

@@ -21,6 +21,8 @@ pub const GROUP_MAX_SIZE_REACHED: i16 = E::GroupMaxSizeReached.code();
 pub const FENCED_INSTANCE_ID: i16 = E::FencedInstanceId.code();
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = E::GroupSubscribedToTopic.code();
 pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
+pub const INVALID_PRODUCER_EPOCH: i16 = E::InvalidProducerEpoch.code();
+pub const UNSTABLE_OFFSET_COMMIT: i16 = E::UnstableOffsetCommit.code();
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,6 @@
 //! Weir's group coordinator: Kafka's classic consumer-group protocol
-//! (JoinGroup/SyncGroup/Heartbeat/LeaveGroup) and committed offsets.
+//! (JoinGroup/SyncGroup/Heartbeat/LeaveGroup) and committed offsets, plus
+//! the transaction coordinator's decisions ([`txn`]).
 //!
 //! The crate is layered so the decisions can be tested without a runtime:
 //! - [`group`]: a pure state machine per group; methods take inputs and `now`
@@ -13,6 +14,7 @@ pub mod coordinator;
 pub mod errors;
 pub mod group;
 pub mod records;
+pub mod txn;
 
 use std::time::Duration;
 
@@ -58,7 +60,13 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
     #[error("group store failed: {0}")]
     Other(String),
+    /// A transactional write from a producer epoch older than the partition's.
+    #[error("producer fenced: {0}")]
+    Fenced(String),
 }
+
+/// Stored records, key and value (None = tombstone).
+pub type StoredRecords = Vec<(bytes::Bytes, Option<bytes::Bytes>)>;
 
 /// Durable storage for group metadata and committed offsets — the broker
 /// implements it over the compacted internal topic `__consumer_offsets`.
@@ -69,8 +77,25 @@ pub enum StoreError {
 pub trait GroupStore: Send + Sync + 'static {
     /// Appends records durably (key, value; value None = tombstone) in order.
     fn append(&self, records: Vec<(bytes::Bytes, Option<bytes::Bytes>)>) -> Result<(), StoreError>;
-    /// Every record stored so far, oldest first (replayed at start-up).
+    /// Every record stored so far, oldest first (replayed at start-up). A
+    /// transaction's records come at its commit marker; aborted ones never.
     fn load(&self) -> Result<Vec<(bytes::Bytes, Option<bytes::Bytes>)>, StoreError>;
+    /// Appends records as part of `producer_id`'s transaction: they count
+    /// only once its commit marker is written.
+    fn append_transactional(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        records: StoredRecords,
+    ) -> Result<(), StoreError> {
+        let _ = (producer_id, producer_epoch, records);
+        Err(StoreError::Other("this store keeps no transactions".into()))
+    }
+    /// The records of transactions the last `load` found still open, per
+    /// producer id.
+    fn load_pending(&self) -> Result<Vec<(i64, StoredRecords)>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// What the coordinator needs to know about topics (the broker's metadata).

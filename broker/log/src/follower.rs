@@ -46,7 +46,12 @@ impl PartitionLog {
                     )),
                 });
             }
-            self.producers.stage_replicated(&mut pending, &header);
+            let marker = header
+                .is_control()
+                .then(|| crate::txn_index::marker_type(&records[pos..pos + size]))
+                .flatten();
+            self.producers
+                .stage_replicated(&mut pending, &header, marker);
             epochs.push((header.partition_leader_epoch(), header.base_offset()));
             metas.push(BatchMeta::of(&header));
             next = header.last_offset() + 1;
@@ -77,7 +82,8 @@ impl PartitionLog {
         let interval = self.config.index_interval_bytes;
         let active = self.segments.last_mut().expect("log has a segment");
         active.append(&records[..pos], &metas, interval, now_ms)?;
-        self.producers.commit(pending);
+        let completed = self.producers.commit(pending);
+        self.txns_completed(completed, true)?;
         if let Some(cache) = new_epochs {
             self.epochs = cache;
         }

@@ -21,7 +21,10 @@
 //! - `high-watermark`: the high watermark as of the last `flush`/`close` (or truncation).
 //! - `leader-epoch-checkpoint`: leader epoch -> start offset, Kafka's text format
 //!   (`0`, entry count, then `<epoch> <offset>` lines); rebuilt from batch headers if lost.
-//! - `producer-state.json`: idempotent-producer snapshot and the offset it covers.
+//! - `producer-state.json`: idempotent-producer snapshot (with each producer's open
+//!   transaction) and the offset it covers.
+//! - `<base>.txnindex`: the segment's aborted transactions, Kafka's layout (see
+//!   `txn_index.rs`); with the open transactions they give the last stable offset.
 //! - `cleaner-state.json`: compaction progress and per-segment first-cleaned times.
 //! - `.clean-shutdown`: written by `close`, removed by `open`; without it the last
 //!   segment is CRC-checked in full on open.
@@ -38,6 +41,7 @@ mod log;
 mod producer;
 mod replica_state;
 mod segment;
+mod txn_index;
 
 #[cfg(test)]
 mod replication_tests;
@@ -50,3 +54,5 @@ pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use epoch_cache::{EpochEntry, UNDEFINED_EPOCH_END};
 pub use error::{LogError, Result};
 pub use log::{AppendInfo, AppendOrigin, CompactionStats, PartitionLog, ReadInfo};
+pub use producer::ProducerEntry;
+pub use txn_index::{AbortedTxn, ControlType};

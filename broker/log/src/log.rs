@@ -14,6 +14,7 @@ use crate::epoch_cache::LeaderEpochCache;
 use crate::error::{IoContext, LogError, Result};
 use crate::producer::{PendingUpdates, ProducerStateManager, SequenceCheck};
 use crate::segment::{self, BatchMeta, Recovery, Segment, Step};
+use crate::txn_index::{self, AbortedIndex, AbortedTxn, CompletedTxn};
 
 const LOG_START_FILE: &str = "log-start-offset";
 pub(crate) const HIGH_WATERMARK_FILE: &str = "high-watermark";
@@ -71,6 +72,11 @@ pub struct PartitionLog {
     pub(crate) high_watermark: i64,
     /// What the high-watermark file holds, so `flush` only rewrites it when it moved.
     pub(crate) persisted_high_watermark: Option<i64>,
+    /// Aborted transactions, persisted per segment in `.txnindex` files.
+    pub(crate) aborted: AbortedIndex,
+    /// Transactions whose marker is in the log but not yet below the high
+    /// watermark: until it is replicated, their data is not stable.
+    pub(crate) unreplicated: Vec<CompletedTxn>,
     scratch: Vec<u8>,
 }
 
@@ -139,6 +145,7 @@ fn resolve_leftovers(dir: &Path) -> Result<Vec<i64>> {
         } else if let Some(base) = name
             .strip_suffix(".index")
             .or_else(|| name.strip_suffix(".timeindex"))
+            .or_else(|| name.strip_suffix(".txnindex"))
             .and_then(parse_base)
         {
             indexes.push((base, path));
@@ -231,6 +238,9 @@ impl PartitionLog {
         let first_base = segments[0].base_offset();
         let log_start_offset = checkpoint.unwrap_or(first_base).max(first_base).min(leo);
         let cleaner = CleanerState::load(&dir)?;
+        let bases: Vec<i64> = segments.iter().map(Segment::base_offset).collect();
+        let mut aborted = AbortedIndex::load(&dir, &bases)?;
+        let index_cut = aborted.truncate_from(leo);
         let mut log = PartitionLog {
             dir,
             config,
@@ -241,11 +251,18 @@ impl PartitionLog {
             epochs: LeaderEpochCache::default(),
             high_watermark: log_start_offset,
             persisted_high_watermark: None,
+            aborted,
+            unreplicated: Vec::new(),
             scratch: Vec::new(),
         };
-        log.load_producer_state()?;
+        let replayed = log.load_producer_state()?;
         log.load_epochs()?;
         log.load_high_watermark()?;
+        let hw = log.high_watermark;
+        log.unreplicated.retain(|t| t.last_offset >= hw);
+        if replayed || index_cut {
+            log.rewrite_txn_index()?;
+        }
         for seg in &mut log.segments {
             seg.flush(false)?;
         }
@@ -254,7 +271,8 @@ impl PartitionLog {
         Ok(log)
     }
 
-    fn load_producer_state(&mut self) -> Result<()> {
+    /// Returns whether the replay found aborted transactions the index files lacked.
+    fn load_producer_state(&mut self) -> Result<bool> {
         let leo = self.log_end_offset();
         let path = self.dir.join(PRODUCER_SNAPSHOT_FILE);
         let snapshot = ProducerStateManager::read_snapshot(&path)?;
@@ -269,31 +287,101 @@ impl PartitionLog {
                 i64::MIN
             }
         };
-        self.replay_producers_from(from)?;
+        let added = self.replay_producers_from(from)?;
         self.producers.expire_below(self.log_start_offset);
         if stale {
             // The snapshot describes batches recovery cut off; once the log grows past
             // its offset again it would look valid, so replace it now.
             self.producers.write_snapshot(&path, leo)?;
         }
-        Ok(())
+        Ok(added)
     }
 
-    fn replay_producers_from(&mut self, from: i64) -> Result<()> {
+    /// Replays producer state from `from`; returns whether aborted transactions
+    /// were found that the index did not hold yet.
+    fn replay_producers_from(&mut self, from: i64) -> Result<bool> {
         let producers = &mut self.producers;
+        let mut completed = Vec::new();
         for seg in &self.segments {
             if seg.next_offset() <= from {
                 continue;
             }
-            seg.walk_batches(seg.index_position(from), false, |_, bytes| {
+            seg.walk_batches(seg.index_position(from), false, |pos, bytes| {
                 let header = BatchHeader::new(bytes).expect("walk yields whole headers");
                 if header.last_offset() >= from {
-                    producers.replay(&header);
+                    let marker = if header.is_control() && header.producer_id() >= 0 {
+                        txn_index::marker_type(&seg.read_at(pos, header.total_size())?)
+                    } else {
+                        None
+                    };
+                    completed.extend(producers.replay(&header, marker));
                 }
                 Ok(Step::Continue)
             })?;
         }
-        Ok(())
+        self.txns_completed(completed, false)
+    }
+
+    /// Records transactions ended by markers just written or replayed: aborted
+    /// ones enter the index (and, with `persist`, their segment's file), all wait
+    /// for the high watermark to pass their marker. Returns whether the index grew.
+    pub(crate) fn txns_completed(
+        &mut self,
+        done: Vec<CompletedTxn>,
+        persist: bool,
+    ) -> Result<bool> {
+        let mut added = false;
+        for txn in done {
+            if txn.aborted {
+                let entry = AbortedTxn {
+                    producer_id: txn.producer_id,
+                    first_offset: txn.first_offset,
+                    last_offset: txn.last_offset,
+                    last_stable_offset: self.last_stable_offset(),
+                };
+                if self.aborted.add(entry) {
+                    added = true;
+                    if persist {
+                        let seg = &self.segments[self.segment_index_for(txn.last_offset)];
+                        AbortedIndex::persist_one(&self.dir, seg.base_offset(), &entry)?;
+                    }
+                }
+            }
+            if txn.last_offset >= self.high_watermark {
+                self.unreplicated.push(txn);
+            }
+        }
+        Ok(added)
+    }
+
+    pub(crate) fn rewrite_txn_index(&self) -> Result<()> {
+        let bases: Vec<i64> = self.segments.iter().map(Segment::base_offset).collect();
+        self.aborted.rewrite(&self.dir, &bases)
+    }
+
+    /// The first offset of a transaction not yet decided and replicated, if any.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        let open = self.producers.first_unstable_offset();
+        let pending = self.unreplicated.iter().map(|t| t.first_offset).min();
+        open.into_iter().chain(pending).min()
+    }
+
+    /// The last stable offset: read_committed consumers read below it. Every
+    /// transaction with data below it is decided and its marker replicated.
+    pub fn last_stable_offset(&self) -> i64 {
+        self.first_unstable_offset()
+            .map_or(self.high_watermark, |f| f.min(self.high_watermark))
+    }
+
+    /// Aborted transactions whose data may lie in `[from, upper)`, for a
+    /// read_committed fetch.
+    pub fn aborted_transactions(&self, from: i64, upper: i64) -> Vec<AbortedTxn> {
+        self.aborted.overlapping(from, upper)
+    }
+
+    /// Producers with state here (DescribeProducers).
+    pub fn producer_entries(&self) -> Vec<crate::producer::ProducerEntry> {
+        self.producers.entries().cloned().collect()
     }
 
     /// Validates every batch in `records`, checks idempotent-producer sequences, assigns
@@ -333,9 +421,22 @@ impl PartitionLog {
             let bytes = &rest[..size];
             let header = BatchHeader::new(bytes).expect("framing checked");
             self.validate_batch(&header, bytes, pos, origin)?;
+            let marker = header
+                .is_control()
+                .then(|| txn_index::marker_type(bytes))
+                .flatten();
+            if header.is_control() && marker.is_none() {
+                return Err(LogError::InvalidRecord(format!(
+                    "batch at byte {pos}: a control batch must hold a commit or abort marker"
+                )));
+            }
             if header.producer_id() >= 0 {
-                // Markers carry no data sequence to check.
+                // Markers carry no data sequence to check, nor do a coordinator's
+                // transactional writes.
                 let check = if header.is_control() {
+                    SequenceCheck::Accept
+                } else if origin == AppendOrigin::Coordinator {
+                    self.producers.check_epoch(&pending, &header)?;
                     SequenceCheck::Accept
                 } else {
                     self.producers.check(&pending, &header)?
@@ -350,7 +451,7 @@ impl PartitionLog {
                         bytes_appended: 0,
                     });
                 }
-                self.producers.stage(&mut pending, &header, next);
+                self.producers.stage(&mut pending, &header, next, marker);
             }
             let last = next + i64::from(header.last_offset_delta());
             metas.push(BatchMeta {
@@ -388,7 +489,8 @@ impl PartitionLog {
         let interval = self.config.index_interval_bytes;
         let active = self.segments.last_mut().expect("log has a segment");
         active.append(&self.scratch, &metas, interval, now_ms)?;
-        self.producers.commit(pending);
+        let completed = self.producers.commit(pending);
+        self.txns_completed(completed, true)?;
         if let Some(epochs) = epochs {
             self.epochs = epochs;
         }
@@ -436,7 +538,9 @@ impl PartitionLog {
                 "batch at byte {pos}: clients may not write control batches"
             )));
         }
-        if header.producer_id() >= 0 && (header.producer_epoch() < 0 || header.base_sequence() < 0)
+        if header.producer_id() >= 0
+            && (header.producer_epoch() < 0
+                || (header.base_sequence() < 0 && origin == AppendOrigin::Client))
         {
             return Err(LogError::InvalidRecord(format!(
                 "batch at byte {pos}: producer id {} needs a producer epoch and base sequence >= 0 (got {} and {})",
@@ -683,6 +787,7 @@ impl PartitionLog {
         self.write_log_start()?;
         self.delete_segments_below_start()?;
         self.producers.expire_below(self.log_start_offset);
+        self.aborted.truncate_below(self.segments[0].base_offset());
         self.log_start_moved()?;
         Ok(self.log_start_offset)
     }
@@ -747,7 +852,10 @@ impl PartitionLog {
         self.cleaner.save(&self.dir)?;
         self.truncated(reset)?;
         self.producers.clear();
+        self.unreplicated.clear();
+        self.aborted.truncate_from(self.log_end_offset());
         self.replay_producers_from(i64::MIN)?;
+        self.rewrite_txn_index()?;
         self.producers.expire_below(self.log_start_offset);
         // A snapshot from before the truncation would describe batches that are gone.
         self.producers.write_snapshot(
@@ -793,6 +901,7 @@ impl PartitionLog {
                 self.write_log_start()?;
             }
             self.producers.expire_below(self.log_start_offset);
+            self.aborted.truncate_below(first_base);
             self.cleaner.save(&self.dir)?;
             self.log_start_moved()?;
         }

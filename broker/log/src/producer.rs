@@ -1,7 +1,7 @@
 //! Idempotent-producer state: per producer id its epoch and its last few batches,
 //! used to drop retried duplicates and to refuse gaps in sequence numbers.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs;
 use std::io;
 use std::path::Path;
@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::{BatchHeader, sequence_add};
 use crate::error::{IoContext, LogError, Result};
+use crate::txn_index::{CompletedTxn, ControlType};
 
 /// How many recent batches per producer are remembered for duplicate detection,
 /// matching the producer's `max.in.flight.requests.per.connection` limit of 5.
@@ -30,6 +31,10 @@ pub struct ProducerEntry {
     pub batches: VecDeque<BatchMetadata>,
     /// Last offset written by this producer (data or control), to expire it with retention.
     pub last_offset: i64,
+    /// First offset of this producer's transaction still open on the partition:
+    /// the last stable offset cannot pass it until a marker ends it.
+    #[serde(default)]
+    pub current_txn_first_offset: Option<i64>,
 }
 
 impl ProducerEntry {
@@ -39,6 +44,7 @@ impl ProducerEntry {
             epoch,
             batches: VecDeque::new(),
             last_offset: -1,
+            current_txn_first_offset: None,
         }
     }
 
@@ -69,6 +75,8 @@ pub enum SequenceCheck {
 #[derive(Debug, Default)]
 pub struct ProducerStateManager {
     producers: HashMap<i64, ProducerEntry>,
+    /// Open transactions by first offset (-> producer id), for the last stable offset.
+    ongoing: BTreeMap<i64, i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -87,6 +95,7 @@ fn in_sequence(last_seq: i32, next_seq: i32) -> bool {
 #[derive(Default)]
 pub struct PendingUpdates {
     entries: HashMap<i64, ProducerEntry>,
+    completed: Vec<CompletedTxn>,
 }
 
 impl ProducerStateManager {
@@ -145,10 +154,39 @@ impl ProducerStateManager {
         Ok(SequenceCheck::Accept)
     }
 
-    /// Stages the effect of `header`, to be written at `base_offset`, into `pending`.
-    pub fn stage(&self, pending: &mut PendingUpdates, header: &BatchHeader<'_>, base_offset: i64) {
+    /// A coordinator's write on a producer's behalf (transactional offsets)
+    /// carries no sequence; only a fenced, older epoch is refused.
+    pub fn check_epoch(&self, pending: &PendingUpdates, header: &BatchHeader<'_>) -> Result<()> {
+        let pid = header.producer_id();
+        let current = pending
+            .entries
+            .get(&pid)
+            .or_else(|| self.producers.get(&pid))
+            .map(|e| e.epoch);
+        match current {
+            Some(epoch) if header.producer_epoch() < epoch => {
+                Err(LogError::InvalidProducerEpoch(format!(
+                    "producer {pid} sent epoch {}, older than the current epoch {epoch}",
+                    header.producer_epoch()
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Stages the effect of `header`, to be written at `base_offset`, into `pending`;
+    /// `marker` is what a control batch says.
+    pub fn stage(
+        &self,
+        pending: &mut PendingUpdates,
+        header: &BatchHeader<'_>,
+        base_offset: i64,
+        marker: Option<ControlType>,
+    ) {
         let entry = self.pending_entry(pending, header);
-        Self::apply(entry, header, base_offset);
+        if let Some(done) = Self::apply(entry, header, base_offset, marker) {
+            pending.completed.push(done);
+        }
     }
 
     /// The staged entry for `header`'s producer, starting from the committed one.
@@ -166,7 +204,14 @@ impl ProducerStateManager {
         })
     }
 
-    fn apply(entry: &mut ProducerEntry, header: &BatchHeader<'_>, base_offset: i64) {
+    /// Applies one batch to its producer's entry; a marker that ends a
+    /// transaction this partition saw data of returns it.
+    fn apply(
+        entry: &mut ProducerEntry,
+        header: &BatchHeader<'_>,
+        base_offset: i64,
+        marker: Option<ControlType>,
+    ) -> Option<CompletedTxn> {
         let last_offset = base_offset + i64::from(header.last_offset_delta());
         // Control batches (transaction markers) carry the epoch but no data sequence.
         let meta = (!header.is_control()).then(|| BatchMetadata {
@@ -176,54 +221,120 @@ impl ProducerStateManager {
             last_offset,
         });
         entry.record(header.producer_epoch(), meta, last_offset);
+        if header.is_control() {
+            let kind = marker?;
+            let first_offset = entry.current_txn_first_offset.take()?;
+            return Some(CompletedTxn {
+                producer_id: entry.producer_id,
+                first_offset,
+                last_offset: base_offset,
+                aborted: kind == ControlType::Abort,
+            });
+        }
+        if header.is_transactional() && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(base_offset);
+        }
+        None
     }
 
-    pub fn commit(&mut self, pending: PendingUpdates) {
-        self.producers.extend(pending.entries);
+    /// Installs an updated entry, keeping the open-transaction index in step.
+    fn install(&mut self, entry: ProducerEntry) {
+        let old = self.producers.get(&entry.producer_id);
+        let old_txn = old.and_then(|e| e.current_txn_first_offset);
+        if old_txn != entry.current_txn_first_offset {
+            if let Some(first) = old_txn {
+                self.ongoing.remove(&first);
+            }
+            if let Some(first) = entry.current_txn_first_offset {
+                self.ongoing.insert(first, entry.producer_id);
+            }
+        }
+        self.producers.insert(entry.producer_id, entry);
+    }
+
+    /// Makes staged changes current; returns the transactions their markers ended.
+    pub fn commit(&mut self, pending: PendingUpdates) -> Vec<CompletedTxn> {
+        for (_, entry) in pending.entries {
+            self.install(entry);
+        }
+        pending.completed
     }
 
     /// Replays a batch that is already in the log (recovery), without checks.
-    pub fn replay(&mut self, header: &BatchHeader<'_>) {
+    pub fn replay(
+        &mut self,
+        header: &BatchHeader<'_>,
+        marker: Option<ControlType>,
+    ) -> Option<CompletedTxn> {
         let pid = header.producer_id();
         if pid < 0 {
-            return;
+            return None;
         }
-        let entry = self
+        let mut entry = self
             .producers
-            .entry(pid)
-            .or_insert_with(|| ProducerEntry::new(pid, header.producer_epoch()));
-        Self::apply_unchecked(entry, header);
+            .get(&pid)
+            .cloned()
+            .unwrap_or_else(|| ProducerEntry::new(pid, header.producer_epoch()));
+        let done = Self::apply_unchecked(&mut entry, header, marker);
+        self.install(entry);
+        done
+    }
+
+    /// The first offset of the oldest transaction still open here.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.ongoing.keys().next().copied()
+    }
+
+    /// Every producer with state here.
+    pub fn entries(&self) -> impl Iterator<Item = &ProducerEntry> {
+        self.producers.values()
     }
 
     /// Stages a batch the leader already accepted (replication) into `pending`: like
     /// [`ProducerStateManager::replay`], sequences and epochs are not checked, because
     /// refusing what the leader holds would only stall the follower.
-    pub fn stage_replicated(&self, pending: &mut PendingUpdates, header: &BatchHeader<'_>) {
+    pub fn stage_replicated(
+        &self,
+        pending: &mut PendingUpdates,
+        header: &BatchHeader<'_>,
+        marker: Option<ControlType>,
+    ) {
         if header.producer_id() < 0 {
             return;
         }
         let entry = self.pending_entry(pending, header);
-        Self::apply_unchecked(entry, header);
+        if let Some(done) = Self::apply_unchecked(entry, header, marker) {
+            pending.completed.push(done);
+        }
     }
 
     /// Applies a batch stored at its own base offset; one from an older producer epoch
     /// (a zombie's write the leader still took) must not roll the epoch back.
-    fn apply_unchecked(entry: &mut ProducerEntry, header: &BatchHeader<'_>) {
+    fn apply_unchecked(
+        entry: &mut ProducerEntry,
+        header: &BatchHeader<'_>,
+        marker: Option<ControlType>,
+    ) -> Option<CompletedTxn> {
         if header.producer_epoch() >= entry.epoch {
-            Self::apply(entry, header, header.base_offset());
+            Self::apply(entry, header, header.base_offset(), marker)
+        } else {
+            None
         }
     }
 
     /// Forgets producers whose every write is below the log start offset: their
     /// batches are gone, so Kafka forgets them too.
+    /// A producer with a transaction still open stays: its marker is yet to come.
     pub fn expire_below(&mut self, log_start_offset: i64) {
-        self.producers
-            .retain(|_, e| e.last_offset >= log_start_offset);
+        self.producers.retain(|_, e| {
+            e.last_offset >= log_start_offset || e.current_txn_first_offset.is_some()
+        });
     }
 
     /// Forgets everything, before a full replay.
     pub fn clear(&mut self) {
         self.producers.clear();
+        self.ongoing.clear();
     }
 
     pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
@@ -254,14 +365,10 @@ impl ProducerStateManager {
             tracing::warn!(path = %path.display(), "ignoring unreadable producer snapshot");
             return Ok(None);
         };
-        let producers = snapshot
-            .producers
-            .into_iter()
-            .map(|p| (p.producer_id, p))
-            .collect();
-        Ok(Some((
-            snapshot.end_offset,
-            ProducerStateManager { producers },
-        )))
+        let mut state = ProducerStateManager::default();
+        for entry in snapshot.producers {
+            state.install(entry);
+        }
+        Ok(Some((snapshot.end_offset, state)))
     }
 }

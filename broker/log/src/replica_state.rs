@@ -125,6 +125,8 @@ impl PartitionLog {
     /// kept. Only memory changes: it moves on every fetch, so `flush` and `close` persist it.
     pub fn set_high_watermark(&mut self, high_watermark: i64) -> i64 {
         self.high_watermark = high_watermark.clamp(self.log_start_offset, self.log_end_offset());
+        let hw = self.high_watermark;
+        self.unreplicated.retain(|t| t.last_offset >= hw);
         self.high_watermark
     }
 

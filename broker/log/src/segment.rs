@@ -532,7 +532,8 @@ impl Segment {
         drop(self);
         remove_if_exists(&log_path(&dir, base))?;
         remove_if_exists(&index_path(&dir, base))?;
-        remove_if_exists(&time_index_path(&dir, base))
+        remove_if_exists(&time_index_path(&dir, base))?;
+        remove_if_exists(&crate::txn_index::txn_index_path(&dir, base))
     }
 
     pub fn base_offset(&self) -> i64 {

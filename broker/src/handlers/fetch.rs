@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use uuid::Uuid;
 
 use super::str_bytes;
@@ -21,8 +23,11 @@ struct PartitionRead {
     topic_id: Uuid,
     error: i16,
     high_watermark: i64,
+    last_stable_offset: i64,
     log_start: i64,
     records: Bytes,
+    /// read_committed: the aborted transactions the records may hold.
+    aborted: Option<Vec<weir_log::AbortedTxn>>,
 }
 
 pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) -> FetchResponse {
@@ -126,6 +131,7 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
             Arc::clone(&plan),
             Arc::clone(&epochs),
             follower,
+            req.isolation_level == 1,
             max_bytes,
         )
     };
@@ -180,9 +186,19 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
         data.partition_index = read.key.1;
         data.error_code = read.error;
         data.high_watermark = read.high_watermark;
-        data.last_stable_offset = read.high_watermark;
+        data.last_stable_offset = read.last_stable_offset;
         data.log_start_offset = read.log_start;
         data.records = Some(read.records);
+        data.aborted_transactions = read.aborted.map(|list| {
+            list.into_iter()
+                .map(|t| {
+                    let mut a = AbortedTransaction::default();
+                    a.producer_id = ProducerId(t.producer_id);
+                    a.first_offset = t.first_offset;
+                    a
+                })
+                .collect()
+        });
         push_partition(&mut response, &read.key.0, read.topic_id, data);
     }
     for (id, partitions) in unknown_ids {
@@ -222,6 +238,7 @@ async fn read_all(
     plan: Arc<FetchPlan>,
     epochs: Arc<std::collections::HashMap<(String, i32), i32>>,
     follower: Option<i32>,
+    read_committed: bool,
     max_bytes: usize,
 ) -> Vec<PartitionRead> {
     let partitions: Vec<_> = plan
@@ -241,7 +258,7 @@ async fn read_all(
                     &sp,
                     partition.as_deref(),
                     epoch,
-                    follower.is_some(),
+                    Reader::of(follower.is_some(), read_committed),
                     &mut remaining,
                     &mut any_data,
                 )
@@ -266,13 +283,31 @@ async fn read_all(
 const INLINE_READ_PARTITIONS: usize = 4;
 const INLINE_READ_BYTES: usize = 1 << 20;
 
-#[allow(clippy::too_many_arguments)]
+/// Who reads, which decides how far: a follower to the log end, a consumer to
+/// the high watermark, a read_committed consumer to the last stable offset.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reader {
+    Follower,
+    Uncommitted,
+    Committed,
+}
+
+impl Reader {
+    fn of(follower: bool, read_committed: bool) -> Self {
+        match (follower, read_committed) {
+            (true, _) => Reader::Follower,
+            (false, true) => Reader::Committed,
+            (false, false) => Reader::Uncommitted,
+        }
+    }
+}
+
 fn read_one(
     key: (String, i32),
     sp: &SessionPartition,
     partition: Option<&crate::partitions::Partition>,
     current_leader_epoch: i32,
-    from_follower: bool,
+    reader: Reader,
     remaining: &mut usize,
     any_data: &mut bool,
 ) -> PartitionRead {
@@ -281,8 +316,10 @@ fn read_one(
         topic_id: sp.topic_id,
         error: 0,
         high_watermark: -1,
+        last_stable_offset: -1,
         log_start: -1,
         records: Bytes::new(),
+        aborted: None,
     };
     let Some(partition) = partition else {
         read.error = ResponseError::UnknownTopicOrPartition.code();
@@ -294,21 +331,25 @@ fn read_one(
     }
     let log = partition.log();
     read.high_watermark = log.high_watermark();
+    read.last_stable_offset = log.last_stable_offset();
     read.log_start = log.log_start_offset();
+    if reader == Reader::Committed {
+        read.aborted = Some(Vec::new());
+    }
     if *remaining == 0 {
         return read;
     }
     let limit = (sp.max_bytes.max(0) as usize).min(*remaining);
-    let upto = if from_follower {
-        log.log_end_offset()
-    } else {
-        read.high_watermark
+    let upto = match reader {
+        Reader::Follower => log.log_end_offset(),
+        Reader::Uncommitted => read.high_watermark,
+        Reader::Committed => read.last_stable_offset,
     };
-    if !from_follower
-        && sp.fetch_offset > read.high_watermark
+    if reader != Reader::Follower
+        && sp.fetch_offset > upto
         && sp.fetch_offset <= log.log_end_offset()
     {
-        // Written but not yet committed: nothing to see yet, not an error.
+        // Written but not yet committed (or stable): nothing to see yet, not an error.
         return read;
     }
     match log.read(sp.fetch_offset, limit, upto) {
@@ -319,6 +360,9 @@ fn read_one(
             }
             *remaining = remaining.saturating_sub(info.records.len());
             *any_data |= !info.records.is_empty();
+            if reader == Reader::Committed && !info.records.is_empty() {
+                read.aborted = Some(log.aborted_transactions(sp.fetch_offset, upto));
+            }
             read.records = info.records;
         }
         Err(e) => read.error = e.kafka_error_code(),

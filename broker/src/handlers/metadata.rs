@@ -24,7 +24,9 @@ use weir_quorum::rpc::{ControllerError, NewTopic};
 use super::str_bytes;
 use super::topics::refusal_of_controller;
 use crate::broker::BrokerState;
-use crate::cluster::{CONSUMER_OFFSETS_TOPIC, validate_topic_name};
+use crate::cluster::{
+    CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, is_internal_topic, validate_topic_name,
+};
 
 pub async fn metadata(
     state: &Arc<BrokerState>,
@@ -145,7 +147,7 @@ fn topic_entry(topic: &TopicImage) -> MetadataResponseTopic {
     let mut entry = MetadataResponseTopic::default();
     entry.name = Some(TopicName(str_bytes(topic.name.clone())));
     entry.topic_id = topic.id;
-    entry.is_internal = topic.name == CONSUMER_OFFSETS_TOPIC;
+    entry.is_internal = is_internal_topic(&topic.name);
     entry.partitions = topic
         .partitions
         .iter()
@@ -196,13 +198,15 @@ pub async fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let topic_ready = match req.key_type {
-        0 => ensure_offsets_topic(state).await,
-        1 => Err(ResponseError::CoordinatorNotAvailable),
-        _ => Err(ResponseError::InvalidRequest),
+    let (topic_ready, topic) = match req.key_type {
+        0 => (ensure_offsets_topic(state).await, CONSUMER_OFFSETS_TOPIC),
+        1 => (
+            ensure_transaction_topic(state).await,
+            TRANSACTION_STATE_TOPIC,
+        ),
+        _ => (Err(ResponseError::InvalidRequest), CONSUMER_OFFSETS_TOPIC),
     };
-    let locate =
-        |key: &str| topic_ready.and_then(|()| leader_of(state, CONSUMER_OFFSETS_TOPIC, key));
+    let locate = |key: &str| topic_ready.and_then(|()| leader_of(state, topic, key));
     let fill = |key: kafka_protocol::protocol::StrBytes| {
         let mut c = Coordinator::default();
         match locate(&key) {
@@ -237,18 +241,41 @@ pub async fn find_coordinator(
 /// `offsets.topic.num.partitions` partitions, replicated to as many brokers
 /// as `offsets.topic.replication.factor` asks and the cluster has.
 async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), ResponseError> {
+    ensure_internal_topic(
+        state,
+        CONSUMER_OFFSETS_TOPIC,
+        state.config.offsets_topic_num_partitions(),
+        state.config.offsets_topic_replication_factor(),
+    )
+    .await
+}
+
+/// `__transaction_state`, likewise: `transaction.state.log.num.partitions`
+/// partitions, `transaction.state.log.replication.factor` replicas.
+pub async fn ensure_transaction_topic(state: &BrokerState) -> Result<(), ResponseError> {
+    ensure_internal_topic(
+        state,
+        TRANSACTION_STATE_TOPIC,
+        state.config.transaction_state_num_partitions(),
+        state.config.transaction_state_replication_factor(),
+    )
+    .await
+}
+
+async fn ensure_internal_topic(
+    state: &BrokerState,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+) -> Result<(), ResponseError> {
     let image = state.cluster.image();
-    if image.topic_by_name(CONSUMER_OFFSETS_TOPIC).is_some() {
+    if image.topic_by_name(name).is_some() {
         return Ok(());
     }
     let live = live_brokers(&image).count().max(1);
-    let rf = state
-        .config
-        .offsets_topic_replication_factor()
-        .min(live as i16);
-    let partitions = state.config.offsets_topic_num_partitions();
+    let rf = replication_factor.min(live as i16);
     let topic = NewTopic {
-        name: CONSUMER_OFFSETS_TOPIC.to_string(),
+        name: name.to_string(),
         partitions,
         replication_factor: rf,
         assignments: None,
@@ -259,11 +286,7 @@ async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), ResponseError> 
     };
     match state.cluster.create_topics(vec![topic], false).await.pop() {
         Some(Ok(())) | Some(Err(ControllerError::TopicExists(_))) => {
-            info!(
-                partitions,
-                replication_factor = rf,
-                "created {CONSUMER_OFFSETS_TOPIC}"
-            );
+            info!(partitions, replication_factor = rf, "created {name}");
             Ok(())
         }
         _ => Err(ResponseError::CoordinatorNotAvailable),

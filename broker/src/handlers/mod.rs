@@ -59,6 +59,17 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::UnregisterBroker, 0, 0),
+    // Transactions, without KIP-890's server-side defence (AddPartitionsToTxn
+    // v5, EndTxn v5, TxnOffsetCommit v5, AddOffsetsToTxn v4 and the
+    // transaction.version feature belong to it).
+    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::DescribeProducers, 0, 0),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
 ];
 
 /// Every API the broker serves with its version range, as ApiVersions says.
@@ -136,6 +147,9 @@ async fn handle_now(
     if crate::groups::is_group_request(&request) {
         return Ok(crate::groups::handle(state, ctx, request).await);
     }
+    if crate::txn::is_txn_request(&request) {
+        return Ok(crate::txn::handle(state, ctx, request).await);
+    }
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),
         RequestKind::Metadata(req) => {
@@ -184,6 +198,12 @@ async fn handle_now(
         RequestKind::ListPartitionReassignments(req) => ResponseKind::ListPartitionReassignments(
             reassign::list_partition_reassignments(state, req).await,
         ),
+        RequestKind::WriteTxnMarkers(req) => {
+            ResponseKind::WriteTxnMarkers(crate::txn::write_txn_markers(state, req).await)
+        }
+        RequestKind::DescribeProducers(req) => {
+            ResponseKind::DescribeProducers(crate::txn::describe_producers(state, req))
+        }
         RequestKind::UnregisterBroker(req) => {
             ResponseKind::UnregisterBroker(unregister::unregister_broker(state, req).await)
         }

@@ -32,8 +32,14 @@ const EARLIEST_LOCAL: i64 = -4;
 const LATEST_TIERED: i64 = -5;
 
 /// The offset (and its timestamp) a ListOffsets timestamp asks for.
-fn lookup(log: &PartitionLog, timestamp: i64) -> Result<(i64, i64), LogError> {
+/// read_committed readers see the log end at the last stable offset.
+fn lookup(
+    log: &PartitionLog,
+    timestamp: i64,
+    read_committed: bool,
+) -> Result<(i64, i64), LogError> {
     Ok(match timestamp {
+        LATEST | LATEST_TIERED if read_committed => (log.last_stable_offset(), -1),
         LATEST | LATEST_TIERED => (log.high_watermark(), -1),
         EARLIEST | EARLIEST_LOCAL => (log.log_start_offset(), -1),
         MAX_TIMESTAMP => log.max_timestamp()?.unwrap_or((-1, -1)),
@@ -46,6 +52,7 @@ pub async fn list_offsets(
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
+    let read_committed = req.isolation_level == 1;
     let mut jobs = Vec::new();
     for topic in req.topics {
         for p in topic.partitions {
@@ -71,7 +78,7 @@ pub async fn list_offsets(
                         let replica = partition.replica().clone();
                         match super::check_leader(&replica, current_epoch) {
                             Err(e) => r.error_code = e.code(),
-                            Ok(()) => match lookup(&partition.log(), timestamp) {
+                            Ok(()) => match lookup(&partition.log(), timestamp, read_committed) {
                                 Ok((offset, ts)) => {
                                     r.offset = offset;
                                     r.timestamp = ts;

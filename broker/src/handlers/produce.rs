@@ -68,11 +68,6 @@ pub async fn produce(state: &Arc<BrokerState>, req: ProduceRequest, _version: i1
                     .is_some();
             if !matches!(acks, -1..=1) {
                 r.error_code = ResponseError::InvalidRequiredAcks.code();
-            } else if req.transactional_id.is_some() {
-                r.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-                r.error_message = Some(str_bytes(
-                    "transactions are not supported by this broker yet",
-                ));
             } else if !known {
                 r.error_code = ResponseError::UnknownTopicOrPartition.code();
             } else if partition.is_none() {
@@ -193,17 +188,14 @@ fn assemble(mut response: ProduceResponse, writes: Vec<PartitionWrite>) -> Produ
 
 /// Idempotent producers get a fresh producer id at epoch 0: ids are never
 /// reused, so a restarted producer can never be mistaken for its old self.
+/// (Transactional ones go to their transaction coordinator, `txn`.)
 pub async fn init_producer_id(
     state: &Arc<BrokerState>,
-    req: InitProducerIdRequest,
+    _req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
-    if req.transactional_id.is_some() {
-        response.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
-        return response;
-    }
     match state.cluster.allocate_producer_id().await {
         Ok(id) => {
             response.producer_id = ProducerId(id);

@@ -143,6 +143,7 @@ pub async fn apply_image(state: &Arc<BrokerState>, image: &MetadataImage) -> usi
     }
     state.fetchers.assign(state, follows);
     state.groups.follow_leadership(state);
+    state.txns.follow_leadership(state);
     // Fetches and produces waiting on a partition re-check its role.
     state.logs.notify_appended();
     unopened
@@ -237,6 +238,21 @@ pub async fn wait_for_replication(
             return Err(ResponseError::RequestTimedOut);
         }
     }
+}
+
+/// Waits until the in-sync replicas hold everything written to `partition`
+/// so far (an internal topic's coordinator write: acks=all with `topic`'s
+/// min.insync.replicas).
+pub async fn await_written(
+    state: &BrokerState,
+    partition: &Partition,
+    topic: &str,
+    deadline: tokio::time::Instant,
+) -> Result<(), ResponseError> {
+    let written_up_to = partition.log().log_end_offset();
+    advance_high_watermark(state, partition);
+    let min_insync = state.min_insync_replicas(topic);
+    wait_for_replication(state, partition, written_up_to, min_insync, deadline).await
 }
 
 /// The leader's side of a follower fetch: records the follower's position,
