@@ -13,10 +13,13 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::offset_fetch_response::OffsetFetchResponseGroup;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{
     DeleteGroupsResponse, DescribeGroupsResponse, HeartbeatResponse, JoinGroupResponse,
     LeaveGroupResponse, ListGroupsResponse, OffsetCommitResponse, OffsetDeleteResponse,
-    OffsetFetchResponse, RequestKind, ResponseKind, SyncGroupResponse,
+    OffsetFetchResponse, RequestKind, ResponseKind, SyncGroupResponse, TxnOffsetCommitResponse,
 };
 use tracing::warn;
 use weir_coordinator::{GroupConfig, GroupCoordinator};
@@ -391,6 +394,28 @@ fn refusal(request: &RequestKind, error: ResponseError) -> Option<ResponseKind> 
             let mut r = OffsetDeleteResponse::default();
             r.error_code = code;
             ResponseKind::OffsetDelete(r)
+        }
+        RequestKind::TxnOffsetCommit(req) => {
+            let mut r = TxnOffsetCommitResponse::default();
+            r.topics = req
+                .topics
+                .iter()
+                .map(|t| {
+                    TxnOffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    TxnOffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            ResponseKind::TxnOffsetCommit(r)
         }
         RequestKind::DescribeGroups(req) => {
             let mut r = DescribeGroupsResponse::default();

@@ -209,6 +209,66 @@ fn request(api: ApiKey, version: i16) -> RequestKind {
         ApiKey::UnregisterBroker => UnregisterBrokerRequest::default()
             .with_broker_id(BrokerId(99))
             .into(),
+        // Transactions: an id no producer initialised, a producer id with no
+        // state, a coordinator epoch no broker has — each answered with an
+        // error, not a closed connection.
+        ApiKey::AddPartitionsToTxn => {
+            let mut t = add_partitions_to_txn_request::AddPartitionsToTxnTopic::default();
+            t.name = topic();
+            t.partitions = vec![0];
+            let mut r = AddPartitionsToTxnRequest::default();
+            if version <= 3 {
+                r.v3_and_below_transactional_id =
+                    TransactionalId(StrBytes::from_static_str("none"));
+                r.v3_and_below_producer_id = ProducerId(1);
+                r.v3_and_below_topics = vec![t];
+            } else {
+                let mut txn =
+                    add_partitions_to_txn_request::AddPartitionsToTxnTransaction::default();
+                txn.transactional_id = TransactionalId(StrBytes::from_static_str("none"));
+                txn.producer_id = ProducerId(1);
+                txn.topics = vec![t];
+                r.transactions = vec![txn];
+            }
+            r.into()
+        }
+        ApiKey::AddOffsetsToTxn => AddOffsetsToTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("none")))
+            .with_group_id(group())
+            .into(),
+        ApiKey::EndTxn => EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("none")))
+            .into(),
+        ApiKey::TxnOffsetCommit => TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(StrBytes::from_static_str("none")))
+            .with_group_id(group())
+            .with_generation_id(-1)
+            .into(),
+        ApiKey::WriteTxnMarkers => {
+            let mut t = write_txn_markers_request::WritableTxnMarkerTopic::default();
+            t.name = topic();
+            t.partition_indexes = vec![99];
+            let mut m = write_txn_markers_request::WritableTxnMarker::default();
+            m.producer_id = ProducerId(1);
+            m.topics = vec![t];
+            WriteTxnMarkersRequest::default()
+                .with_markers(vec![m])
+                .into()
+        }
+        ApiKey::DescribeProducers => {
+            let mut t = describe_producers_request::TopicRequest::default();
+            t.name = topic();
+            t.partition_indexes = vec![0];
+            DescribeProducersRequest::default()
+                .with_topics(vec![t])
+                .into()
+        }
+        ApiKey::DescribeTransactions => DescribeTransactionsRequest::default()
+            .with_transactional_ids(vec![TransactionalId(StrBytes::from_static_str("none"))])
+            .into(),
+        ApiKey::ListTransactions => ListTransactionsRequest::default()
+            .with_duration_filter(-1)
+            .into(),
         other => panic!("the broker advertises {other:?} but this test has no request for it"),
     }
 }

@@ -49,6 +49,8 @@ mod replication_tests;
 mod tests;
 #[cfg(test)]
 mod testutil;
+#[cfg(test)]
+mod txn_tests;
 
 pub use config::{CleanupPolicy, LogConfig, TimestampType};
 pub use epoch_cache::{EpochEntry, UNDEFINED_EPOCH_END};

@@ -112,6 +112,40 @@ pub fn control_marker(pid: i64, epoch: i16) -> Vec<u8> {
     )
 }
 
+/// `n` records of producer `pid`'s transaction, sequences from `base_sequence`.
+pub fn transactional(pid: i64, epoch: i16, base_sequence: i32, n: usize) -> Vec<u8> {
+    let mut batch = idempotent(pid, epoch, base_sequence, n);
+    let mut header = BatchHeaderMut::new(&mut batch).expect("a whole batch");
+    let attrs = header.view().attributes();
+    header.set_attributes(attrs | (1 << 4));
+    header.update_crc();
+    batch
+}
+
+/// A real transaction marker (control record key `[0, type]`) ending `pid`'s
+/// transaction, as the coordinator writes it.
+pub fn txn_marker(pid: i64, epoch: i16, commit: bool) -> Vec<u8> {
+    let key = String::from_utf8(
+        crate::ControlType::key(if commit {
+            crate::ControlType::Commit
+        } else {
+            crate::ControlType::Abort
+        })
+        .to_vec(),
+    )
+    .expect("ASCII-range control key");
+    encode_with_control(
+        &[Rec(Some(&key), Some("\0\0\0\0\0\0"), 1_000)],
+        Compression::None,
+        Some(&Producer {
+            id: pid,
+            epoch,
+            base_sequence: -1,
+        }),
+        true,
+    )
+}
+
 /// `batch` with the header fields a leader stamps: base offset and leader epoch
 /// (neither is covered by the CRC).
 pub fn stamped(mut batch: Vec<u8>, base_offset: i64, leader_epoch: i32) -> Vec<u8> {
