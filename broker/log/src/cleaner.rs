@@ -127,7 +127,10 @@ impl PartitionLog {
     /// Compacts the closed segments that `min.compaction.lag.ms` allows, if the dirty
     /// ratio reaches `min.cleanable.dirty.ratio` or tombstones are due for removal.
     /// Records with a null key are dropped (they cannot be appended to a compacted
-    /// topic, but may predate a policy change). Control batches are kept as they are.
+    /// topic, but may predate a policy change). Transactions, as Kafka: nothing from
+    /// the first unstable offset on is cleaned, aborted transactions' data is dropped
+    /// (and supersedes nothing), abort markers go `delete.retention.ms` after their
+    /// segment was first cleaned, commit markers stay.
     pub fn compact(&mut self, now_ms: i64) -> Result<CompactionStats> {
         let mut stats = CompactionStats::default();
         if !self.config.cleanup_policy.compacts() || self.segments.len() < 2 {
@@ -135,9 +138,15 @@ impl PartitionLog {
         }
         let lag = self.config.min_compaction_lag_ms.max(0);
         let closed = self.segments.len() - 1;
+        // Nothing at or above the last stable offset is cleaned: an open
+        // transaction's outcome decides which of its records count.
+        let stable = self.first_unstable_offset().unwrap_or(i64::MAX);
         let end = self.segments[..closed]
             .iter()
-            .position(|s| lag > 0 && s.max_timestamp() > now_ms.saturating_sub(lag))
+            .position(|s| {
+                (lag > 0 && s.max_timestamp() > now_ms.saturating_sub(lag))
+                    || s.next_offset() > stable
+            })
             .unwrap_or(closed);
         if end == 0 {
             return Ok(stats);
@@ -174,7 +183,8 @@ impl PartitionLog {
         }
 
         // Latest offset per key in the dirty part; the clean part is already
-        // deduplicated within itself.
+        // deduplicated within itself. Aborted records supersede nothing.
+        let aborted = AbortedRanges::of(self);
         let mut latest: HashMap<Bytes, i64> = HashMap::new();
         for seg in &self.segments[..end] {
             if seg.next_offset() <= first_dirty {
@@ -182,7 +192,10 @@ impl PartitionLog {
             }
             seg.walk_batches(seg.index_position(first_dirty), true, |_, bytes| {
                 let header = BatchHeader::new(bytes).expect("walk yields whole batches");
-                if header.is_control() || header.last_offset() < first_dirty {
+                if header.is_control()
+                    || header.last_offset() < first_dirty
+                    || aborted.holds(&header)
+                {
                     return Ok(Step::Continue);
                 }
                 for r in decode_batch(bytes)? {
@@ -198,7 +211,7 @@ impl PartitionLog {
             let base = self.segments[i].base_offset();
             let horizon_passed = self.cleaner.horizon_passed(base, now_ms, delete_retention);
             let before = self.segments[i].size();
-            let outcome = self.clean_segment(i, &latest, horizon_passed)?;
+            let outcome = self.clean_segment(i, &latest, &aborted, horizon_passed)?;
             self.cleaner.cleaned_at.entry(base).or_insert(now_ms);
             if outcome.has_tombstones {
                 self.cleaner.with_tombstones.insert(base);
@@ -224,6 +237,7 @@ impl PartitionLog {
         &mut self,
         i: usize,
         latest: &HashMap<Bytes, i64>,
+        aborted: &AbortedRanges,
         drop_tombstones: bool,
     ) -> Result<SegmentOutcome> {
         let base = self.segments[i].base_offset();
@@ -245,7 +259,22 @@ impl PartitionLog {
         self.segments[i].walk_batches(0, true, |_, bytes| {
             let header = BatchHeader::new(bytes).expect("walk yields whole batches");
             if header.is_control() {
-                write(&mut out, bytes)?;
+                // An abort marker outlives its transaction's data (dropped
+                // below) by delete.retention.ms, like a tombstone; commit
+                // markers stay, since the data they vouch for may.
+                let abort = crate::txn_index::marker_type(bytes) == Some(crate::ControlType::Abort);
+                if abort && drop_tombstones {
+                    outcome.changed = true;
+                    outcome.removed += 1;
+                } else {
+                    outcome.has_tombstones |= abort;
+                    write(&mut out, bytes)?;
+                }
+                return Ok(Step::Continue);
+            }
+            if aborted.holds(&header) {
+                outcome.changed = true;
+                outcome.removed += header.records_count().max(0) as u64;
                 return Ok(Step::Continue);
             }
             let records = decode_batch(bytes)?;
@@ -327,5 +356,31 @@ impl PartitionLog {
         seg.flush(true)?;
         self.segments[i] = seg;
         Ok(())
+    }
+}
+
+/// The data of aborted transactions, per producer: `[first, marker)` offsets.
+struct AbortedRanges(HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedRanges {
+    fn of(log: &PartitionLog) -> Self {
+        let mut by_producer: HashMap<i64, Vec<(i64, i64)>> = HashMap::new();
+        for t in log.aborted_transactions(i64::MIN, i64::MAX) {
+            by_producer
+                .entry(t.producer_id)
+                .or_default()
+                .push((t.first_offset, t.last_offset));
+        }
+        AbortedRanges(by_producer)
+    }
+
+    /// Whether `header` is a data batch of an aborted transaction.
+    fn holds(&self, header: &BatchHeader<'_>) -> bool {
+        header.is_transactional()
+            && !header.is_control()
+            && self.0.get(&header.producer_id()).is_some_and(|ranges| {
+                let at = header.base_offset();
+                ranges.iter().any(|&(first, last)| at >= first && at < last)
+            })
     }
 }

@@ -187,3 +187,78 @@ fn clients_cannot_write_markers_and_a_fenced_epoch_cannot_write_data() {
         "{zombie:?}"
     );
 }
+
+#[test]
+fn compaction_drops_aborted_data_and_keeps_abort_markers_until_delete_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        delete_retention_ms: 1_000,
+        ..compact_config()
+    };
+    let mut log = PartitionLog::open(dir.path(), config, 0).unwrap();
+    let keyed = |pid: i64, seq: i32, key: &str, value: &str| {
+        let mut batch = encode(
+            &[Rec(Some(key), Some(value), 1_000)],
+            kafka_protocol::records::Compression::None,
+            Some(&Producer {
+                id: pid,
+                epoch: 0,
+                base_sequence: seq,
+            }),
+        );
+        let mut header = crate::batch::BatchHeaderMut::new(&mut batch).unwrap();
+        let attrs = header.view().attributes();
+        header.set_attributes(attrs | (1 << 4));
+        header.update_crc();
+        batch
+    };
+    log.append(&keyed(7, 0, "k", "committed"), 0, 1_000)
+        .unwrap(); // 0
+    marker(&mut log, 7, true); // 1
+    log.append(&keyed(8, 0, "k", "aborted"), 0, 1_000).unwrap(); // 2
+    marker(&mut log, 8, false); // 3
+    // Fill segments so the ones above are closed.
+    for _ in 0..20 {
+        log.append(
+            &simple(5, 1_000, kafka_protocol::records::Compression::None),
+            0,
+            1_000,
+        )
+        .unwrap();
+    }
+    all_replicated(&mut log);
+    log.compact(2_000).unwrap();
+    let end = log.log_end_offset();
+    let values: Vec<(i64, Option<String>)> =
+        decode_all(&log.read(0, 1 << 20, end).unwrap().records)
+            .into_iter()
+            .filter(|r| r.0 < 4)
+            .map(|r| (r.0, r.2))
+            .collect();
+    assert!(
+        values
+            .iter()
+            .any(|(o, v)| *o == 0 && v.as_deref() == Some("committed")),
+        "the aborted record must not supersede the committed one: {values:?}"
+    );
+    assert!(
+        !values.iter().any(|(o, _)| *o == 2),
+        "aborted data is dropped: {values:?}"
+    );
+    assert!(
+        values.iter().any(|(o, _)| *o == 3),
+        "the abort marker stays for now"
+    );
+    // Past delete.retention.ms after the first cleaning, the marker goes too.
+    log.compact(2_000 + 1_001).unwrap();
+    let offsets: Vec<i64> = decode_all(&log.read(0, 1 << 20, end).unwrap().records)
+        .into_iter()
+        .map(|r| r.0)
+        .filter(|o| *o < 4)
+        .collect();
+    assert_eq!(
+        offsets,
+        vec![0, 1],
+        "committed record and commit marker remain"
+    );
+}
