@@ -47,6 +47,14 @@ pub enum Error {
     NoCoordinator(String),
     #[error("{0} is closed")]
     Closed(&'static str),
+    /// Another producer with the same `transactional.id` took over, or the
+    /// coordinator aborted this one's transaction past its timeout: this
+    /// producer must stop (create a new one to go on).
+    #[error("producer fenced: {0}")]
+    Fenced(String),
+    /// A transaction that can no longer commit (a send in it failed): abort it.
+    #[error("transaction must be aborted: {0}")]
+    AbortableTransaction(String),
     #[error("{0}")]
     Other(String),
 }

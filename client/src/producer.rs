@@ -7,7 +7,7 @@
 //! a batch is first sent and kept across retries, so the broker can drop
 //! duplicates and reject reordering.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ use crate::cluster::Cluster;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::partitioner::{StickyPartitioner, partition_for_key};
+use crate::transaction::{self, GroupMetadata, ProducerIdentity};
 use crate::util::{millis_i32, now_millis, sb};
 
 /// Newest Produce version that still names topics (v13 uses topic ids).
@@ -85,6 +86,12 @@ pub struct ProducerConfig {
     pub retry_backoff: Duration,
     /// Upper bound from `send` to success or failure, retries included.
     pub delivery_timeout: Duration,
+    /// `transactional.id`: makes this a transactional producer (idempotent
+    /// too); sends then belong to the transaction begun last.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms`: the coordinator aborts a transaction left
+    /// open longer.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -99,6 +106,8 @@ impl Default for ProducerConfig {
             retries: i32::MAX as u32,
             retry_backoff: Duration::from_millis(100),
             delivery_timeout: Duration::from_secs(120),
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -177,6 +186,31 @@ enum Command {
     Send(ProducerRecord, Ack),
     Flush(oneshot::Sender<()>),
     Close(oneshot::Sender<()>),
+    Begin(oneshot::Sender<Result<()>>),
+    SendOffsets(
+        GroupMetadata,
+        Vec<(String, i32, i64)>,
+        oneshot::Sender<Result<()>>,
+    ),
+    /// Commit (true) or abort once everything sent is answered.
+    End(bool, oneshot::Sender<Result<()>>),
+}
+
+/// A transactional producer's state in its sender task.
+struct TxnState {
+    id: String,
+    producer: ProducerIdentity,
+    /// Between begin and commit/abort.
+    open: bool,
+    /// Partitions already added to the open transaction.
+    partitions: BTreeSet<TopicPartition>,
+    /// Why the open transaction can only be aborted (a send failed).
+    failed: Option<Error>,
+    /// Once fenced, every later call fails.
+    fenced: Option<Error>,
+    /// Offsets were sent in the open transaction (its EndTxn is needed even
+    /// with no records).
+    offsets_sent: bool,
 }
 
 pub struct Producer {
@@ -199,12 +233,34 @@ impl Producer {
             // More than 5 in flight can reorder on the broker's dedup window.
             config.max_in_flight = config.max_in_flight.clamp(1, 5);
         }
+        if let Some(id) = &config.transactional_id
+            && id.is_empty()
+        {
+            return Err(Error::Config("transactional.id must not be empty".into()));
+        }
+        if config.transactional_id.is_some() {
+            config.enable_idempotence = true;
+            config.acks = Acks::All;
+            config.max_in_flight = config.max_in_flight.clamp(1, 5);
+        }
         config.max_in_flight = config.max_in_flight.max(1);
         config.batch_size = config.batch_size.max(1);
-        let (producer_id, producer_epoch) = if config.enable_idempotence {
-            init_producer_id(&cluster).await?
-        } else {
-            (-1, -1)
+        let txn = match &config.transactional_id {
+            Some(id) => Some(TxnState {
+                id: id.clone(),
+                producer: transaction::init(&cluster, id, config.transaction_timeout).await?,
+                open: false,
+                partitions: BTreeSet::new(),
+                failed: None,
+                fenced: None,
+                offsets_sent: false,
+            }),
+            None => None,
+        };
+        let (producer_id, producer_epoch) = match &txn {
+            Some(t) => (t.producer.id, t.producer.epoch),
+            None if config.enable_idempotence => init_producer_id(&cluster).await?,
+            None => (-1, -1),
         };
         let (tx, rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -219,6 +275,8 @@ impl Producer {
             flush_waiters: Vec::new(),
             flushing: false,
             unacked: 0,
+            txn,
+            ending: None,
         };
         tokio::spawn(sender.run(rx, done_rx));
         Ok(Producer { tx, cluster })
@@ -248,6 +306,44 @@ impl Producer {
             .send(Command::Flush(tx))
             .map_err(|_| Error::Closed("producer"))?;
         rx.await.map_err(|_| Error::Closed("producer"))
+    }
+
+    async fn ask(&self, make: impl FnOnce(oneshot::Sender<Result<()>>) -> Command) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .map_err(|_| Error::Closed("producer"))?;
+        rx.await.map_err(|_| Error::Closed("producer"))?
+    }
+
+    /// Starts a transaction (transactional producers only): what is sent
+    /// from now on is committed or aborted together.
+    pub async fn begin_transaction(&self) -> Result<()> {
+        self.ask(Command::Begin).await
+    }
+
+    /// Makes `offsets` (topic, partition, next offset to read) the group's
+    /// committed offsets if, and only if, the open transaction commits: a
+    /// consume-transform-produce step then happens exactly once.
+    pub async fn send_offsets_to_transaction(
+        &self,
+        offsets: Vec<(String, i32, i64)>,
+        group: GroupMetadata,
+    ) -> Result<()> {
+        self.ask(|tx| Command::SendOffsets(group, offsets, tx))
+            .await
+    }
+
+    /// Sends everything buffered, then commits the open transaction.
+    /// [`Error::AbortableTransaction`] if a send in it failed (abort instead),
+    /// [`Error::Fenced`] if another instance took over.
+    pub async fn commit_transaction(&self) -> Result<()> {
+        self.ask(|tx| Command::End(true, tx)).await
+    }
+
+    /// Aborts the open transaction: read_committed consumers never see it.
+    pub async fn abort_transaction(&self) -> Result<()> {
+        self.ask(|tx| Command::End(false, tx)).await
     }
 
     /// Flushes, then stops the background task.
@@ -511,6 +607,9 @@ struct SenderTask {
     flushing: bool,
     /// Records sent by the user and not yet acknowledged or failed.
     unacked: usize,
+    txn: Option<TxnState>,
+    /// A commit (true) or abort waiting for everything sent to be answered.
+    ending: Option<(bool, oneshot::Sender<Result<()>>)>,
 }
 
 impl SenderTask {
@@ -537,11 +636,26 @@ impl SenderTask {
                         self.flushing = true;
                         closing = Some(None);
                     }
+                    Some(Command::Begin(tx)) => {
+                        let _ = tx.send(self.begin());
+                    }
+                    Some(Command::SendOffsets(group, offsets, tx)) => {
+                        let _ = tx.send(self.send_offsets(&group, &offsets).await);
+                    }
+                    Some(Command::End(commit, tx)) => {
+                        self.flushing = true;
+                        self.ending = Some((commit, tx));
+                    }
                 },
                 Some(done) = done_rx.recv() => self.on_done(done),
                 _ = sleep_until(deadline), if deadline.is_some() => {}
             }
             self.send_ready().await;
+            if self.unacked == 0
+                && let Some((commit, tx)) = self.ending.take()
+            {
+                let _ = tx.send(self.end(commit).await);
+            }
             if self.unacked == 0 {
                 self.flushing = false;
                 for w in self.flush_waiters.drain(..) {
@@ -558,11 +672,18 @@ impl SenderTask {
     }
 
     async fn enqueue(&mut self, record: ProducerRecord, ack: Ack) {
-        match self.place(&record).await {
+        let placed = match self.place(&record).await {
+            Ok(partition) => self
+                .join_transaction(&record.topic, partition)
+                .await
+                .map(|()| partition),
+            Err(e) => Err(e),
+        };
+        match placed {
             Ok(partition) => {
                 let timestamp = record.timestamp.unwrap_or_else(now_millis);
                 let r = Record {
-                    transactional: false,
+                    transactional: self.txn.is_some(),
                     control: false,
                     delete_horizon: false,
                     partition_leader_epoch: -1,
@@ -598,6 +719,121 @@ impl SenderTask {
                 let _ = ack.send(Err(e));
             }
         }
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        let Some(txn) = &mut self.txn else {
+            return Err(Error::Config(
+                "begin_transaction needs a transactional.id".into(),
+            ));
+        };
+        if let Some(e) = &txn.fenced {
+            return Err(e.clone());
+        }
+        if txn.open {
+            return Err(Error::Other("a transaction is already open".into()));
+        }
+        txn.open = true;
+        txn.partitions.clear();
+        txn.failed = None;
+        Ok(())
+    }
+
+    /// The open transaction, for a call that needs one.
+    fn open_txn(&mut self) -> Result<&mut TxnState> {
+        let Some(txn) = &mut self.txn else {
+            return Err(Error::Config("transactions need a transactional.id".into()));
+        };
+        if let Some(e) = &txn.fenced {
+            return Err(e.clone());
+        }
+        if !txn.open {
+            return Err(Error::Other(
+                "no transaction is open: call begin_transaction".into(),
+            ));
+        }
+        Ok(txn)
+    }
+
+    /// Before a transactional producer's first record to a partition in a
+    /// transaction, the coordinator must know the partition (it writes the
+    /// partition's marker at the end).
+    async fn join_transaction(&mut self, topic: &str, partition: i32) -> Result<()> {
+        if self.txn.is_none() {
+            return Ok(());
+        }
+        let cluster = Arc::clone(&self.cluster);
+        let txn = self.open_txn()?;
+        let tp = TopicPartition {
+            topic: topic.to_owned(),
+            partition,
+        };
+        if txn.partitions.contains(&tp) {
+            return Ok(());
+        }
+        let added = transaction::add_partitions(
+            &cluster,
+            &txn.id,
+            txn.producer,
+            &[(topic.to_owned(), partition)],
+        )
+        .await;
+        match added {
+            Ok(()) => {
+                txn.partitions.insert(tp);
+                Ok(())
+            }
+            Err(e) => {
+                if matches!(e, Error::Fenced(_)) {
+                    txn.fenced = Some(e.clone());
+                } else {
+                    txn.failed.get_or_insert(e.clone());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn send_offsets(
+        &mut self,
+        group: &GroupMetadata,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<()> {
+        let cluster = Arc::clone(&self.cluster);
+        let txn = self.open_txn()?;
+        let sent = transaction::send_offsets(&cluster, &txn.id, txn.producer, group, offsets).await;
+        match &sent {
+            Ok(()) => txn.offsets_sent = true,
+            Err(e @ Error::Fenced(_)) => txn.fenced = Some(e.clone()),
+            Err(_) => {}
+        }
+        sent
+    }
+
+    /// Everything sent is answered: commit or abort.
+    async fn end(&mut self, commit: bool) -> Result<()> {
+        let cluster = Arc::clone(&self.cluster);
+        let txn = self.open_txn()?;
+        if commit && let Some(e) = &txn.failed {
+            return Err(Error::AbortableTransaction(e.to_string()));
+        }
+        // A transaction that wrote nothing has nothing to end.
+        let ended = if txn.partitions.is_empty() && !txn.offsets_sent {
+            Ok(())
+        } else {
+            transaction::end(&cluster, &txn.id, txn.producer, commit).await
+        };
+        match &ended {
+            Ok(()) => {
+                txn.open = false;
+                txn.partitions.clear();
+                txn.failed = None;
+                txn.offsets_sent = false;
+            }
+            Err(e @ Error::Fenced(_)) => txn.fenced = Some(e.clone()),
+            Err(_) => {}
+        }
+        ended
     }
 
     async fn place(&mut self, record: &ProducerRecord) -> Result<i32> {
@@ -843,6 +1079,16 @@ impl SenderTask {
             return;
         }
         self.unacked = self.unacked.saturating_sub(b.records.len());
+        if let Some(txn) = &mut self.txn {
+            if matches!(
+                err.kafka_error(),
+                Some(ResponseError::ProducerFenced | ResponseError::InvalidProducerEpoch)
+            ) {
+                txn.fenced = Some(Error::Fenced(err.to_string()));
+            } else if txn.open {
+                txn.failed.get_or_insert(err.clone());
+            }
+        }
         b.fail(&err);
     }
 }

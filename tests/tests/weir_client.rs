@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use weir_client::ClientConfig;
 use weir_client::admin::{Admin, ConfigResource, NewTopic, OffsetSpec};
-use weir_client::consumer::{Consumer, ConsumerConfig, OffsetReset};
+use weir_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
+use weir_client::transaction::GroupMetadata;
 use weir_e2e::BrokerProcess;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,4 +233,154 @@ async fn group_reset_offsets_moves_only_an_inactive_groups_offsets() {
     let (ok, text) = weir(&["resets", "--all-topics", "--to-latest", "--execute"]);
     assert!(!ok && text.contains("inactive"), "{text}");
     assert_eq!(at(&committed().await, 1), 0);
+}
+
+/// Reads `topic`'s partitions from the start until `want` records came or
+/// a quiet second passes after the deadline for them.
+async fn read_all(
+    client: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+    isolation: IsolationLevel,
+    want: usize,
+) -> Vec<String> {
+    let mut consumer = Consumer::connect(
+        client.clone(),
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            isolation_level: isolation,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("consumer");
+    let tps: Vec<(&str, i32)> = (0..partitions).map(|p| (topic, p)).collect();
+    consumer.assign(&tps);
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let batch = consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .expect("poll");
+        let quiet = batch.is_empty();
+        seen.extend(
+            batch
+                .into_iter()
+                .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap()),
+        );
+        if (seen.len() >= want && quiet) || tokio::time::Instant::now() > deadline {
+            break;
+        }
+    }
+    seen.sort();
+    seen
+}
+
+/// The transactional producer: a committed transaction is read by
+/// read_committed consumers, an aborted one only by read_uncommitted ones,
+/// offsets sent in a transaction count once it commits, and a second
+/// instance with the same transactional.id fences the first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactional_producer_commits_aborts_sends_offsets_and_is_fenced() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    let admin = Admin::connect(client.clone()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new("ledger", 2, 1))
+        .await
+        .expect("create");
+    admin
+        .wait_for_topic("ledger", Duration::from_secs(10))
+        .await
+        .expect("metadata");
+    let config = ProducerConfig {
+        transactional_id: Some("ledger-writer".into()),
+        ..Default::default()
+    };
+    let first = Producer::connect(client.clone(), config.clone())
+        .await
+        .expect("transactional producer");
+    first.begin_transaction().await.expect("begin");
+    for i in 0..10 {
+        let _ = first.send(ProducerRecord::new("ledger", format!("c{i}")).with_partition(i % 2));
+    }
+    first.commit_transaction().await.expect("commit");
+    first.begin_transaction().await.expect("begin");
+    for i in 0..5 {
+        let _ = first.send(ProducerRecord::new("ledger", format!("a{i}")).with_partition(i % 2));
+    }
+    first.flush().await.expect("flush");
+    first.abort_transaction().await.expect("abort");
+
+    let committed: Vec<String> = {
+        let mut v: Vec<String> = (0..10).map(|i| format!("c{i}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        read_all(&client, "ledger", 2, IsolationLevel::ReadCommitted, 10).await,
+        committed
+    );
+    assert_eq!(
+        read_all(&client, "ledger", 2, IsolationLevel::ReadUncommitted, 15)
+            .await
+            .len(),
+        15,
+        "read_uncommitted sees the aborted records too"
+    );
+
+    let group = GroupMetadata::new("ledger-readers");
+    first.begin_transaction().await.expect("begin");
+    first
+        .send_offsets_to_transaction(vec![("ledger".into(), 0, 4)], group.clone())
+        .await
+        .expect("send offsets");
+    first.abort_transaction().await.expect("abort");
+    let offsets = admin
+        .committed_offsets("ledger-readers")
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        offsets.get(&("ledger".to_string(), 0)),
+        None,
+        "aborted offsets do not count"
+    );
+    first.begin_transaction().await.expect("begin");
+    first
+        .send_offsets_to_transaction(vec![("ledger".into(), 0, 3)], group)
+        .await
+        .expect("send offsets");
+    first.commit_transaction().await.expect("commit");
+    let mut offsets = BTreeMap::new();
+    for _ in 0..100 {
+        offsets = admin
+            .committed_offsets("ledger-readers")
+            .await
+            .expect("offsets");
+        if !offsets.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(offsets.get(&("ledger".to_string(), 0)), Some(&3));
+
+    // A second instance takes over; the first is fenced.
+    let second = Producer::connect(client.clone(), config)
+        .await
+        .expect("second instance");
+    first.begin_transaction().await.expect("begin is local");
+    let ack = first.send(ProducerRecord::new("ledger", "zombie").with_partition(0));
+    assert!(ack.await.is_err(), "a fenced producer's record is refused");
+    let fenced = first.commit_transaction().await.expect_err("fenced");
+    assert!(matches!(fenced, weir_client::Error::Fenced(_)), "{fenced}");
+    second.begin_transaction().await.expect("begin");
+    let _ = second.send(ProducerRecord::new("ledger", "c10").with_partition(1));
+    second.commit_transaction().await.expect("commit");
+    let seen = read_all(&client, "ledger", 2, IsolationLevel::ReadCommitted, 11).await;
+    assert_eq!(seen.len(), 11, "{seen:?}");
+    assert!(
+        !seen.iter().any(|v| v == "zombie" || v.starts_with('a')),
+        "{seen:?}"
+    );
 }

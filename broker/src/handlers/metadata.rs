@@ -240,7 +240,7 @@ pub async fn find_coordinator(
 /// `__consumer_offsets` is created on first need (as Kafka does) with
 /// `offsets.topic.num.partitions` partitions, replicated to as many brokers
 /// as `offsets.topic.replication.factor` asks and the cluster has.
-async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), ResponseError> {
+pub async fn ensure_offsets_topic(state: &BrokerState) -> Result<(), ResponseError> {
     ensure_internal_topic(
         state,
         CONSUMER_OFFSETS_TOPIC,

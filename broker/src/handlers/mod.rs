@@ -3,7 +3,7 @@
 
 mod configs;
 mod fetch;
-mod metadata;
+pub(crate) mod metadata;
 mod offsets;
 mod produce;
 mod reassign;

@@ -337,13 +337,14 @@ async fn add_offsets_to_txn(
     req: AddOffsetsToTxnRequest,
     version: i16,
 ) -> AddOffsetsToTxnResponse {
-    let code = match (
-        locate(state, &req.transactional_id),
-        crate::groups::partition_of(state, &req.group_id),
-    ) {
+    // The group's offsets partition joins the transaction; the topic is made
+    // now if no group was ever coordinated.
+    let offsets_topic = crate::handlers::metadata::ensure_offsets_topic(state).await;
+    let group_partition = offsets_topic
+        .ok()
+        .and_then(|()| crate::groups::partition_of(state, &req.group_id));
+    let code = match (locate(state, &req.transactional_id), group_partition) {
         (Err(c), _) => c,
-        // No __consumer_offsets yet: the client looks up the group
-        // coordinator (which creates it) and retries.
         (Ok(_), None) => ResponseError::CoordinatorNotAvailable.code(),
         (Ok(c), Some(p)) => {
             c.add_partitions(
