@@ -36,6 +36,8 @@ enum Command {
     Consume(cmd::consume::ConsumeArgs),
     /// List and describe consumer groups, with lag.
     Group(cmd::group::GroupArgs),
+    /// List, describe and abort transactions; a partition's producers.
+    Txn(cmd::txn::TxnArgs),
     /// Cluster operations: drain a broker, list partition reassignments.
     Cluster(cmd::cluster::ClusterArgs),
     /// Measure produce and consume throughput and latency.
@@ -95,6 +97,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Produce(args) => cmd::produce::run(args).await,
             Command::Consume(args) => cmd::consume::run(args).await,
             Command::Group(args) => cmd::group::run(args).await,
+            Command::Txn(args) => cmd::txn::run(args).await,
             Command::Cluster(args) => cmd::cluster::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Operator(args) => cmd::operator::run(args).await,

@@ -33,6 +33,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Message};
 
+mod transactions;
+
+pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
+
 use crate::cluster::{Cluster, TopicMetadata};
 use crate::config::ClientConfig;
 use crate::error::{Error, Result, check};

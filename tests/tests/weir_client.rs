@@ -384,3 +384,94 @@ async fn transactional_producer_commits_aborts_sends_offsets_and_is_fenced() {
         "{seen:?}"
     );
 }
+
+/// `weir txn`: an open transaction is listed and described, its producer
+/// shows the transaction's first offset on the partition, and aborting it
+/// there lets read_committed consumers past it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn weir_txn_lists_describes_and_aborts_a_hanging_transaction() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    let admin = Admin::connect(client.clone()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new("held", 1, 1))
+        .await
+        .expect("create");
+    admin
+        .wait_for_topic("held", Duration::from_secs(10))
+        .await
+        .expect("metadata");
+    let plain = Producer::connect(client.clone(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    plain
+        .send(ProducerRecord::new("held", "before"))
+        .await
+        .expect("before");
+    let stuck = Producer::connect(
+        client.clone(),
+        ProducerConfig {
+            transactional_id: Some("stuck-writer".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("transactional producer");
+    stuck.begin_transaction().await.expect("begin");
+    stuck
+        .send(ProducerRecord::new("held", "in-doubt"))
+        .await
+        .expect("in-doubt");
+    plain
+        .send(ProducerRecord::new("held", "after"))
+        .await
+        .expect("after");
+    assert_eq!(
+        read_all(&client, "held", 1, IsolationLevel::ReadCommitted, 1).await,
+        vec!["before".to_string()],
+        "the open transaction holds read_committed readers back"
+    );
+
+    let weir = |args: &[&str]| {
+        let out = std::process::Command::new(weir_e2e::weir_bin())
+            .arg("txn")
+            .args(args)
+            .args(["--bootstrap-server", &broker.bootstrap()])
+            .env("WEIR_LOG", "warn")
+            .output()
+            .expect("running weir");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "weir txn {args:?}: {text}");
+        text
+    };
+    let listed = weir(&["list"]);
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("stuck-writer") && l.contains("Ongoing")),
+        "{listed}"
+    );
+    let described = weir(&["describe", "stuck-writer"]);
+    assert!(described.contains("held-0"), "{described}");
+    let producers = weir(&["describe-producers", "--topic", "held", "--partition", "0"]);
+    assert!(
+        producers.lines().any(|l| l.ends_with("\t1")),
+        "the transaction started at offset 1: {producers}"
+    );
+    let aborted = weir(&[
+        "abort",
+        "--topic",
+        "held",
+        "--partition",
+        "0",
+        "--start-offset",
+        "1",
+    ]);
+    assert!(aborted.contains("Aborted"), "{aborted}");
+    assert_eq!(
+        read_all(&client, "held", 1, IsolationLevel::ReadCommitted, 2).await,
+        vec!["after".to_string(), "before".to_string()],
+        "past the aborted transaction, without its record"
+    );
+}

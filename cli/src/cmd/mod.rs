@@ -9,3 +9,4 @@ pub mod operator;
 pub mod produce;
 pub mod reset_offsets;
 pub mod topic;
+pub mod txn;
