@@ -988,7 +988,13 @@ impl SenderTask {
     fn on_done(&mut self, done: Done) {
         let resp = match done.result {
             Err(e) => {
+                // The leader cannot be reached: it may have died, so ask
+                // where the partition is led now before the retry.
+                let unreachable = matches!(e, Error::Connect { .. } | Error::Disconnected { .. });
                 for b in done.batches {
+                    if unreachable {
+                        self.cluster.invalidate(&b.tp.topic);
+                    }
                     self.acc.completed(&b.tp);
                     self.retry_or_fail(b, e.clone());
                 }

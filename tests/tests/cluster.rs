@@ -444,3 +444,127 @@ async fn groups_spread_over_brokers_and_move_when_a_coordinator_dies() {
         .expect("coordinator after the kill");
     assert_ne!(moved, victim, "the killed broker still named coordinator");
 }
+
+/// Every value of `topic` a read_committed reader sees once `last` (a
+/// plain record written after the transaction) is visible: the transaction
+/// has then ended one way or the other.
+async fn committed_view(bootstrap: &str, topic: &str, partitions: i32, last: &str) -> Vec<String> {
+    use weir_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let mut consumer = Consumer::connect(
+            weir_client::ClientConfig::new(bootstrap.to_string()),
+            ConsumerConfig {
+                auto_offset_reset: OffsetReset::Earliest,
+                isolation_level: IsolationLevel::ReadCommitted,
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("consumer");
+        let tps: Vec<(&str, i32)> = (0..partitions).map(|p| (topic, p)).collect();
+        consumer.assign(&tps);
+        let mut seen = Vec::new();
+        let round = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < round {
+            if let Ok(batch) = consumer.poll(Duration::from_millis(300)).await {
+                seen.extend(
+                    batch
+                        .into_iter()
+                        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap()),
+                );
+            }
+            if seen.iter().any(|v| v == last) {
+                seen.sort();
+                return seen;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the transaction never ended: read_committed saw only {seen:?}"
+        );
+    }
+}
+
+/// The transaction coordinator is killed (kill -9) between the produce and
+/// the commit, and in a second round right after EndTxn was answered
+/// (before or while the markers are written): the transaction still ends,
+/// committed or aborted as a whole, and read_committed readers never see
+/// part of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_ends_whole_when_its_coordinator_is_killed() {
+    use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
+    let mut cluster = ClusterProcesses::start(3, &["transaction.state.log.num.partitions=3"]);
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "txn-ha", 2, 3, "2").await;
+    wait_until(Duration::from_secs(20), "a full ISR", || {
+        full_isr(&bootstrap, "txn-ha")
+    });
+    let client = weir_client::ClientConfig::new(bootstrap.clone());
+    let plain = Producer::connect(client.clone(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    for (round, kill_after_commit) in [(0, false), (1, true)] {
+        let txn_id = format!("ha-writer-{round}");
+        let producer = Producer::connect(
+            client.clone(),
+            ProducerConfig {
+                transactional_id: Some(txn_id.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("transactional producer");
+        let admin = weir_client::admin::Admin::connect(client.clone())
+            .await
+            .expect("admin");
+        let (coordinator, _) = admin
+            .cluster()
+            .coordinator(&txn_id, 1)
+            .await
+            .expect("transaction coordinator");
+        producer.begin_transaction().await.expect("begin");
+        let values: Vec<String> = (0..20).map(|i| format!("r{round}-{i}")).collect();
+        for (i, v) in values.iter().enumerate() {
+            let _ = producer
+                .send(ProducerRecord::new("txn-ha", v.clone()).with_partition(i as i32 % 2));
+        }
+        producer.flush().await.expect("flush");
+        if kill_after_commit {
+            producer.commit_transaction().await.expect("commit");
+            eprintln!("round {round}: killing coordinator {coordinator} after EndTxn");
+            cluster.broker(coordinator).kill9();
+        } else {
+            eprintln!("round {round}: killing coordinator {coordinator} before EndTxn");
+            cluster.broker(coordinator).kill9();
+            // Committed by the next coordinator, or (should the client give
+            // up) aborted at the transaction timeout: either is whole.
+            let _ = producer.commit_transaction().await;
+        }
+        let last = format!("after-{round}");
+        for p in 0..2 {
+            plain
+                .send(ProducerRecord::new("txn-ha", last.clone()).with_partition(p))
+                .await
+                .expect("a plain record after the transaction");
+        }
+        let seen = committed_view(&bootstrap, "txn-ha", 2, &last).await;
+        let ours: Vec<&String> = seen
+            .iter()
+            .filter(|v| v.starts_with(&format!("r{round}-")))
+            .collect();
+        assert!(
+            ours.is_empty() || ours.len() == values.len(),
+            "round {round}: read_committed saw part of a transaction: {ours:?}"
+        );
+        if kill_after_commit {
+            assert_eq!(
+                ours.len(),
+                values.len(),
+                "an acknowledged commit is not lost"
+            );
+        }
+        cluster.broker(coordinator).restart();
+        cluster.wait_ready(Duration::from_secs(30));
+    }
+}
