@@ -36,6 +36,27 @@ if ! command -v kcat >/dev/null; then
   fi
 fi
 
+# The Apache Kafka Java client, as ../shared/design/TESTING.md gets it: the
+# kafka-clients jar bundled in a PyPI wheel, slf4j from Debian.
+java_dir="$cache/java"
+java_jar="$java_dir/_atoti_server_kafka/__resources__/plugin.jar"
+if [ ! -f "$java_jar" ]; then
+  echo "== fetching the Kafka Java client"
+  mkdir -p "$java_dir"
+  "$venv/bin/pip" download -q --no-deps -d "$java_dir" atoti-server-kafka==0.9.16
+  "$venv/bin/python" -m zipfile -e "$java_dir"/atoti_server_kafka-*.whl "$java_dir"
+fi
+if [ ! -f /usr/share/java/slf4j-api.jar ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libslf4j-java >/dev/null
+  else
+    echo "slf4j is missing: install it (Debian/Ubuntu: sudo apt-get install libslf4j-java) and run again"
+    exit 1
+  fi
+fi
+export WEIR_JAVA_CLASSPATH="$java_jar:/usr/share/java/slf4j-api.jar:/usr/share/java/slf4j-nop.jar"
+
 echo "== build (once, shared by every stage)"
 cargo build --workspace --all-targets
 export WEIR_BIN="$CARGO_TARGET_DIR/debug/weir"
