@@ -61,8 +61,11 @@ pub trait ShardKind: Send + Sync + 'static {
 /// leader's memory may miss what another leader wrote meanwhile.
 pub struct Shards<K: ShardKind> {
     kind: Arc<K>,
-    slots: RwLock<HashMap<i32, (i32, Slot<K::Coordinator>)>>,
+    slots: RwLock<SlotMap<K::Coordinator>>,
 }
+
+/// Partition -> (leader epoch it was loaded for, slot).
+type SlotMap<C> = HashMap<i32, (i32, Slot<C>)>;
 
 impl<K: ShardKind> Shards<K> {
     pub fn new(kind: K) -> Arc<Self> {
@@ -162,11 +165,11 @@ impl<K: ShardKind> Shards<K> {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<i32, (i32, Slot<K::Coordinator>)>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, SlotMap<K::Coordinator>> {
         self.slots.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<i32, (i32, Slot<K::Coordinator>)>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, SlotMap<K::Coordinator>> {
         self.slots.write().unwrap_or_else(|e| e.into_inner())
     }
 }

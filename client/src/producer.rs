@@ -277,6 +277,7 @@ impl Producer {
             unacked: 0,
             txn,
             ending: None,
+            needs_new_producer_id: false,
         };
         tokio::spawn(sender.run(rx, done_rx));
         Ok(Producer { tx, cluster })
@@ -421,6 +422,9 @@ struct PartitionQueue {
     /// A batch came back for retry: hold later ones until everything in
     /// flight is answered, so the retry goes out first and order holds.
     retrying: bool,
+    /// The next sequence the broker expects, as far as its answers tell:
+    /// an OUT_OF_ORDER_SEQUENCE_NUMBER for exactly this batch is a real gap.
+    acked_up_to: i32,
 }
 
 /// Per-partition batching with no I/O, so its rules are unit-testable.
@@ -570,6 +574,45 @@ impl Accumulator {
             .min()
     }
 
+    /// Batches sent and not yet answered, over every partition.
+    fn in_flight(&self) -> usize {
+        self.queues.values().map(|q| q.in_flight).sum()
+    }
+
+    /// `tp`'s broker acknowledged `batch` (idempotent): what it expects next.
+    fn acknowledged(&mut self, batch: &ProducerBatch) {
+        if let (Some(q), Some(base)) = (self.queues.get_mut(&batch.tp), batch.base_sequence) {
+            q.acked_up_to = wrapping_sequence(base, batch.records.len());
+        }
+    }
+
+    /// Whether `batch` is the one the broker should have taken next, so
+    /// that OUT_OF_ORDER_SEQUENCE_NUMBER means the broker lost our state
+    /// (not that an earlier batch is still being retried).
+    fn is_next_expected(&self, batch: &ProducerBatch) -> bool {
+        self.queues
+            .get(&batch.tp)
+            .is_some_and(|q| batch.base_sequence == Some(q.acked_up_to))
+    }
+
+    /// A new producer id: every queued batch is sent again from sequence 0
+    /// under it. Only when nothing is in flight.
+    fn restart_sequences(&mut self, producer_id: i64, epoch: i16) {
+        for q in self.queues.values_mut() {
+            q.next_sequence = 0;
+            q.acked_up_to = 0;
+            q.retrying = false;
+            for b in &mut q.batches {
+                b.base_sequence = None;
+                b.encoded = None;
+                for r in &mut b.records {
+                    r.record.producer_id = producer_id;
+                    r.record.producer_epoch = epoch;
+                }
+            }
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.queues.values().all(|q| q.batches.is_empty())
@@ -610,6 +653,9 @@ struct SenderTask {
     txn: Option<TxnState>,
     /// A commit (true) or abort waiting for everything sent to be answered.
     ending: Option<(bool, oneshot::Sender<Result<()>>)>,
+    /// The broker lost this idempotent producer's state (UNKNOWN_PRODUCER_ID,
+    /// or a real sequence gap): get a new producer id once nothing is in flight.
+    needs_new_producer_id: bool,
 }
 
 impl SenderTask {
@@ -858,7 +904,40 @@ impl SenderTask {
         })
     }
 
+    /// Retrying into a producer state the broker no longer has would only
+    /// fail until the delivery timeout: start over under a new producer id
+    /// (Kafka's producer bumps its epoch the same way).
+    async fn renew_producer_id(&mut self) -> bool {
+        if !self.needs_new_producer_id {
+            return true;
+        }
+        if self.acc.in_flight() > 0 {
+            return false;
+        }
+        match init_producer_id(&self.cluster).await {
+            Ok((id, epoch)) => {
+                tracing::info!(
+                    old = self.producer_id,
+                    new = id,
+                    "the broker lost this producer's sequence state; continuing under a new producer id"
+                );
+                self.producer_id = id;
+                self.producer_epoch = epoch;
+                self.acc.restart_sequences(id, epoch);
+                self.needs_new_producer_id = false;
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "getting a new producer id failed; retrying");
+                false
+            }
+        }
+    }
+
     async fn send_ready(&mut self) {
+        if !self.renew_producer_id().await {
+            return;
+        }
         let now = Instant::now();
         let batches = self
             .acc
@@ -1026,6 +1105,7 @@ impl SenderTask {
             };
             if p.error_code == 0 || p.error_code == ResponseError::DuplicateSequenceNumber.code() {
                 // A duplicate means an earlier attempt was written: success.
+                self.acc.acknowledged(&b);
                 self.succeed(b, p.base_offset, p.log_append_time_ms);
                 continue;
             }
@@ -1072,6 +1152,20 @@ impl SenderTask {
 
     fn retry_or_fail(&mut self, mut b: ProducerBatch, err: Error) {
         let out_of_order = err.kafka_error() == Some(ResponseError::OutOfOrderSequenceNumber);
+        // The broker forgot us, or has a real gap before this batch: this
+        // batch fails, the rest go again under a new producer id. (A
+        // transactional producer's state belongs to its transaction: it
+        // must abort instead.)
+        let state_lost = self.config.enable_idempotence
+            && self.txn.is_none()
+            && (err.kafka_error() == Some(ResponseError::UnknownProducerId)
+                || (out_of_order && self.acc.is_next_expected(&b)));
+        if state_lost {
+            self.needs_new_producer_id = true;
+            self.unacked = self.unacked.saturating_sub(b.records.len());
+            b.fail(&err);
+            return;
+        }
         let retriable = err.is_retriable() || out_of_order;
         let now = Instant::now();
         if retriable
@@ -1334,13 +1428,8 @@ mod tests {
             values: Vec<Bytes>,
         }
 
-        fn answer(
-            port: u16,
-            log: &Mutex<Log>,
-            api: i16,
-            version: i16,
-            mut body: Bytes,
-        ) -> Option<Bytes> {
+        /// ApiVersions and Metadata of a one-broker cluster with topic "t".
+        fn cluster_answer(port: u16, api: i16, version: i16) -> Option<Bytes> {
             Some(match api {
                 18 => {
                     let keys = [(18, 0, 4), (3, 0, 12), (0, 3, 12), (22, 0, 5)]
@@ -1375,6 +1464,21 @@ mod tests {
                         ]);
                     encode_msg(&resp, version)
                 }
+                _ => return None,
+            })
+        }
+
+        fn answer(
+            port: u16,
+            log: &Mutex<Log>,
+            api: i16,
+            version: i16,
+            mut body: Bytes,
+        ) -> Option<Bytes> {
+            if let Some(bytes) = cluster_answer(port, api, version) {
+                return Some(bytes);
+            }
+            Some(match api {
                 22 => encode_msg(
                     &InitProducerIdResponse::default()
                         .with_producer_id(1000.into())
@@ -1474,6 +1578,119 @@ mod tests {
             let want: Vec<Bytes> = (0..40).map(|i| Bytes::from(format!("v{i:02}"))).collect();
             assert_eq!(log.values, want, "written once each, in order");
             assert!(log.produce_calls > 3);
+        }
+
+        /// A broker that forgets producer 1000 after ten records (its state
+        /// expired): answers UNKNOWN_PRODUCER_ID to it, hands out 1001 next.
+        /// Producer ids handed out, and (producer id, sequence, value) written.
+        type ForgetfulLog = (i64, Vec<(i64, i32, Bytes)>);
+
+        fn forgetful(
+            port: u16,
+            log: &Mutex<ForgetfulLog>,
+            api: i16,
+            version: i16,
+            mut body: Bytes,
+        ) -> Option<Bytes> {
+            if let Some(bytes) = cluster_answer(port, api, version) {
+                return Some(bytes);
+            }
+            Some(match api {
+                22 => {
+                    let mut l = log.lock().unwrap();
+                    l.0 += 1;
+                    encode_msg(
+                        &InitProducerIdResponse::default()
+                            .with_producer_id((999 + l.0).into())
+                            .with_producer_epoch(0),
+                        version,
+                    )
+                }
+                0 => {
+                    let req = ProduceRequest::decode(&mut body, version).unwrap();
+                    let mut l = log.lock().unwrap();
+                    let mut parts = Vec::new();
+                    for p in req.topic_data.iter().flat_map(|t| &t.partition_data) {
+                        let mut bytes = p.records.clone().unwrap();
+                        let info =
+                            RecordBatchDecoder::decode_batch_info(&mut bytes.clone()).unwrap();
+                        let (pid, seq) = (info[0].producer_id, info[0].base_sequence);
+                        let mut resp = PartitionProduceResponse::default()
+                            .with_index(p.index)
+                            .with_log_append_time_ms(-1);
+                        if pid == 1000 && l.1.len() >= 10 {
+                            resp.error_code = ResponseError::UnknownProducerId.code();
+                        } else {
+                            let set = RecordBatchDecoder::decode(&mut bytes).unwrap();
+                            resp.base_offset = l.1.len() as i64;
+                            for (i, r) in set.records.into_iter().enumerate() {
+                                l.1.push((pid, seq + i as i32, r.value.unwrap()));
+                            }
+                        }
+                        parts.push(resp);
+                    }
+                    encode_msg(
+                        &ProduceResponse::default().with_responses(vec![
+                            TopicProduceResponse::default()
+                                .with_name(TopicName(sb("t")))
+                                .with_partition_responses(parts),
+                        ]),
+                        version,
+                    )
+                }
+                _ => return None,
+            })
+        }
+
+        #[tokio::test]
+        async fn a_lost_producer_state_is_left_behind_under_a_new_producer_id() {
+            let log = Arc::new(Mutex::new((0i64, Vec::new())));
+            let l = log.clone();
+            let port = fake_tcp_broker(move |port| {
+                move |api, version, body| forgetful(port, &l, api, version, body)
+            })
+            .await;
+            let client = ClientConfig {
+                request_timeout: Duration::from_secs(5),
+                ..ClientConfig::new(format!("127.0.0.1:{port}"))
+            };
+            let config = ProducerConfig {
+                batch_size: 1,
+                linger: Duration::ZERO,
+                max_in_flight: 1,
+                retry_backoff: Duration::from_millis(5),
+                ..ProducerConfig::default()
+            };
+            let producer = Producer::connect(client, config).await.unwrap();
+            for i in 0..10 {
+                producer
+                    .send(ProducerRecord::new("t", format!("a{i}")))
+                    .await
+                    .unwrap();
+            }
+            let lost = producer.send(ProducerRecord::new("t", "lost")).await;
+            assert_eq!(
+                lost.unwrap_err().kafka_error(),
+                Some(ResponseError::UnknownProducerId),
+                "the batch the broker refused fails with the broker's reason"
+            );
+            for i in 0..5 {
+                tokio::time::timeout(
+                    Duration::from_secs(10),
+                    producer.send(ProducerRecord::new("t", format!("b{i}"))),
+                )
+                .await
+                .expect("delivered well before the delivery timeout")
+                .expect("delivered under the new producer id");
+            }
+            producer.close().await.unwrap();
+            let log = log.lock().unwrap();
+            let after: Vec<(i64, i32)> = log.1[10..].iter().map(|(p, s, _)| (*p, *s)).collect();
+            assert_eq!(
+                after,
+                (0..5).map(|s| (1001, s)).collect::<Vec<_>>(),
+                "a new producer id, sequences from 0"
+            );
         }
     }
 }

@@ -526,8 +526,10 @@ async fn a_transaction_ends_whole_when_its_coordinator_is_killed() {
         producer.begin_transaction().await.expect("begin");
         let values: Vec<String> = (0..20).map(|i| format!("r{round}-{i}")).collect();
         for (i, v) in values.iter().enumerate() {
-            let _ = producer
-                .send(ProducerRecord::new("txn-ha", v.clone()).with_partition(i as i32 % 2));
+            drop(
+                producer
+                    .send(ProducerRecord::new("txn-ha", v.clone()).with_partition(i as i32 % 2)),
+            );
         }
         producer.flush().await.expect("flush");
         if kill_after_commit {

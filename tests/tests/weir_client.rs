@@ -303,12 +303,12 @@ async fn transactional_producer_commits_aborts_sends_offsets_and_is_fenced() {
         .expect("transactional producer");
     first.begin_transaction().await.expect("begin");
     for i in 0..10 {
-        let _ = first.send(ProducerRecord::new("ledger", format!("c{i}")).with_partition(i % 2));
+        drop(first.send(ProducerRecord::new("ledger", format!("c{i}")).with_partition(i % 2)));
     }
     first.commit_transaction().await.expect("commit");
     first.begin_transaction().await.expect("begin");
     for i in 0..5 {
-        let _ = first.send(ProducerRecord::new("ledger", format!("a{i}")).with_partition(i % 2));
+        drop(first.send(ProducerRecord::new("ledger", format!("a{i}")).with_partition(i % 2)));
     }
     first.flush().await.expect("flush");
     first.abort_transaction().await.expect("abort");
@@ -375,7 +375,7 @@ async fn transactional_producer_commits_aborts_sends_offsets_and_is_fenced() {
     let fenced = first.commit_transaction().await.expect_err("fenced");
     assert!(matches!(fenced, weir_client::Error::Fenced(_)), "{fenced}");
     second.begin_transaction().await.expect("begin");
-    let _ = second.send(ProducerRecord::new("ledger", "c10").with_partition(1));
+    drop(second.send(ProducerRecord::new("ledger", "c10").with_partition(1)));
     second.commit_transaction().await.expect("commit");
     let seen = read_all(&client, "ledger", 2, IsolationLevel::ReadCommitted, 11).await;
     assert_eq!(seen.len(), 11, "{seen:?}");
