@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 use weir_client::admin::{Admin, NewTopic};
-use weir_client::consumer::{Consumer, ConsumerConfig, OffsetReset};
+use weir_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
 use weir_client::producer::{Acks, Producer, ProducerConfig, ProducerRecord, parse_compression};
 
 use super::client_args::{ClientArgs, thousands};
@@ -60,6 +60,10 @@ struct ProduceBench {
     /// Most bytes of records awaiting acknowledgement at once.
     #[arg(long, env = "WEIR_BUFFER_MEMORY", default_value_t = 32 * 1024 * 1024)]
     buffer_memory: usize,
+    /// Records per transaction: a transactional producer commits every N
+    /// (0: an idempotent producer, no transactions).
+    #[arg(long, env = "WEIR_TRANSACTION_SIZE", default_value_t = 0)]
+    transaction_size: u64,
     /// Print the final summary as JSON on stdout.
     #[arg(long, env = "WEIR_JSON")]
     json: bool,
@@ -74,6 +78,9 @@ struct ConsumeBench {
     /// Give up when nothing arrives for this many ms.
     #[arg(long, env = "WEIR_TIMEOUT_MS", default_value_t = 10_000)]
     timeout_ms: u64,
+    /// read_uncommitted or read_committed.
+    #[arg(long, env = "WEIR_ISOLATION", default_value = "read_uncommitted")]
+    isolation: String,
     /// Print the final summary as JSON on stdout.
     #[arg(long, env = "WEIR_JSON")]
     json: bool,
@@ -341,16 +348,31 @@ async fn produce(client: &ClientArgs, b: ProduceBench) -> anyhow::Result<()> {
         compression: parse_compression(&b.compression)?,
         linger: Duration::from_millis(b.linger_ms),
         batch_size: b.batch_size,
+        transactional_id: (b.transaction_size > 0)
+            .then(|| format!("weir-bench-{}", std::process::id())),
         ..ProducerConfig::default()
     };
     let producer = Producer::with_cluster(admin.cluster().clone(), config).await?;
+    let mut commits = Histogram::new();
+    let commit = async |commits: &mut Histogram| -> anyhow::Result<()> {
+        let t = Instant::now();
+        producer.commit_transaction().await?;
+        commits.record(t.elapsed().as_micros() as u64);
+        Ok(())
+    };
     let value = payload(b.record_size);
     let window = (b.buffer_memory / b.record_size.max(1)).clamp(1, Semaphore::MAX_PERMITS) as u32;
     let slots = Arc::new(Semaphore::new(window as usize));
     let stats = Stats::new();
     let start = Instant::now();
     let progress = spawn_progress(stats.clone(), b.records, start);
-    for _ in 0..b.records {
+    for i in 0..b.records {
+        if b.transaction_size > 0 && i % b.transaction_size == 0 {
+            if i > 0 {
+                commit(&mut commits).await?;
+            }
+            producer.begin_transaction().await?;
+        }
         let permit = slots
             .clone()
             .acquire_owned()
@@ -389,6 +411,9 @@ async fn produce(client: &ClientArgs, b: ProduceBench) -> anyhow::Result<()> {
             drop(permit);
         });
     }
+    if b.transaction_size > 0 && b.records > 0 {
+        commit(&mut commits).await?;
+    }
     producer.flush().await?;
     // Every ack task has run once all permits are back.
     let _all = slots
@@ -405,6 +430,9 @@ async fn produce(client: &ClientArgs, b: ProduceBench) -> anyhow::Result<()> {
         Some(b.record_size),
         b.json,
     );
+    if b.transaction_size > 0 {
+        report_commits(&commits, b.transaction_size, b.json);
+    }
     if let Some(e) = stats
         .first_error
         .lock()
@@ -419,10 +447,43 @@ async fn produce(client: &ClientArgs, b: ProduceBench) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Commit latency: `commit_transaction` from call to answer (flushing the
+/// transaction's last records, then EndTxn).
+fn report_commits(commits: &Histogram, size: u64, json: bool) {
+    if json {
+        let v = serde_json::json!({
+            "benchmark": "transactions",
+            "transactions": commits.total,
+            "records_per_transaction": size,
+            "commit_latency_ms": {
+                "p50": commits.percentile(0.5) as f64 / 1000.0,
+                "p99": commits.percentile(0.99) as f64 / 1000.0,
+                "max": commits.max as f64 / 1000.0,
+            },
+        });
+        println!("{v}");
+    } else {
+        eprintln!(
+            "transactions: {} of {} records; commit latency p50 {}  p99 {}  max {}",
+            thousands(commits.total),
+            thousands(size),
+            ms(commits.percentile(0.5)),
+            ms(commits.percentile(0.99)),
+            ms(commits.max)
+        );
+    }
+}
+
 async fn consume(client: &ClientArgs, b: ConsumeBench) -> anyhow::Result<()> {
+    let isolation_level = match b.isolation.as_str() {
+        "read_uncommitted" => IsolationLevel::ReadUncommitted,
+        "read_committed" => IsolationLevel::ReadCommitted,
+        other => bail!("--isolation must be read_uncommitted or read_committed, not {other:?}"),
+    };
     let config = ConsumerConfig {
         auto_offset_reset: OffsetReset::Earliest,
         enable_auto_commit: false,
+        isolation_level,
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::connect(client.config("weir-bench"), config).await?;
