@@ -49,6 +49,16 @@ const CLASSIC_GROUP_TYPE: &str = "classic";
 
 type Records = Vec<(Bytes, Option<Bytes>)>;
 
+fn committed_of(v: OffsetValue) -> CommittedOffset {
+    CommittedOffset {
+        offset: v.offset,
+        leader_epoch: v.leader_epoch,
+        metadata: v.metadata,
+        commit_timestamp_ms: v.commit_timestamp_ms,
+        expire_timestamp_ms: v.expire_timestamp_ms,
+    }
+}
+
 mod txn_offsets;
 
 /// (partition, committed offset if any, error code)
@@ -171,13 +181,7 @@ impl GroupCoordinator {
                     Some(value),
                 ) => match OffsetValue::decode(&value) {
                     Ok(v) => {
-                        let committed = CommittedOffset {
-                            offset: v.offset,
-                            leader_epoch: v.leader_epoch,
-                            metadata: v.metadata,
-                            commit_timestamp_ms: v.commit_timestamp_ms,
-                            expire_timestamp_ms: v.expire_timestamp_ms,
-                        };
+                        let committed = committed_of(v);
                         offsets
                             .entry(group)
                             .or_default()
@@ -249,6 +253,18 @@ impl GroupCoordinator {
 
     fn get(&self, group_id: &str) -> Option<Arc<Mutex<Slot>>> {
         lock(&self.inner.groups).get(group_id).cloned()
+    }
+
+    /// The group a commit goes to: only a simple (generation < 0) commit may
+    /// bring a group into being.
+    fn commit_target(&self, group_id: &str, generation: i32) -> Option<Arc<Mutex<Slot>>> {
+        if group_id.is_empty() {
+            None
+        } else if generation < 0 {
+            Some(self.get_or_create(group_id))
+        } else {
+            self.get(group_id)
+        }
     }
 
     fn get_or_create(&self, group_id: &str) -> Arc<Mutex<Slot>> {
@@ -595,14 +611,7 @@ impl GroupCoordinator {
     ) -> OffsetCommitResponse {
         let group_id = req.group_id.to_string();
         let generation = req.generation_id_or_member_epoch;
-        // Only a simple (generation < 0) commit may bring a group into being.
-        let slot = if group_id.is_empty() {
-            None
-        } else if generation < 0 {
-            Some(self.get_or_create(&group_id))
-        } else {
-            self.get(&group_id)
-        };
+        let slot = self.commit_target(&group_id, generation);
         let mut guard = match &slot {
             Some(slot) => Some(slot.lock().await),
             None => None,
@@ -674,13 +683,7 @@ impl GroupCoordinator {
             match self.append(batch).await {
                 Ok(()) => {
                     for (_, _, topic, partition, v) in writes {
-                        let committed = CommittedOffset {
-                            offset: v.offset,
-                            leader_epoch: v.leader_epoch,
-                            metadata: v.metadata,
-                            commit_timestamp_ms: v.commit_timestamp_ms,
-                            expire_timestamp_ms: v.expire_timestamp_ms,
-                        };
+                        let committed = committed_of(v);
                         slot.group.put_offset(&topic, partition, committed);
                     }
                 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use tokio::time::Instant;
 
-use super::{GroupCoordinator, lock, wall_clock_ms};
+use super::{GroupCoordinator, committed_of, lock, wall_clock_ms};
 use crate::StoreError;
 use crate::errors::*;
 use crate::group::CommittedOffset;
@@ -24,29 +24,13 @@ pub(super) struct PendingOffset {
     committed: CommittedOffset,
 }
 
-fn committed_of(v: OffsetValue) -> CommittedOffset {
-    CommittedOffset {
-        offset: v.offset,
-        leader_epoch: v.leader_epoch,
-        metadata: v.metadata,
-        commit_timestamp_ms: v.commit_timestamp_ms,
-        expire_timestamp_ms: v.expire_timestamp_ms,
-    }
-}
-
 impl GroupCoordinator {
     pub async fn txn_offset_commit(&self, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
         let group_id = req.group_id.to_string();
         let generation = req.generation_id;
         // Producers without group metadata (generation -1) may commit for
         // any group, as Kafka allows; with it, the member must be current.
-        let slot = if group_id.is_empty() {
-            None
-        } else if generation < 0 {
-            Some(self.get_or_create(&group_id))
-        } else {
-            self.get(&group_id)
-        };
+        let slot = self.commit_target(&group_id, generation);
         let validation = match &slot {
             None if group_id.is_empty() => Err(INVALID_GROUP_ID),
             None => Err(ILLEGAL_GENERATION),
