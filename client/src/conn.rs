@@ -388,7 +388,19 @@ impl<T: Decodable + HeaderVersion> PendingResponse<T> {
                 });
             }
             Err(_) => {
-                lock(&self.pending).waiters.remove(&self.correlation_id);
+                // A broker that does not answer in time is taken as gone
+                // (Kafka's clients disconnect too): later requests fail fast
+                // and go elsewhere instead of waiting on it again.
+                let mut pending = lock(&self.pending);
+                pending.waiters.remove(&self.correlation_id);
+                pending.fail_all(
+                    &addr,
+                    format!(
+                        "{api:?} got no answer within {} ms",
+                        self.timeout.as_millis()
+                    ),
+                );
+                drop(pending);
                 return Err(Error::Timeout {
                     api: format!("{api:?}"),
                     addr,
@@ -602,6 +614,10 @@ pub(crate) mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err}");
+        assert!(
+            !conn.is_alive(),
+            "an unanswering broker's connection is dropped"
+        );
 
         let (client, server) = tokio::io::duplex(64);
         drop(server);

@@ -143,13 +143,17 @@ pub async fn init(
     .await
 }
 
+/// How long one transactional call may keep retrying (Kafka's producer
+/// bounds them by `max.block.ms`, 60 s): long enough for a coordinator to
+/// move, even when an attempt first waits out an unanswering broker.
+fn op_timeout(cluster: &Cluster) -> Duration {
+    Duration::from_secs(60).max(cluster.config().request_timeout)
+}
+
 /// Re-initialising may first have to wait for an earlier instance's
 /// transaction to be aborted.
 fn init_timeout(cluster: &Cluster, transaction_timeout: Duration) -> Duration {
-    cluster
-        .config()
-        .request_timeout
-        .max(transaction_timeout.min(Duration::from_secs(60)))
+    op_timeout(cluster).max(transaction_timeout.min(Duration::from_secs(900)))
 }
 
 pub async fn add_partitions(
@@ -169,7 +173,7 @@ pub async fn add_partitions(
             ),
         }
     }
-    retrying(cluster.config().request_timeout, || async {
+    retrying(op_timeout(cluster), || async {
         let (_, conn) = cluster
             .coordinator(transactional_id, TXN_COORDINATOR)
             .await?;
@@ -203,7 +207,7 @@ pub async fn send_offsets(
     group: &GroupMetadata,
     offsets: &[(String, i32, i64)],
 ) -> Result<()> {
-    let timeout = cluster.config().request_timeout;
+    let timeout = op_timeout(cluster);
     retrying(timeout, || async {
         let (_, conn) = cluster
             .coordinator(transactional_id, TXN_COORDINATOR)
@@ -272,7 +276,7 @@ pub async fn end(
     producer: ProducerIdentity,
     commit: bool,
 ) -> Result<()> {
-    retrying(cluster.config().request_timeout, || async {
+    retrying(op_timeout(cluster), || async {
         let (_, conn) = cluster
             .coordinator(transactional_id, TXN_COORDINATOR)
             .await?;

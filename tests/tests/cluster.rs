@@ -570,3 +570,94 @@ async fn a_transaction_ends_whole_when_its_coordinator_is_killed() {
         cluster.wait_ready(Duration::from_secs(30));
     }
 }
+
+/// A transaction prepared (EndTxn answered) whose markers cannot be
+/// written yet — the data partition's leader is frozen — when its
+/// coordinator is killed: the coordinator that loads the state next (here
+/// the same broker restarted; `__transaction_state` has one replica) finds
+/// it PrepareCommit and finishes it, so read_committed readers get all of
+/// it. Without that recovery the transaction would hold the partition's
+/// last stable offset forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_transaction_is_finished_by_the_next_coordinator() {
+    use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
+    let mut cluster = ClusterProcesses::start(
+        3,
+        &[
+            "transaction.state.log.num.partitions=3",
+            "transaction.state.log.replication.factor=1",
+        ],
+    );
+    let bootstrap = cluster.bootstrap();
+    create_topic(&bootstrap, "txn-prep", 1, 3, "1").await;
+    wait_until(Duration::from_secs(20), "a full ISR", || {
+        full_isr(&bootstrap, "txn-prep")
+    });
+    let (leader, _, _) = partition_state(&bootstrap, "txn-prep").expect("metadata");
+    // A request to the frozen broker is given up on soon, and goes elsewhere.
+    let client = weir_client::ClientConfig {
+        request_timeout: Duration::from_secs(3),
+        ..weir_client::ClientConfig::new(bootstrap.clone())
+    };
+    let admin = weir_client::admin::Admin::connect(client.clone())
+        .await
+        .expect("admin");
+    // A transactional id coordinated away from the data partition's leader.
+    let mut chosen = None;
+    for k in 0..50 {
+        let id = format!("prep-writer-{k}");
+        let probe = Producer::connect(
+            client.clone(),
+            ProducerConfig {
+                transactional_id: Some(id.clone()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("transactional producer");
+        let (coordinator, _) = admin
+            .cluster()
+            .coordinator(&id, 1)
+            .await
+            .expect("coordinator");
+        if coordinator != leader {
+            chosen = Some((id, coordinator, probe));
+            break;
+        }
+    }
+    let (txn_id, coordinator, producer) = chosen.expect("an id coordinated elsewhere");
+    producer.begin_transaction().await.expect("begin");
+    let values: Vec<String> = (0..10).map(|i| format!("prepared-{i}")).collect();
+    for v in &values {
+        producer
+            .send(ProducerRecord::new("txn-prep", v.clone()).with_partition(0))
+            .await
+            .expect("sent");
+    }
+    cluster.broker(leader).freeze(true);
+    producer
+        .commit_transaction()
+        .await
+        .expect("commit is answered once prepared");
+    eprintln!(
+        "{txn_id}: prepared on {coordinator}; markers held by frozen {leader}; killing {coordinator}"
+    );
+    cluster.broker(coordinator).kill9();
+    cluster.broker(leader).freeze(false);
+    cluster.broker(coordinator).restart();
+    cluster.wait_ready(Duration::from_secs(30));
+    let plain = Producer::connect(client.clone(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    plain
+        .send(ProducerRecord::new("txn-prep", "after").with_partition(0))
+        .await
+        .expect("a plain record after the transaction");
+    let seen = committed_view(&bootstrap, "txn-prep", 1, "after").await;
+    let ours: Vec<&String> = seen.iter().filter(|v| v.starts_with("prepared-")).collect();
+    assert_eq!(
+        ours.len(),
+        values.len(),
+        "the prepared commit was finished: {seen:?}"
+    );
+}
