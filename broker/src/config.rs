@@ -18,6 +18,16 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     ("group.min.session.timeout.ms", "6000"),
     ("group.max.session.timeout.ms", "1800000"),
     ("offsets.retention.minutes", "10080"),
+    // KIP-848 consumer groups (Kafka's keys and defaults). The bounds are
+    // checked together when the settings are read.
+    ("group.consumer.session.timeout.ms", "45000"),
+    ("group.consumer.min.session.timeout.ms", "45000"),
+    ("group.consumer.max.session.timeout.ms", "60000"),
+    ("group.consumer.heartbeat.interval.ms", "5000"),
+    ("group.consumer.min.heartbeat.interval.ms", "5000"),
+    ("group.consumer.max.heartbeat.interval.ms", "15000"),
+    ("group.consumer.max.size", "2147483647"),
+    ("group.consumer.assignors", "uniform,range"),
     ("offsets.retention.check.interval.ms", "600000"),
     ("log.retention.check.interval.ms", "300000"),
     ("log.cleaner.backoff.ms", "15000"),
@@ -188,7 +198,53 @@ impl BrokerConfig {
                 .ok_or_else(|| BrokerConfigError::Malformed(pair.to_string()))?;
             self = self.with_setting(key.trim(), value.trim())?;
         }
+        self.check_consumer_group_bounds()?;
         Ok(self)
+    }
+
+    /// Kafka refuses to start with a consumer-group session timeout or
+    /// heartbeat interval outside its own bounds.
+    fn check_consumer_group_bounds(&self) -> Result<(), BrokerConfigError> {
+        for what in ["session.timeout.ms", "heartbeat.interval.ms"] {
+            let key = format!("group.consumer.{what}");
+            let value = self.long(&key);
+            let min = self.long(&format!("group.consumer.min.{what}"));
+            let max = self.long(&format!("group.consumer.max.{what}"));
+            if value < min || value > max {
+                return Err(BrokerConfigError::Invalid {
+                    key: key.clone(),
+                    value: value.to_string(),
+                    reason: format!(
+                        "must be between group.consumer.min.{what} ({min}) and group.consumer.max.{what} ({max})"
+                    ),
+                });
+            }
+        }
+        if self.long("group.consumer.heartbeat.interval.ms")
+            >= self.long("group.consumer.session.timeout.ms")
+        {
+            return Err(BrokerConfigError::Invalid {
+                key: "group.consumer.heartbeat.interval.ms".into(),
+                value: self.get("group.consumer.heartbeat.interval.ms").into(),
+                reason: "must be less than group.consumer.session.timeout.ms".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Consumer groups' settings, for the coordinator.
+    pub fn consumer_group_config(&self) -> weir_coordinator::consumer_group::ConsumerConfig {
+        weir_coordinator::consumer_group::ConsumerConfig {
+            session_timeout: self.millis("group.consumer.session.timeout.ms"),
+            heartbeat_interval: self.millis("group.consumer.heartbeat.interval.ms"),
+            assignors: self
+                .get("group.consumer.assignors")
+                .split(',')
+                .filter_map(|a| assignor_name(a.trim()))
+                .map(str::to_owned)
+                .collect(),
+            max_size: self.long("group.consumer.max.size").max(1) as usize,
+        }
     }
 
     /// Sets one broker key after checking it.
@@ -460,6 +516,17 @@ pub fn parse_controller_quorum(spec: &str) -> Result<Vec<QuorumVoter>, BrokerCon
     Ok(voters)
 }
 
+/// A server-side assignor by its short name or Kafka's class name.
+fn assignor_name(name: &str) -> Option<&'static str> {
+    match name {
+        "uniform" | "org.apache.kafka.coordinator.group.assignor.UniformAssignor" => {
+            Some("uniform")
+        }
+        "range" | "org.apache.kafka.coordinator.group.assignor.RangeAssignor" => Some("range"),
+        _ => None,
+    }
+}
+
 /// Checks one broker key: a topic default under its broker name is checked
 /// by the topic rule; a broker-only key must be a boolean or a number.
 pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfigError> {
@@ -475,6 +542,15 @@ pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfi
         .iter()
         .find(|(k, _)| *k == key)
         .ok_or_else(|| BrokerConfigError::UnknownKey(key.to_string()))?;
+    if key == "group.consumer.assignors" {
+        let names: Vec<&str> = value.split(',').map(str::trim).collect();
+        if let Some(bad) = names.iter().find(|a| assignor_name(a).is_none()) {
+            return Err(invalid(format!(
+                "unknown assignor {bad:?}: expected uniform or range (or Kafka's class names for them)"
+            )));
+        }
+        return Ok(());
+    }
     if *default == "true" || *default == "false" {
         if !value.eq_ignore_ascii_case("true") && !value.eq_ignore_ascii_case("false") {
             return Err(invalid("expected true or false".into()));
@@ -517,6 +593,26 @@ mod tests {
             base().with_settings(["auto.create.topics.enable"]),
             Err(BrokerConfigError::Malformed(_))
         ));
+        assert!(matches!(
+            base().with_settings(["group.consumer.session.timeout.ms=1000"]),
+            Err(BrokerConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            base().with_settings(["group.consumer.assignors=uniform,sticky"]),
+            Err(BrokerConfigError::Invalid { .. })
+        ));
+        let consumer = base()
+            .with_settings([
+                "group.consumer.min.session.timeout.ms=1000",
+                "group.consumer.session.timeout.ms=2000",
+                "group.consumer.min.heartbeat.interval.ms=100",
+                "group.consumer.heartbeat.interval.ms=200",
+                "group.consumer.assignors=org.apache.kafka.coordinator.group.assignor.RangeAssignor",
+            ])
+            .unwrap()
+            .consumer_group_config();
+        assert_eq!(consumer.session_timeout, Duration::from_secs(2));
+        assert_eq!(consumer.assignors, vec!["range".to_string()]);
         let cfg = base()
             .with_settings([
                 "num.partitions=3",

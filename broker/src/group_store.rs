@@ -205,4 +205,13 @@ impl TopicCatalog for TopicCatalogView {
     fn topic_id(&self, name: &str) -> Option<Uuid> {
         self.metadata.topic(name).map(|t| t.id)
     }
+
+    fn topics(&self) -> std::collections::BTreeMap<String, i32> {
+        self.metadata
+            .topics()
+            .into_iter()
+            .filter(|t| !t.internal)
+            .map(|t| (t.name, t.partitions))
+            .collect()
+    }
 }

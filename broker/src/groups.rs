@@ -17,9 +17,10 @@ use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{
-    DeleteGroupsResponse, DescribeGroupsResponse, HeartbeatResponse, JoinGroupResponse,
-    LeaveGroupResponse, ListGroupsResponse, OffsetCommitResponse, OffsetDeleteResponse,
-    OffsetFetchResponse, RequestKind, ResponseKind, SyncGroupResponse, TxnOffsetCommitResponse,
+    ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatResponse, DeleteGroupsResponse,
+    DescribeGroupsResponse, HeartbeatResponse, JoinGroupResponse, LeaveGroupResponse,
+    ListGroupsResponse, OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse,
+    RequestKind, ResponseKind, SyncGroupResponse, TxnOffsetCommitResponse,
 };
 use tracing::warn;
 use weir_coordinator::{GroupConfig, GroupCoordinator};
@@ -84,6 +85,7 @@ impl Groups {
             max_session_timeout: config.group_max_session_timeout(),
             offsets_retention: config.offsets_retention(),
             offsets_retention_check_interval: config.offsets_retention_check_interval(),
+            consumer: config.consumer_group_config(),
             ..GroupConfig::default()
         };
         Groups {
@@ -177,6 +179,19 @@ pub async fn handle(
             }
             Some(ResponseKind::DeleteGroups(response))
         }
+        RequestKind::ConsumerGroupDescribe(req) => {
+            let mut response = ConsumerGroupDescribeResponse::default();
+            for id in &req.group_ids {
+                let mut one = req.clone();
+                one.group_ids = vec![id.clone()];
+                if let Some(ResponseKind::ConsumerGroupDescribe(r)) =
+                    on_shard(state, ctx, id, RequestKind::ConsumerGroupDescribe(one)).await
+                {
+                    response.groups.extend(r.groups);
+                }
+            }
+            Some(ResponseKind::ConsumerGroupDescribe(response))
+        }
         RequestKind::OffsetFetch(req) if !req.groups.is_empty() => {
             let mut response = OffsetFetchResponse::default();
             for group in &req.groups {
@@ -208,6 +223,7 @@ fn single_group_id(request: &RequestKind) -> Option<&str> {
         RequestKind::OffsetFetch(r) => &r.group_id,
         RequestKind::OffsetDelete(r) => &r.group_id,
         RequestKind::TxnOffsetCommit(r) => &r.group_id,
+        RequestKind::ConsumerGroupHeartbeat(r) => &r.group_id,
         _ => return None,
     })
 }
@@ -251,6 +267,17 @@ async fn serve(
                     .join_group(req, v, &ctx.client_id, &format!("/{host}"))
                     .await,
             )
+        }
+        RequestKind::ConsumerGroupHeartbeat(req) => {
+            let host = ctx.peer.ip().to_string();
+            ResponseKind::ConsumerGroupHeartbeat(
+                coordinator
+                    .consumer_group_heartbeat(req, v, &ctx.client_id, &format!("/{host}"))
+                    .await,
+            )
+        }
+        RequestKind::ConsumerGroupDescribe(req) => {
+            ResponseKind::ConsumerGroupDescribe(coordinator.consumer_group_describe(req, v).await)
         }
         RequestKind::SyncGroup(req) => {
             ResponseKind::SyncGroup(coordinator.sync_group(req, v).await)
@@ -321,6 +348,8 @@ pub fn is_group_request(request: &RequestKind) -> bool {
             | RequestKind::DeleteGroups(_)
             | RequestKind::ListGroups(_)
             | RequestKind::TxnOffsetCommit(_)
+            | RequestKind::ConsumerGroupHeartbeat(_)
+            | RequestKind::ConsumerGroupDescribe(_)
     )
 }
 
@@ -341,6 +370,21 @@ fn refusal(request: &RequestKind, error: ResponseError) -> Option<ResponseKind> 
             let mut r = SyncGroupResponse::default();
             r.error_code = code;
             ResponseKind::SyncGroup(r)
+        }
+        RequestKind::ConsumerGroupHeartbeat(_) => ResponseKind::ConsumerGroupHeartbeat(
+            ConsumerGroupHeartbeatResponse::default().with_error_code(code),
+        ),
+        RequestKind::ConsumerGroupDescribe(req) => {
+            ResponseKind::ConsumerGroupDescribe(ConsumerGroupDescribeResponse::default().with_groups(
+                req.group_ids
+                    .iter()
+                    .map(|id| {
+                        kafka_protocol::messages::consumer_group_describe_response::DescribedGroup::default()
+                            .with_group_id(id.clone())
+                            .with_error_code(code)
+                    })
+                    .collect(),
+            ))
         }
         RequestKind::Heartbeat(_) => {
             let mut r = HeartbeatResponse::default();

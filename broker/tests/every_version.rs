@@ -269,6 +269,19 @@ fn request(api: ApiKey, version: i16) -> RequestKind {
         ApiKey::ListTransactions => ListTransactionsRequest::default()
             .with_duration_filter(-1)
             .into(),
+        // A joining member (epoch 0) of its own consumer group: `g-{version}`
+        // is a classic group, and the two types do not share an id.
+        ApiKey::ConsumerGroupHeartbeat => ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(format!("c-{version}"))))
+            .with_member_id(StrBytes::from_string(format!("member-{version}")))
+            .with_member_epoch(0)
+            .with_rebalance_timeout_ms(1000)
+            .with_subscribed_topic_names(Some(vec![topic()]))
+            .with_topic_partitions(Some(vec![]))
+            .into(),
+        ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![GroupId(StrBytes::from_string(format!("c-{version}")))])
+            .into(),
         other => panic!("the broker advertises {other:?} but this test has no request for it"),
     }
 }

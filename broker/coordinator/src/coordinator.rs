@@ -34,6 +34,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::consumer_group::ConsumerGroup;
 use crate::errors::*;
 use crate::group::{
     CommittedOffset, Effect, Group, GroupState, JoinInput, JoinOutcome, join_error_response,
@@ -44,7 +45,7 @@ use crate::{GroupConfig, GroupStore, StoreError, TopicCatalog};
 /// Kafka's default `offset.metadata.max.bytes`.
 const MAX_OFFSET_METADATA_BYTES: usize = 4096;
 
-/// Every group is a classic group here; ListGroups v5 filters on this name.
+/// ListGroups v5 filters on these names.
 const CLASSIC_GROUP_TYPE: &str = "classic";
 
 type Records = Vec<(Bytes, Option<Bytes>)>;
@@ -59,6 +60,7 @@ fn committed_of(v: OffsetValue) -> CommittedOffset {
     }
 }
 
+mod consumer;
 mod txn_offsets;
 
 /// (partition, committed offset if any, error code)
@@ -90,6 +92,9 @@ struct Slot {
     empty_since_ms: Option<i64>,
     joins: HashMap<String, oneshot::Sender<JoinGroupResponse>>,
     syncs: HashMap<String, oneshot::Sender<SyncGroupResponse>>,
+    /// Set once a ConsumerGroupHeartbeat made this a KIP-848 group; the
+    /// classic `group` then stays Empty and only keeps the offsets.
+    consumer: Option<ConsumerGroup>,
 }
 
 impl Slot {
@@ -97,7 +102,7 @@ impl Slot {
     /// of its emptiness.
     fn note_state(&mut self, now_ms: i64) {
         match self.group.state() {
-            GroupState::Empty => {
+            GroupState::Empty if !self.has_consumer_members() => {
                 self.empty_since_ms.get_or_insert(now_ms);
             }
             _ => self.empty_since_ms = None,
@@ -110,7 +115,25 @@ impl Slot {
             empty_since_ms: None,
             joins: HashMap::new(),
             syncs: HashMap::new(),
+            consumer: None,
         }
+    }
+
+    /// The earlier of the classic group's and the consumer group's timers.
+    fn next_deadline(&self) -> Option<Instant> {
+        earliest(
+            self.group.next_deadline(),
+            self.consumer
+                .as_ref()
+                .and_then(ConsumerGroup::next_deadline),
+        )
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -321,7 +344,13 @@ impl GroupCoordinator {
                         store_failed = true;
                     }
                 }
-                Effect::ArmTimer(at) => self.arm_timer(slot.group.id(), at),
+                Effect::ArmTimer(at) => {
+                    let consumer = slot
+                        .consumer
+                        .as_ref()
+                        .and_then(ConsumerGroup::next_deadline);
+                    self.arm_timer(slot.group.id(), earliest(at, consumer));
+                }
             }
         }
         slot.note_state(wall_clock_ms());
@@ -358,6 +387,10 @@ impl GroupCoordinator {
         for (id, slot_arc) in slots {
             let mut slot = slot_arc.lock().await;
             slot.note_state(now_ms);
+            // A consumer group's offsets wait until it is empty.
+            if slot.has_consumer_members() {
+                continue;
+            }
             let expired = slot.group.expired_offsets(now_ms, slot.empty_since_ms);
             let delete_group = slot.group.state() == GroupState::Empty
                 && expired.len() == slot.group.offsets().len();
@@ -429,8 +462,12 @@ impl GroupCoordinator {
             return;
         };
         let mut slot = slot.lock().await;
-        let effects = slot.group.on_timer(Instant::now());
+        let now = Instant::now();
+        self.expire_consumer_members(&mut slot, now);
+        let effects = slot.group.on_timer(now);
         self.apply(&mut slot, effects).await;
+        let next = slot.next_deadline();
+        self.arm_timer(group_id, next);
     }
 
     // ------------------------------------------------------------ membership
@@ -479,6 +516,11 @@ impl GroupCoordinator {
         let requested_id = input.member_id.clone();
         let rx = {
             let mut slot = slot.lock().await;
+            if slot.has_consumer_members() {
+                return join_error_response(&requested_id, INCONSISTENT_GROUP_PROTOCOL, version);
+            }
+            // An empty consumer group becomes a classic one again.
+            slot.consumer = None;
             let (outcome, effects) = slot.group.join(input, Instant::now());
             match outcome {
                 JoinOutcome::Respond(response) => {
@@ -607,7 +649,7 @@ impl GroupCoordinator {
     pub async fn offset_commit(
         &self,
         req: OffsetCommitRequest,
-        _version: i16,
+        version: i16,
     ) -> OffsetCommitResponse {
         let group_id = req.group_id.to_string();
         let generation = req.generation_id_or_member_epoch;
@@ -619,12 +661,15 @@ impl GroupCoordinator {
         let validation = match guard.as_mut() {
             None if group_id.is_empty() => Err(INVALID_GROUP_ID),
             None => Err(ILLEGAL_GENERATION),
-            Some(slot) => slot.group.validate_commit(
-                generation,
-                &req.member_id,
-                req.group_instance_id.as_deref(),
-                Instant::now(),
-            ),
+            Some(slot) => match slot.consumer_group() {
+                Some(consumer) => consumer.validate_commit(&req.member_id, generation, version),
+                None => slot.group.validate_commit(
+                    generation,
+                    &req.member_id,
+                    req.group_instance_id.as_deref(),
+                    Instant::now(),
+                ),
+            },
         };
         let now_ms = wall_clock_ms();
         let mut topics = Vec::with_capacity(req.topics.len());
@@ -874,7 +919,11 @@ impl GroupCoordinator {
             return error(GROUP_ID_NOT_FOUND);
         };
         let mut slot = slot.lock().await;
-        let protected = match slot.group.offset_delete_guard() {
+        let guard = match slot.consumer_group() {
+            Some(c) if !c.is_empty() => Ok(Some(c.subscribed_topics().into_iter().collect())),
+            _ => slot.group.offset_delete_guard(),
+        };
+        let protected = match guard {
             Ok(protected) => protected,
             Err(code) => return error(code),
         };
@@ -946,25 +995,29 @@ impl GroupCoordinator {
         } else {
             Vec::new()
         };
-        if !types.is_empty() && !types.iter().any(|t| t == CLASSIC_GROUP_TYPE) {
-            return ListGroupsResponse::default();
-        }
         let mut groups = Vec::new();
         for slot in self.all_slots() {
             let slot = slot.lock().await;
-            let g = &slot.group;
-            let state = g.state();
-            if state == GroupState::Dead
-                || (!states.is_empty() && !states.contains(&state.as_str().to_lowercase()))
+            let group_type = Self::group_type_of(&slot);
+            let (state, protocol_type) = match slot.consumer_group() {
+                Some(c) => (c.state().as_str(), consumer::CONSUMER_GROUP_TYPE),
+                None => (
+                    slot.group.state().as_str(),
+                    slot.group.protocol_type().unwrap_or_default(),
+                ),
+            };
+            if state == GroupState::Dead.as_str()
+                || (!states.is_empty() && !states.contains(&state.to_lowercase()))
+                || (!types.is_empty() && !types.iter().any(|t| t == group_type))
             {
                 continue;
             }
             groups.push(
                 ListedGroup::default()
-                    .with_group_id(GroupId(str_bytes(g.id())))
-                    .with_protocol_type(str_bytes(g.protocol_type().unwrap_or_default()))
-                    .with_group_state(StrBytes::from_static_str(state.as_str()))
-                    .with_group_type(StrBytes::from_static_str(CLASSIC_GROUP_TYPE)),
+                    .with_group_id(GroupId(str_bytes(slot.group.id())))
+                    .with_protocol_type(str_bytes(protocol_type))
+                    .with_group_state(StrBytes::from_static_str(state))
+                    .with_group_type(StrBytes::from_static_str(group_type)),
             );
         }
         groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
@@ -981,8 +1034,25 @@ impl GroupCoordinator {
         let mut described = Vec::with_capacity(req.groups.len());
         for group_id in req.groups {
             let found = match self.get(&group_id) {
-                Some(slot) => Some(slot.lock().await.group.describe())
-                    .filter(|d| d.group_state.as_str() != "Dead"),
+                Some(slot) => {
+                    let slot = slot.lock().await;
+                    if slot.consumer_group().is_some() {
+                        described.push(
+                            DescribedGroup::default()
+                                .with_group_id(group_id.clone())
+                                .with_group_state(StrBytes::from_static_str(
+                                    GroupState::Dead.as_str(),
+                                ))
+                                .with_error_code(GROUP_ID_NOT_FOUND)
+                                .with_error_message(Some(StrBytes::from_string(format!(
+                                    "Group {} is not a classic group.",
+                                    &*group_id
+                                )))),
+                        );
+                        continue;
+                    }
+                    Some(slot.group.describe()).filter(|d| d.group_state.as_str() != "Dead")
+                }
                 None => None,
             };
             let d = match found {
@@ -1036,6 +1106,9 @@ impl GroupCoordinator {
             return GROUP_ID_NOT_FOUND;
         };
         let mut slot = slot_arc.lock().await;
+        if slot.has_consumer_members() {
+            return NON_EMPTY_GROUP;
+        }
         match slot.group.state() {
             GroupState::Empty => {}
             GroupState::Dead => return GROUP_ID_NOT_FOUND,
@@ -1122,6 +1195,9 @@ mod tests {
         }
         fn topic_id(&self, name: &str) -> Option<Uuid> {
             (name == "t").then_some(T_ID)
+        }
+        fn topics(&self) -> BTreeMap<String, i32> {
+            [("t".to_owned(), 4)].into()
         }
     }
 
@@ -1682,6 +1758,97 @@ mod tests {
             .await;
         encodes(&l, 0);
         assert_eq!(l.error_code, NONE);
+        c.shutdown();
+    }
+
+    fn consumer_heartbeat(member_id: &str, epoch: i32) -> ConsumerGroupHeartbeatRequest {
+        ConsumerGroupHeartbeatRequest::default()
+            .with_group_id(GroupId(str_bytes("g")))
+            .with_member_id(str_bytes(member_id))
+            .with_member_epoch(epoch)
+            .with_rebalance_timeout_ms(30_000)
+            .with_subscribed_topic_names((epoch == 0).then(|| vec![TopicName(str_bytes("t"))]))
+            .with_topic_partitions((epoch == 0).then(Vec::new))
+    }
+
+    /// KIP-848 through the shell: a member joins by heartbeat and gets the
+    /// topic's partitions by id; the group lists and describes as a
+    /// consumer group; classic joins are refused while it has members and
+    /// it commits against the member epoch.
+    #[tokio::test(start_paused = true)]
+    async fn consumer_groups_through_the_shell() {
+        let c = coordinator(Arc::default());
+        let r = c
+            .consumer_group_heartbeat(consumer_heartbeat("m1", 0), 1, "cli", "/10.0.0.2")
+            .await;
+        assert_eq!(r.error_code, NONE, "{r:?}");
+        encodes(&r, 1);
+        let epoch = r.member_epoch;
+        let assignment = r
+            .assignment
+            .expect("first heartbeat carries the assignment");
+        assert_eq!(assignment.topic_partitions[0].topic_id, T_ID);
+        assert_eq!(assignment.topic_partitions[0].partitions, vec![0, 1, 2, 3]);
+        let classic = join(&c, "").await;
+        assert_eq!(classic.error_code, INCONSISTENT_GROUP_PROTOCOL);
+        let listed = c.list_groups(ListGroupsRequest::default(), 5).await;
+        assert_eq!(listed.groups[0].group_type.as_str(), "consumer");
+        assert_eq!(listed.groups[0].group_state.as_str(), "Stable");
+        let d = c
+            .consumer_group_describe(
+                ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![GroupId(str_bytes("g"))]),
+                0,
+            )
+            .await;
+        encodes(&d, 0);
+        let g = &d.groups[0];
+        assert_eq!(
+            (g.error_code, g.group_epoch, g.assignor_name.as_str()),
+            (NONE, epoch, "uniform")
+        );
+        assert_eq!(g.members[0].client_host.as_str(), "/10.0.0.2");
+        assert_eq!(
+            g.members[0].target_assignment.topic_partitions[0]
+                .topic_name
+                .as_str(),
+            "t"
+        );
+        let commit = |generation: i32| {
+            OffsetCommitRequest::default()
+                .with_group_id(GroupId(str_bytes("g")))
+                .with_member_id(str_bytes("m1"))
+                .with_generation_id_or_member_epoch(generation)
+                .with_topics(vec![
+                    OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(str_bytes("t")))
+                        .with_partitions(vec![
+                            OffsetCommitRequestPartition::default()
+                                .with_partition_index(0)
+                                .with_committed_offset(5),
+                        ]),
+                ])
+        };
+        let stale = c.offset_commit(commit(epoch + 1), 9).await;
+        assert_eq!(stale.topics[0].partitions[0].error_code, STALE_MEMBER_EPOCH);
+        let ok = c.offset_commit(commit(epoch), 9).await;
+        assert_eq!(ok.topics[0].partitions[0].error_code, NONE);
+        // Silent past the session timeout: removed by the timer, and the
+        // empty group can go back to being a classic one.
+        tokio::time::sleep(Duration::from_secs(46)).await;
+        let d = c
+            .consumer_group_describe(
+                ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![GroupId(str_bytes("g"))]),
+                0,
+            )
+            .await;
+        assert_eq!(d.groups[0].group_state.as_str(), "Empty");
+        let r = c
+            .consumer_group_heartbeat(consumer_heartbeat("m1", epoch), 1, "cli", "/10.0.0.2")
+            .await;
+        assert_eq!(r.error_code, UNKNOWN_MEMBER_ID);
+        assert_eq!(join(&c, "").await.error_code, MEMBER_ID_REQUIRED);
         c.shutdown();
     }
 }

@@ -23,6 +23,12 @@ pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = E::GroupSubscribedToTopic.code();
 pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
 pub const INVALID_PRODUCER_EPOCH: i16 = E::InvalidProducerEpoch.code();
 pub const UNSTABLE_OFFSET_COMMIT: i16 = E::UnstableOffsetCommit.code();
+pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
+pub const FENCED_MEMBER_EPOCH: i16 = E::FencedMemberEpoch.code();
+pub const UNRELEASED_INSTANCE_ID: i16 = E::UnreleasedInstanceId.code();
+pub const UNSUPPORTED_ASSIGNOR: i16 = E::UnsupportedAssignor.code();
+pub const STALE_MEMBER_EPOCH: i16 = E::StaleMemberEpoch.code();
+pub const INVALID_REGULAR_EXPRESSION: i16 = E::InvalidRegularExpression.code();
 
 #[cfg(test)]
 mod tests {

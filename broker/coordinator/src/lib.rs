@@ -1,6 +1,7 @@
 //! Weir's group coordinator: Kafka's classic consumer-group protocol
-//! (JoinGroup/SyncGroup/Heartbeat/LeaveGroup) and committed offsets, plus
-//! the transaction coordinator's decisions ([`txn`]).
+//! (JoinGroup/SyncGroup/Heartbeat/LeaveGroup), KIP-848 consumer groups
+//! ([`consumer_group`], with the server-side [`assignor`]s) and committed
+//! offsets, plus the transaction coordinator's decisions ([`txn`]).
 //!
 //! The crate is layered so the decisions can be tested without a runtime:
 //! - [`group`]: a pure state machine per group; methods take inputs and `now`
@@ -10,6 +11,8 @@
 //! - [`coordinator`]: the async shell — per-group locks, held join/sync
 //!   responses, timers, persistence through [`GroupStore`].
 
+pub mod assignor;
+pub mod consumer_group;
 pub mod coordinator;
 pub mod errors;
 pub mod group;
@@ -38,6 +41,8 @@ pub struct GroupConfig {
     pub offsets_retention_check_interval: Duration,
     /// `group.max.size`
     pub max_group_size: usize,
+    /// KIP-848 consumer groups' settings.
+    pub consumer: consumer_group::ConsumerConfig,
 }
 
 impl Default for GroupConfig {
@@ -49,6 +54,7 @@ impl Default for GroupConfig {
             offsets_retention: Duration::from_secs(7 * 24 * 3600),
             offsets_retention_check_interval: Duration::from_secs(600),
             max_group_size: i32::MAX as usize,
+            consumer: consumer_group::ConsumerConfig::default(),
         }
     }
 }
@@ -104,4 +110,7 @@ pub trait TopicCatalog: Send + Sync + 'static {
     /// OffsetCommit/OffsetFetch v10 name topics by id.
     fn topic_name(&self, id: uuid::Uuid) -> Option<String>;
     fn topic_id(&self, name: &str) -> Option<uuid::Uuid>;
+    /// Every topic a consumer may subscribe to (internal ones left out),
+    /// with its partition count.
+    fn topics(&self) -> std::collections::BTreeMap<String, i32>;
 }

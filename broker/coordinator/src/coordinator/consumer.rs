@@ -1,0 +1,270 @@
+//! The shell of KIP-848 consumer groups: ConsumerGroupHeartbeat and
+//! ConsumerGroupDescribe turned into [`ConsumerGroup`] calls, topic ids
+//! resolved through the catalog.
+//!
+//! A group id names one group of one type. A heartbeat to an empty classic
+//! group converts it (its offsets stay); to a classic group with members it
+//! is refused with GROUP_ID_NOT_FOUND, as Kafka does. A classic JoinGroup
+//! to a consumer group with members gets INCONSISTENT_GROUP_PROTOCOL, and
+//! converts an empty one back.
+//!
+//! Consumer group membership is kept in memory: when a coordinator moves,
+//! members are told UNKNOWN_MEMBER_ID and rejoin (their committed offsets
+//! are in `__consumer_offsets` and survive).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use kafka_protocol::messages::consumer_group_describe_response::{
+    self as describe, DescribedGroup as DescribedConsumer,
+};
+use kafka_protocol::messages::consumer_group_heartbeat_response::{self as heartbeat};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::{GroupCoordinator, Slot, str_bytes};
+use crate::assignor::Assignment;
+use crate::consumer_group::{ConsumerGroup, HeartbeatInput};
+use crate::errors::*;
+use crate::group::GroupState;
+
+pub(super) const CONSUMER_GROUP_TYPE: &str = "consumer";
+
+/// Member ids for v0 clients, which leave the choice to the coordinator.
+fn generated_member_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    format!("{}-{n}", Uuid::new_v4())
+}
+
+impl Slot {
+    /// The consumer group this slot holds, if it is one.
+    pub(super) fn consumer_group(&self) -> Option<&ConsumerGroup> {
+        self.consumer.as_ref()
+    }
+
+    /// Whether a consumer group with members lives here.
+    pub(super) fn has_consumer_members(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| !c.is_empty())
+    }
+}
+
+impl GroupCoordinator {
+    /// Existing user topics and their partition counts, for subscriptions.
+    fn topic_counts(&self) -> BTreeMap<String, i32> {
+        self.inner.catalog.topics()
+    }
+
+    fn names_of(&self, owned: &[consumer_group_heartbeat_request::TopicPartitions]) -> Assignment {
+        owned
+            .iter()
+            .filter_map(|t| {
+                let name = self.inner.catalog.topic_name(t.topic_id)?;
+                Some((name, t.partitions.iter().copied().collect()))
+            })
+            .collect()
+    }
+
+    fn ids_of(&self, assignment: &Assignment) -> Vec<(Uuid, String, Vec<i32>)> {
+        assignment
+            .iter()
+            .filter_map(|(t, ps)| {
+                let id = self.inner.catalog.topic_id(t)?;
+                Some((id, t.clone(), ps.iter().copied().collect()))
+            })
+            .collect()
+    }
+
+    pub async fn consumer_group_heartbeat(
+        &self,
+        req: ConsumerGroupHeartbeatRequest,
+        version: i16,
+        client_id: &str,
+        client_host: &str,
+    ) -> ConsumerGroupHeartbeatResponse {
+        let error = |code: i16, message: &str| {
+            ConsumerGroupHeartbeatResponse::default()
+                .with_error_code(code)
+                .with_error_message(Some(str_bytes(message)))
+        };
+        let group_id = req.group_id.to_string();
+        if group_id.is_empty() {
+            return error(INVALID_GROUP_ID, "GroupId can't be empty.");
+        }
+        if version >= 1 && req.member_id.is_empty() {
+            return error(INVALID_REQUEST, "MemberId can't be empty.");
+        }
+        let slot = if req.member_epoch == 0 {
+            self.get_or_create(&group_id)
+        } else {
+            match self.get(&group_id) {
+                Some(slot) => slot,
+                None => {
+                    return error(
+                        UNKNOWN_MEMBER_ID,
+                        &format!("Group {group_id} has no member {}.", &*req.member_id),
+                    );
+                }
+            }
+        };
+        let mut slot = slot.lock().await;
+        if slot.consumer.is_none() {
+            if slot.group.state() != GroupState::Empty {
+                return error(
+                    GROUP_ID_NOT_FOUND,
+                    &format!("Group {group_id} is not a consumer group."),
+                );
+            }
+            slot.consumer = Some(ConsumerGroup::new(
+                group_id.clone(),
+                self.inner.config.consumer.clone(),
+            ));
+        }
+        let input = HeartbeatInput {
+            member_id: req.member_id.to_string(),
+            generated_member_id: if req.member_id.is_empty() {
+                generated_member_id()
+            } else {
+                String::new()
+            },
+            member_epoch: req.member_epoch,
+            instance_id: req.instance_id.as_ref().map(|s| s.to_string()),
+            rack_id: req.rack_id.as_ref().map(|s| s.to_string()),
+            rebalance_timeout_ms: req.rebalance_timeout_ms,
+            subscribed_topic_names: req
+                .subscribed_topic_names
+                .as_ref()
+                .map(|ts| ts.iter().map(|t| t.to_string()).collect()),
+            subscribed_topic_regex: req.subscribed_topic_regex.as_ref().map(|s| s.to_string()),
+            server_assignor: req.server_assignor.as_ref().map(|s| s.to_string()),
+            owned: req.topic_partitions.as_deref().map(|o| self.names_of(o)),
+            client_id: client_id.to_owned(),
+            client_host: client_host.to_owned(),
+        };
+        let topics = self.topic_counts();
+        let group = slot.consumer.as_mut().expect("set above");
+        let out = group.heartbeat(input, &topics, Instant::now());
+        let deadline = slot.next_deadline();
+        slot.note_state(super::wall_clock_ms());
+        drop(slot);
+        self.arm_timer(&group_id, deadline);
+        let assignment = out.assignment.as_ref().map(|a| {
+            heartbeat::Assignment::default().with_topic_partitions(
+                self.ids_of(a)
+                    .into_iter()
+                    .map(|(id, _, ps)| {
+                        heartbeat::TopicPartitions::default()
+                            .with_topic_id(id)
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            )
+        });
+        ConsumerGroupHeartbeatResponse::default()
+            .with_error_code(out.error)
+            .with_error_message(out.message.map(StrBytes::from_string))
+            .with_member_id((out.error == NONE).then(|| StrBytes::from_string(out.member_id)))
+            .with_member_epoch(out.member_epoch)
+            .with_heartbeat_interval_ms(out.heartbeat_interval_ms)
+            .with_assignment(assignment)
+    }
+
+    fn described_assignment(&self, a: &Assignment) -> describe::Assignment {
+        describe::Assignment::default().with_topic_partitions(
+            self.ids_of(a)
+                .into_iter()
+                .map(|(id, name, ps)| {
+                    describe::TopicPartitions::default()
+                        .with_topic_id(id)
+                        .with_topic_name(TopicName(StrBytes::from_string(name)))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        )
+    }
+
+    pub async fn consumer_group_describe(
+        &self,
+        req: ConsumerGroupDescribeRequest,
+        _version: i16,
+    ) -> ConsumerGroupDescribeResponse {
+        let mut groups = Vec::with_capacity(req.group_ids.len());
+        for group_id in req.group_ids {
+            let not_found = |message: String| {
+                DescribedConsumer::default()
+                    .with_group_id(group_id.clone())
+                    .with_group_state(StrBytes::from_static_str("Dead"))
+                    .with_error_code(GROUP_ID_NOT_FOUND)
+                    .with_error_message(Some(StrBytes::from_string(message)))
+            };
+            let Some(slot) = self.get(&group_id) else {
+                groups.push(not_found(format!("Group {} not found.", &*group_id)));
+                continue;
+            };
+            let slot = slot.lock().await;
+            let Some(group) = slot.consumer_group() else {
+                groups.push(not_found(format!(
+                    "Group {} is not a consumer group.",
+                    &*group_id
+                )));
+                continue;
+            };
+            let d = group.describe();
+            let members = d
+                .members
+                .iter()
+                .map(|m| {
+                    let member = &m.member;
+                    describe::Member::default()
+                        .with_member_id(str_bytes(&member.member_id))
+                        .with_instance_id(member.instance_id.as_deref().map(str_bytes))
+                        .with_rack_id(member.rack_id.as_deref().map(str_bytes))
+                        .with_member_epoch(member.member_epoch)
+                        .with_client_id(str_bytes(&member.client_id))
+                        .with_client_host(str_bytes(&member.client_host))
+                        .with_subscribed_topic_names(
+                            member
+                                .topic_names
+                                .iter()
+                                .map(|t| TopicName(str_bytes(t)))
+                                .collect(),
+                        )
+                        .with_subscribed_topic_regex(member.topic_regex.as_deref().map(str_bytes))
+                        .with_assignment(self.described_assignment(&member.assigned))
+                        .with_target_assignment(self.described_assignment(&m.target))
+                })
+                .collect();
+            groups.push(
+                DescribedConsumer::default()
+                    .with_group_id(group_id.clone())
+                    .with_group_state(StrBytes::from_static_str(d.state.as_str()))
+                    .with_group_epoch(d.group_epoch)
+                    .with_assignment_epoch(d.assignment_epoch)
+                    .with_assignor_name(StrBytes::from_string(d.assignor))
+                    .with_members(members)
+                    .with_authorized_operations(i32::MIN),
+            );
+        }
+        ConsumerGroupDescribeResponse::default().with_groups(groups)
+    }
+
+    /// Consumer groups' sessions and revocation deadlines, from the timer.
+    pub(super) fn expire_consumer_members(&self, slot: &mut Slot, now: Instant) {
+        if let Some(group) = slot.consumer.as_mut() {
+            for member in group.on_timer(now) {
+                tracing::info!(group = %group.id(), %member, "consumer group member removed: session or rebalance timeout");
+            }
+        }
+    }
+
+    /// Whether any group here is a consumer group (ListGroups' type filter).
+    pub(super) fn group_type_of(slot: &Slot) -> &'static str {
+        if slot.consumer.is_some() {
+            CONSUMER_GROUP_TYPE
+        } else {
+            super::CLASSIC_GROUP_TYPE
+        }
+    }
+}
