@@ -115,6 +115,8 @@ enum Position {
     Committed,
     /// Start from the reset policy.
     Reset,
+    /// Start from the log start (`seek_to_beginning`), whatever the policy.
+    Earliest,
 }
 
 type Tp = (String, i32);
@@ -127,6 +129,10 @@ struct Membership {
     coordinator: Option<Arc<Connection>>,
     /// Set by the heartbeat on a rebalance; the next poll rejoins.
     rejoin: bool,
+    /// The coordinator no longer knows us (unknown member, old generation):
+    /// someone else may have owned our partitions since, so the next
+    /// assignment starts from the committed offsets, not our positions.
+    lost: bool,
 }
 
 pub struct Consumer {
@@ -139,6 +145,10 @@ pub struct Consumer {
     last_commit: Instant,
     /// Assigned partitions changed since the last commit.
     dirty: bool,
+    /// An error met after some records of the same fetch were collected:
+    /// those are returned first, the error by the next poll (as Kafka's
+    /// clients do), so no record whose position advanced is dropped.
+    pending_error: Option<Error>,
 }
 
 impl Drop for Consumer {
@@ -172,6 +182,7 @@ impl Consumer {
             heartbeat: None,
             last_commit: Instant::now(),
             dirty: false,
+            pending_error: None,
         }
     }
 
@@ -222,9 +233,8 @@ impl Consumer {
 
     pub fn seek_to_beginning(&mut self) {
         for p in self.positions.values_mut() {
-            *p = Position::Reset;
+            *p = Position::Earliest;
         }
-        self.config.auto_offset_reset = OffsetReset::Earliest;
     }
 
     /// Current group generation and member id (None outside a group).
@@ -257,6 +267,9 @@ impl Consumer {
 
     /// One attempt; `None` means nothing yet and time is left.
     async fn poll_round(&mut self, deadline: Instant) -> Result<Option<Vec<ConsumerRecord>>> {
+        if let Some(e) = self.pending_error.take() {
+            return Err(e);
+        }
         if !self.subscription.is_empty() && lock(&self.membership).rejoin {
             self.join().await?;
         }
@@ -373,7 +386,9 @@ impl Consumer {
                 .iter()
                 .any(|e| e.code() == p.error_code);
                 if rebalancing {
-                    lock(&self.membership).rejoin = true;
+                    let mut m = lock(&self.membership);
+                    m.rejoin = true;
+                    m.lost |= membership_lost(p.error_code);
                 }
                 return Err(Error::kafka(
                     p.error_code,
@@ -458,17 +473,23 @@ impl Consumer {
                 self.positions.insert(tp, pos);
             }
         }
-        let reset: Vec<Tp> = self
-            .positions
-            .iter()
-            .filter(|(_, p)| **p == Position::Reset)
-            .map(|(tp, _)| tp.clone())
-            .collect();
-        if !reset.is_empty() {
-            let spec = match self.config.auto_offset_reset {
-                OffsetReset::Earliest => OffsetSpec::Earliest,
-                OffsetReset::Latest => OffsetSpec::Latest,
-            };
+        let policy = match self.config.auto_offset_reset {
+            OffsetReset::Earliest => OffsetSpec::Earliest,
+            OffsetReset::Latest => OffsetSpec::Latest,
+        };
+        for (wanted, spec) in [
+            (Position::Reset, policy),
+            (Position::Earliest, OffsetSpec::Earliest),
+        ] {
+            let reset: Vec<Tp> = self
+                .positions
+                .iter()
+                .filter(|(_, p)| **p == wanted)
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            if reset.is_empty() {
+                continue;
+            }
             let offsets = list_offsets(&self.cluster, &reset, spec, self.isolation()).await?;
             for (tp, o) in offsets {
                 self.positions.insert(tp, Position::At(o.offset));
@@ -563,7 +584,11 @@ impl Consumer {
         for p in pending {
             match p {
                 Ok(p) => match p.wait().await {
-                    Ok(resp) => self.absorb(resp, &mut out)?,
+                    Ok(resp) => {
+                        if let Err(e) = self.absorb(resp, &mut out) {
+                            self.pending_error.get_or_insert(e);
+                        }
+                    }
                     Err(e) => {
                         tracing::debug!(error = %e, "fetch failed");
                         failed = true;
@@ -585,13 +610,22 @@ impl Consumer {
             {
                 self.cluster.invalidate(&t);
             }
-            if out.is_empty() {
+            if out.is_empty() && self.pending_error.is_none() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
-        Ok(out)
+        match self.pending_error.take() {
+            Some(e) if out.is_empty() => Err(e),
+            e => {
+                self.pending_error = e;
+                Ok(out)
+            }
+        }
     }
 
+    /// Takes in one leader's response. A partition that fails does not stop
+    /// the others: its position stays, its records (if any were decoded)
+    /// are dropped, and the first such error is returned after the rest.
     fn absorb(&mut self, resp: FetchResponse, out: &mut Vec<ConsumerRecord>) -> Result<()> {
         if resp.error_code != 0 {
             let e = Error::kafka(resp.error_code, None, "fetch");
@@ -600,6 +634,7 @@ impl Consumer {
             }
             return Err(e);
         }
+        let mut failed = None;
         for t in resp.responses {
             let topic = t.topic.to_string();
             for p in t.partitions {
@@ -619,7 +654,7 @@ impl Consumer {
                     } else if err.is_retriable() {
                         self.cluster.invalidate(&topic);
                     } else {
-                        return Err(err);
+                        failed.get_or_insert(err);
                     }
                     continue;
                 }
@@ -631,7 +666,8 @@ impl Consumer {
                     .collect();
                 let Some(records) = p.records else { continue };
                 let read_committed = self.config.isolation_level == IsolationLevel::ReadCommitted;
-                let next = decode_records(
+                let before = out.len();
+                let next = match decode_records(
                     &topic,
                     p.partition_index,
                     records,
@@ -639,14 +675,21 @@ impl Consumer {
                     read_committed,
                     &aborted,
                     out,
-                )?;
+                ) {
+                    Ok(next) => next,
+                    Err(e) => {
+                        out.truncate(before);
+                        failed.get_or_insert(e);
+                        continue;
+                    }
+                };
                 if next > position {
                     self.positions.insert(tp, Position::At(next));
                     self.dirty = true;
                 }
             }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Joins (or rejoins) the group and takes up the assignment.
@@ -710,6 +753,7 @@ impl Consumer {
                 }
                 Some(ResponseError::UnknownMemberId) => {
                     member_id.clear();
+                    lock(&self.membership).lost = true;
                     continue;
                 }
                 Some(
@@ -758,6 +802,7 @@ impl Consumer {
                 Some(ResponseError::RebalanceInProgress) => continue,
                 Some(ResponseError::UnknownMemberId | ResponseError::IllegalGeneration) => {
                     member_id.clear();
+                    lock(&self.membership).lost = true;
                     continue;
                 }
                 Some(ResponseError::NotCoordinator | ResponseError::CoordinatorNotAvailable) => {
@@ -775,8 +820,13 @@ impl Consumer {
             tracing::debug!(group = %group, generation, member = %member_id, partitions = assigned.len(), "joined group");
             // A partition we keep across the rebalance keeps our position:
             // nobody else owned it in between, and our position may be ahead
-            // of what was committed.
-            let previous = std::mem::take(&mut self.positions);
+            // of what was committed. Unless we were out of the group: then
+            // another member may have read (and committed) past it.
+            let lost = std::mem::take(&mut lock(&self.membership).lost);
+            let mut previous = std::mem::take(&mut self.positions);
+            if lost {
+                previous.clear();
+            }
             self.positions = assigned
                 .into_iter()
                 .map(|tp| {
@@ -881,6 +931,7 @@ impl Consumer {
                     tracing::debug!(code, "heartbeat says rejoin");
                     let mut m = lock(&membership);
                     m.rejoin = true;
+                    m.lost |= membership_lost(code);
                     if code == ResponseError::UnknownMemberId.code() {
                         m.member_id.clear();
                     }
@@ -888,6 +939,18 @@ impl Consumer {
             }
         }));
     }
+}
+
+/// Errors that mean the coordinator has dropped us from the group (rather
+/// than a rebalance we are still part of).
+fn membership_lost(code: i16) -> bool {
+    [
+        ResponseError::UnknownMemberId,
+        ResponseError::IllegalGeneration,
+        ResponseError::FencedInstanceId,
+    ]
+    .iter()
+    .any(|e| e.code() == code)
 }
 
 fn other_strategy(s: AssignmentStrategy) -> AssignmentStrategy {

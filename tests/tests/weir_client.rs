@@ -475,3 +475,210 @@ async fn weir_txn_lists_describes_and_aborts_a_hanging_transaction() {
         "past the aborted transaction, without its record"
     );
 }
+
+async fn produce_to(client: &ClientConfig, topic: &str, partition: i32, n: usize) {
+    let producer = Producer::connect(client.clone(), ProducerConfig::default())
+        .await
+        .expect("producer");
+    let acks: Vec<_> = (0..n)
+        .map(|i| {
+            producer.send(
+                ProducerRecord::new(topic, format!("{topic}-{partition}-{i}"))
+                    .with_partition(partition),
+            )
+        })
+        .collect();
+    producer.flush().await.expect("flush");
+    for a in acks {
+        a.await.expect("acknowledged");
+    }
+}
+
+fn find_dir(root: &std::path::Path, name: &str) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(root).ok()?.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n == name) {
+                return Some(path);
+            }
+            if let Some(found) = find_dir(&path, name) {
+                return Some(found);
+            }
+        }
+    }
+    None
+}
+
+/// A partition whose fetch fails (here: a record batch corrupted on disk,
+/// so its CRC no longer matches) must not drop the records of the other
+/// partitions fetched in the same round: their positions have advanced, so
+/// dropping them would skip them for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_partition_does_not_drop_records_fetched_beside_it() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    let admin = Admin::connect(client.clone()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new("torn", 2, 1))
+        .await
+        .expect("create");
+    admin
+        .wait_for_topic("torn", Duration::from_secs(10))
+        .await
+        .expect("metadata");
+    produce_to(&client, "torn", 0, 10).await;
+    produce_to(&client, "torn", 1, 10).await;
+
+    // Flip the last byte of partition 1's log: inside its last batch.
+    let dir = find_dir(&broker.data_dir, "torn-1").expect("partition directory");
+    let log = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "log"))
+        .expect("segment");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&log, &bytes).unwrap();
+
+    let mut consumer = Consumer::connect(
+        client,
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("consumer");
+    consumer.assign(&[("torn", 0), ("torn", 1)]);
+    let mut from_0 = Vec::new();
+    let mut errors = Vec::new();
+    for _ in 0..10 {
+        match consumer.poll(Duration::from_millis(500)).await {
+            Ok(records) => from_0.extend(
+                records
+                    .iter()
+                    .filter(|r| r.partition == 0)
+                    .map(|r| r.offset),
+            ),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    assert!(
+        errors.iter().any(|e| e.contains("torn-1")),
+        "the corrupt partition's error is reported: {errors:?}"
+    );
+    assert_eq!(
+        from_0,
+        (0..10).collect::<Vec<i64>>(),
+        "partition 0's records, each once"
+    );
+    assert_eq!(consumer.position("torn", 0), Some(10));
+}
+
+/// `seek_to_beginning` moves the positions it is asked to; it does not turn
+/// the consumer's `auto.offset.reset` into earliest for partitions it gets
+/// later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seek_to_beginning_leaves_the_reset_policy_alone() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    let admin = Admin::connect(client.clone()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new("rewind", 2, 1))
+        .await
+        .expect("create");
+    admin
+        .wait_for_topic("rewind", Duration::from_secs(10))
+        .await
+        .expect("metadata");
+    produce_to(&client, "rewind", 0, 5).await;
+    produce_to(&client, "rewind", 1, 5).await;
+    let mut consumer = Consumer::connect(
+        client,
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Latest,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("consumer");
+    consumer.assign(&[("rewind", 0)]);
+    consumer.seek_to_beginning();
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let records = consumer.poll(Duration::from_secs(5)).await.expect("poll");
+        assert!(!records.is_empty(), "partition 0 read from its beginning");
+        seen.extend(records.iter().map(|r| r.offset));
+    }
+    assert_eq!(seen, vec![0, 1, 2, 3, 4]);
+    // A partition assigned afterwards follows auto.offset.reset=latest.
+    consumer.assign(&[("rewind", 0), ("rewind", 1)]);
+    consumer.seek("rewind", 0, 5);
+    let records = consumer.poll(Duration::from_secs(1)).await.expect("poll");
+    assert!(records.is_empty(), "read {records:?}");
+    assert_eq!(consumer.position("rewind", 1), Some(5));
+}
+
+/// A member dropped from its group (it stopped polling past the rebalance
+/// timeout while another joined) must not go on from its own positions when
+/// it comes back: the other member read and committed past them meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_dropped_from_its_group_resumes_from_the_committed_offsets() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    let admin = Admin::connect(client.clone()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new("handover", 1, 1))
+        .await
+        .expect("create");
+    admin
+        .wait_for_topic("handover", Duration::from_secs(10))
+        .await
+        .expect("metadata");
+    produce_to(&client, "handover", 0, 10).await;
+    let config = ConsumerConfig {
+        group_id: Some("handover-readers".into()),
+        auto_offset_reset: OffsetReset::Earliest,
+        enable_auto_commit: false,
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(2),
+        heartbeat_interval: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let mut first = Consumer::connect(client.clone(), config.clone())
+        .await
+        .expect("consumer");
+    first.subscribe(&["handover"]).expect("subscribe");
+    let mut read = 0;
+    while read < 10 {
+        read += first
+            .poll(Duration::from_secs(5))
+            .await
+            .expect("poll")
+            .len();
+    }
+    assert_eq!(first.position("handover", 0), Some(10));
+
+    // `first` stops polling; `second` joins, is alone once `first` misses
+    // the rebalance, reads on and commits 15.
+    produce_to(&client, "handover", 0, 10).await;
+    let mut second = Consumer::connect(client.clone(), config.clone())
+        .await
+        .expect("consumer");
+    second.subscribe(&["handover"]).expect("subscribe");
+    let mut offsets = Vec::new();
+    while offsets.len() < 20 {
+        let records = second.poll(Duration::from_secs(5)).await.expect("poll");
+        offsets.extend(records.iter().map(|r| r.offset));
+    }
+    second.seek("handover", 0, 15);
+    second.commit().await.expect("commit");
+    second.close().await.expect("close");
+
+    // `first` comes back: the coordinator no longer knows it, and it takes
+    // the partition up at the committed 15, not its own 10.
+    let records = first.poll(Duration::from_secs(20)).await.expect("poll");
+    assert_eq!(records.first().map(|r| r.offset), Some(15), "resumed at");
+}
