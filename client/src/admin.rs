@@ -1,6 +1,6 @@
 //! Topic, config, offset and group administration.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,19 +26,21 @@ use kafka_protocol::messages::offset_fetch_request::{
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, BrokerId, ConsumerProtocolAssignment,
     ConsumerProtocolSubscription, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteGroupsRequest, DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
-    ListOffsetsRequest, ListPartitionReassignmentsRequest, OffsetFetchRequest, TopicName,
-    UnregisterBrokerRequest,
+    DeleteRecordsRequest, DeleteTopicsRequest, DescribeConfigsRequest, GroupId,
+    IncrementalAlterConfigsRequest, ListOffsetsRequest, ListPartitionReassignmentsRequest,
+    OffsetFetchRequest, TopicName, UnregisterBrokerRequest,
 };
 use kafka_protocol::protocol::{Decodable, Message};
 
+mod groups;
 mod transactions;
 
+pub use groups::{GroupDescription, GroupListing, GroupType, MemberDescription, PartitionLag};
 pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
 
 use crate::cluster::{Cluster, TopicMetadata};
 use crate::config::ClientConfig;
+use crate::consumer::CommitOffset;
 use crate::error::{Error, Result, check};
 use crate::reassign::{DrainError, PartitionReplicas, plan_drain, plan_drains};
 use crate::util::{millis_i32, sb};
@@ -174,47 +176,6 @@ pub struct ListedOffset {
     /// -1 when no record matches a timestamp query.
     pub offset: i64,
     pub timestamp: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupListing {
-    pub group_id: String,
-    pub protocol_type: String,
-    pub state: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupDescription {
-    pub group_id: String,
-    pub state: String,
-    pub protocol_type: String,
-    /// The assignment strategy chosen, e.g. `range`.
-    pub protocol: String,
-    pub members: Vec<MemberDescription>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberDescription {
-    pub member_id: String,
-    pub group_instance_id: Option<String>,
-    pub client_id: String,
-    pub client_host: String,
-    /// Topics the member subscribed to (consumer protocol only).
-    pub subscription: Vec<String>,
-    /// Decoded for `consumer` groups; empty otherwise.
-    pub assignment: Vec<(String, i32)>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionLag {
-    pub topic: String,
-    pub partition: i32,
-    pub committed: Option<i64>,
-    pub log_end: i64,
-    /// `log_end - committed`, or None without a committed offset.
-    pub lag: Option<i64>,
-    /// Member the partition is assigned to, if any.
-    pub member_id: Option<String>,
 }
 
 /// Admin client. Cheap to clone.
@@ -550,129 +511,6 @@ impl Admin {
         list_offsets(&self.cluster, partitions, spec, 0).await
     }
 
-    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
-        self.cluster.refresh(Some(&[])).await?;
-        let mut out = Vec::new();
-        // Each broker only knows the groups it coordinates.
-        for b in self.cluster.brokers() {
-            let resp = self
-                .cluster
-                .broker(b.node_id)
-                .await?
-                .send(&ListGroupsRequest::default())
-                .await?;
-            check(resp.error_code, None, || {
-                format!("list groups on broker {}", b.node_id)
-            })?;
-            out.extend(resp.groups.into_iter().map(|g| GroupListing {
-                group_id: g.group_id.to_string(),
-                protocol_type: g.protocol_type.to_string(),
-                state: g.group_state.to_string(),
-            }));
-        }
-        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-        out.dedup_by(|a, b| a.group_id == b.group_id);
-        Ok(out)
-    }
-
-    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
-        let (_, conn) = self.cluster.coordinator(group, 0).await?;
-        let resp = conn
-            .send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(sb(group))]))
-            .await?;
-        let g = resp
-            .groups
-            .into_iter()
-            .next()
-            .ok_or_else(|| Error::Other(format!("no description of group {group:?}")))?;
-        check(g.error_code, g.error_message.as_ref(), || {
-            format!("describe group {group:?}")
-        })?;
-        let consumer = g.protocol_type.as_str() == "consumer";
-        let members = g
-            .members
-            .into_iter()
-            .map(|m| MemberDescription {
-                member_id: m.member_id.to_string(),
-                group_instance_id: m.group_instance_id.map(|i| i.to_string()),
-                client_id: m.client_id.to_string(),
-                client_host: m.client_host.to_string(),
-                subscription: if consumer {
-                    decode_subscription(m.member_metadata)
-                        .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
-                        .unwrap_or_default()
-                } else {
-                    Vec::new()
-                },
-                assignment: if consumer {
-                    decode_assignment(m.member_assignment).unwrap_or_default()
-                } else {
-                    Vec::new()
-                },
-            })
-            .collect();
-        Ok(GroupDescription {
-            group_id: g.group_id.to_string(),
-            state: g.group_state.to_string(),
-            protocol_type: g.protocol_type.to_string(),
-            protocol: g.protocol_data.to_string(),
-            members,
-        })
-    }
-
-    /// The group's committed offsets (partitions without one are absent).
-    pub async fn committed_offsets(&self, group: &str) -> Result<BTreeMap<(String, i32), i64>> {
-        let (_, conn) = self.cluster.coordinator(group, 0).await?;
-        fetch_committed(&conn, group, None).await
-    }
-
-    /// Committed offset vs. log end for every partition the group has an
-    /// offset for or is assigned.
-    pub async fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
-        let committed = self.committed_offsets(group).await?;
-        let desc = self.describe_group(group).await?;
-        let mut owner: HashMap<(String, i32), String> = HashMap::new();
-        for m in &desc.members {
-            for tp in &m.assignment {
-                owner.insert(tp.clone(), m.member_id.clone());
-            }
-        }
-        let mut parts: Vec<(String, i32)> = committed
-            .keys()
-            .cloned()
-            .chain(owner.keys().cloned())
-            .collect();
-        parts.sort();
-        parts.dedup();
-        let ends = list_offsets(&self.cluster, &parts, OffsetSpec::Latest, 0).await?;
-        Ok(parts
-            .into_iter()
-            .map(|tp| {
-                let committed = committed.get(&tp).copied();
-                let log_end = ends.get(&tp).map(|o| o.offset).unwrap_or(-1);
-                PartitionLag {
-                    lag: committed.map(|c| (log_end - c).max(0)),
-                    member_id: owner.get(&tp).cloned(),
-                    committed,
-                    log_end,
-                    topic: tp.0,
-                    partition: tp.1,
-                }
-            })
-            .collect())
-    }
-
-    pub async fn delete_group(&self, group: &str) -> Result<()> {
-        let (_, conn) = self.cluster.coordinator(group, 0).await?;
-        let resp = conn
-            .send(&DeleteGroupsRequest::default().with_groups_names(vec![GroupId(sb(group))]))
-            .await?;
-        for r in &resp.results {
-            check(r.error_code, None, || format!("delete group {group:?}"))?;
-        }
-        Ok(())
-    }
-
     /// Starts, replaces or cancels partition reassignments (KIP-455): each
     /// partition moves to its `replicas` (the first is the preferred
     /// leader), or with `None` goes back to the replicas it had before its
@@ -975,6 +813,19 @@ pub(crate) async fn fetch_committed(
     group: &str,
     partitions: Option<&[(String, i32)]>,
 ) -> Result<BTreeMap<(String, i32), i64>> {
+    Ok(fetch_committed_full(conn, group, partitions)
+        .await?
+        .into_iter()
+        .map(|(tp, c)| (tp, c.offset))
+        .collect())
+}
+
+/// Committed offsets with their leader epochs and metadata.
+pub(crate) async fn fetch_committed_full(
+    conn: &crate::conn::Connection,
+    group: &str,
+    partitions: Option<&[(String, i32)]>,
+) -> Result<BTreeMap<(String, i32), CommitOffset>> {
     let version = conn.capped_version::<OffsetFetchRequest>(OFFSET_FETCH_MAX)?;
     let topics: Option<Vec<(String, Vec<i32>)>> = partitions.map(|ps| {
         let mut m: BTreeMap<String, Vec<i32>> = BTreeMap::new();
@@ -1018,7 +869,16 @@ pub(crate) async fn fetch_committed(
                 for p in t.partitions {
                     check(p.error_code, None, ctx)?;
                     if p.committed_offset >= 0 {
-                        out.insert((t.name.to_string(), p.partition_index), p.committed_offset);
+                        out.insert(
+                            (t.name.to_string(), p.partition_index),
+                            committed_offset(
+                                &t.name,
+                                p.partition_index,
+                                p.committed_offset,
+                                p.committed_leader_epoch,
+                                p.metadata.as_deref(),
+                            ),
+                        );
                     }
                 }
             }
@@ -1029,7 +889,16 @@ pub(crate) async fn fetch_committed(
             for p in t.partitions {
                 check(p.error_code, None, ctx)?;
                 if p.committed_offset >= 0 {
-                    out.insert((t.name.to_string(), p.partition_index), p.committed_offset);
+                    out.insert(
+                        (t.name.to_string(), p.partition_index),
+                        committed_offset(
+                            &t.name,
+                            p.partition_index,
+                            p.committed_offset,
+                            p.committed_leader_epoch,
+                            p.metadata.as_deref(),
+                        ),
+                    );
                 }
             }
         }
@@ -1038,6 +907,22 @@ pub(crate) async fn fetch_committed(
 }
 
 /// Consumer-protocol blobs start with their own i16 version.
+fn committed_offset(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: Option<&str>,
+) -> CommitOffset {
+    CommitOffset {
+        topic: topic.to_string(),
+        partition,
+        offset,
+        leader_epoch: (leader_epoch >= 0).then_some(leader_epoch),
+        metadata: metadata.filter(|m| !m.is_empty()).map(str::to_string),
+    }
+}
+
 pub(crate) fn decode_subscription(mut b: Bytes) -> Option<ConsumerProtocolSubscription> {
     if b.remaining() < 2 {
         return None;

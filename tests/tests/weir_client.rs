@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use weir_client::ClientConfig;
 use weir_client::admin::{Admin, ConfigResource, NewTopic, OffsetSpec};
-use weir_client::consumer::{Consumer, ConsumerConfig, IsolationLevel, OffsetReset};
+use weir_client::consumer::{
+    CommitOffset, Consumer, ConsumerConfig, IsolationLevel, OffsetReset, RebalanceListener,
+};
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::transaction::GroupMetadata;
 use weir_e2e::BrokerProcess;
@@ -681,4 +683,295 @@ async fn a_member_dropped_from_its_group_resumes_from_the_committed_offsets() {
     // the partition up at the committed 15, not its own 10.
     let records = first.poll(Duration::from_secs(20)).await.expect("poll");
     assert_eq!(records.first().map(|r| r.offset), Some(15), "resumed at");
+}
+
+async fn topic_with_records(client: &ClientConfig, topic: &str, partitions: i32, each: usize) {
+    let admin = Admin::connect(client.clone()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new(topic, partitions, 1))
+        .await
+        .expect("create");
+    admin
+        .wait_for_topic(topic, Duration::from_secs(10))
+        .await
+        .expect("metadata");
+    for p in 0..partitions {
+        produce_to(client, topic, p, each).await;
+    }
+}
+
+/// `max.poll.records` bounds what one poll returns, and a commit after a
+/// poll stores only the position past what that poll returned — not past
+/// what was fetched and still waits in the consumer. The commit carries the
+/// leader epoch of the last record returned, and metadata is stored and
+/// read back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_poll_records_bounds_a_poll_and_commits_only_what_was_returned() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    topic_with_records(&client, "bounded", 1, 50).await;
+    let mut consumer = Consumer::connect(
+        client.clone(),
+        ConsumerConfig {
+            group_id: Some("bounded-readers".into()),
+            auto_offset_reset: OffsetReset::Earliest,
+            enable_auto_commit: false,
+            max_poll_records: 7,
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("consumer");
+    consumer.assign(&[("bounded", 0)]);
+    let first = consumer.poll(Duration::from_secs(5)).await.expect("poll");
+    assert!(
+        !first.is_empty() && first.len() <= 7,
+        "{} records",
+        first.len()
+    );
+    let returned = first.len() as i64;
+    assert_eq!(
+        first.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (0..returned).collect::<Vec<_>>()
+    );
+    consumer.commit().await.expect("commit");
+    let tp = ("bounded".to_string(), 0);
+    let committed = consumer
+        .committed(std::slice::from_ref(&tp))
+        .await
+        .expect("committed");
+    assert_eq!(
+        committed[&tp].offset, returned,
+        "only what the poll returned"
+    );
+    let admin = Admin::connect(client.clone()).await.expect("admin");
+    let leader_epoch = admin
+        .describe_topic("bounded")
+        .await
+        .expect("describe")
+        .partitions[0]
+        .leader_epoch;
+    assert_eq!(committed[&tp].leader_epoch, Some(leader_epoch));
+    assert_eq!(first.last().unwrap().leader_epoch, Some(leader_epoch));
+
+    let mut offsets: Vec<i64> = first.iter().map(|r| r.offset).collect();
+    while offsets.len() < 50 {
+        let records = consumer.poll(Duration::from_secs(5)).await.expect("poll");
+        assert!(records.len() <= 7, "{} records in one poll", records.len());
+        assert!(!records.is_empty(), "stalled at {}", offsets.len());
+        offsets.extend(records.iter().map(|r| r.offset));
+    }
+    assert_eq!(
+        offsets,
+        (0..50).collect::<Vec<i64>>(),
+        "each record once, in order"
+    );
+
+    consumer
+        .commit_offsets_with(&[CommitOffset::new("bounded", 0, 20).with_metadata("checkpoint-20")])
+        .await
+        .expect("commit with metadata");
+    let committed = consumer
+        .committed(std::slice::from_ref(&tp))
+        .await
+        .expect("committed");
+    assert_eq!(committed[&tp].offset, 20);
+    assert_eq!(committed[&tp].metadata.as_deref(), Some("checkpoint-20"));
+}
+
+/// A paused partition is not read (the others are) until it is resumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_partition_waits_until_resumed() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    topic_with_records(&client, "paced", 2, 5).await;
+    let mut consumer = Consumer::connect(
+        client,
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            fetch_max_wait: Duration::from_millis(100),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("consumer");
+    consumer.assign(&[("paced", 0), ("paced", 1)]);
+    consumer.pause(&[("paced", 0)]);
+    assert_eq!(consumer.paused(), vec![("paced".to_string(), 0)]);
+    let mut from = BTreeMap::<i32, usize>::new();
+    for _ in 0..6 {
+        for r in consumer
+            .poll(Duration::from_millis(300))
+            .await
+            .expect("poll")
+        {
+            *from.entry(r.partition).or_default() += 1;
+        }
+    }
+    assert_eq!(from, BTreeMap::from([(1, 5)]), "only the running partition");
+    consumer.resume(&[("paced", 0)]);
+    assert!(consumer.paused().is_empty());
+    let mut resumed = 0;
+    for _ in 0..10 {
+        resumed += consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .expect("poll")
+            .iter()
+            .filter(|r| r.partition == 0)
+            .count();
+        if resumed == 5 {
+            break;
+        }
+    }
+    assert_eq!(resumed, 5, "the resumed partition's records");
+}
+
+type Events = std::sync::Arc<std::sync::Mutex<Vec<(&'static str, &'static str, Vec<i32>)>>>;
+
+struct Recorder {
+    name: &'static str,
+    events: Events,
+}
+
+impl Recorder {
+    fn push(&self, kind: &'static str, partitions: &[(String, i32)]) {
+        let mut ps: Vec<i32> = partitions.iter().map(|(_, p)| *p).collect();
+        ps.sort_unstable();
+        self.events.lock().unwrap().push((self.name, kind, ps));
+    }
+}
+
+impl RebalanceListener for Recorder {
+    fn on_partitions_assigned(&mut self, partitions: &[(String, i32)]) {
+        self.push("assigned", partitions);
+    }
+    fn on_partitions_revoked(&mut self, partitions: &[(String, i32)]) {
+        self.push("revoked", partitions);
+    }
+    fn on_partitions_lost(&mut self, partitions: &[(String, i32)]) {
+        self.push("lost", partitions);
+    }
+}
+
+/// Polls on its own task until told to stop, then hands the consumer back.
+fn keep_polling(
+    mut consumer: Consumer,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> tokio::task::JoinHandle<Consumer> {
+    tokio::spawn(async move {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            consumer
+                .poll(Duration::from_millis(200))
+                .await
+                .expect("poll");
+        }
+        consumer
+    })
+}
+
+async fn wait_for(events: &Events, what: impl Fn(&[(&str, &str, Vec<i32>)]) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !what(&events.lock().unwrap()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "events so far: {:?}",
+            events.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The rebalance listener hears every change of assignment: a member
+/// joining makes the first give up its partitions (revoked) before both
+/// get their share (assigned), and the shares never overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebalance_listener_hears_partitions_revoked_before_they_move() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    topic_with_records(&client, "shared", 4, 1).await;
+    let config = ConsumerConfig {
+        group_id: Some("listeners".into()),
+        auto_offset_reset: OffsetReset::Earliest,
+        session_timeout: Duration::from_secs(10),
+        heartbeat_interval: Duration::from_millis(200),
+        rebalance_timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let events: Events = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut first = Consumer::connect(client.clone(), config.clone())
+        .await
+        .expect("consumer");
+    first
+        .subscribe_with(
+            &["shared"],
+            Recorder {
+                name: "first",
+                events: events.clone(),
+            },
+        )
+        .expect("subscribe");
+    let first = keep_polling(first, stop.clone());
+    wait_for(&events, |e| {
+        e.contains(&("first", "assigned", vec![0, 1, 2, 3]))
+    })
+    .await;
+
+    let mut second = Consumer::connect(client.clone(), config.clone())
+        .await
+        .expect("consumer");
+    second
+        .subscribe_with(
+            &["shared"],
+            Recorder {
+                name: "second",
+                events: events.clone(),
+            },
+        )
+        .expect("subscribe");
+    let second = keep_polling(second, stop.clone());
+    let settled = |e: &[(&str, &str, Vec<i32>)], name: &str| {
+        e.iter()
+            .rev()
+            .find(|(n, kind, _)| *n == name && *kind == "assigned")
+            .map(|(_, _, ps)| ps.len())
+            == Some(2)
+    };
+    wait_for(&events, |e| settled(e, "first") && settled(e, "second")).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let first = first.await.expect("first");
+    let second = second.await.expect("second");
+
+    let events = events.lock().unwrap().clone();
+    let of = |name: &str| -> Vec<(&str, Vec<i32>)> {
+        events
+            .iter()
+            .filter(|(n, ..)| *n == name)
+            .map(|(_, k, ps)| (*k, ps.clone()))
+            .collect()
+    };
+    let first_events = of("first");
+    assert_eq!(
+        first_events[0],
+        ("assigned", vec![0, 1, 2, 3]),
+        "{events:?}"
+    );
+    assert_eq!(first_events[1], ("revoked", vec![0, 1, 2, 3]), "{events:?}");
+    let mut owned: Vec<i32> = first.assignment().iter().map(|(_, p)| *p).collect();
+    owned.extend(second.assignment().iter().map(|(_, p)| *p));
+    owned.sort_unstable();
+    assert_eq!(owned, vec![0, 1, 2, 3], "every partition, once: {events:?}");
+    assert_eq!(
+        first_events.last().unwrap().1,
+        first
+            .assignment()
+            .iter()
+            .map(|(_, p)| *p)
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        of("second").iter().all(|(kind, _)| *kind != "lost"),
+        "{events:?}"
+    );
 }

@@ -1037,6 +1037,14 @@ impl GroupCoordinator {
                 Some(slot) => {
                     let slot = slot.lock().await;
                     if slot.consumer_group().is_some() {
+                        // The message field exists from v6 on: setting it
+                        // for an older request would fail its encoding.
+                        let message = (version >= 6).then(|| {
+                            StrBytes::from_string(format!(
+                                "Group {} is not a classic group.",
+                                &*group_id
+                            ))
+                        });
                         described.push(
                             DescribedGroup::default()
                                 .with_group_id(group_id.clone())
@@ -1044,10 +1052,7 @@ impl GroupCoordinator {
                                     GroupState::Dead.as_str(),
                                 ))
                                 .with_error_code(GROUP_ID_NOT_FOUND)
-                                .with_error_message(Some(StrBytes::from_string(format!(
-                                    "Group {} is not a classic group.",
-                                    &*group_id
-                                )))),
+                                .with_error_message(message),
                         );
                         continue;
                     }

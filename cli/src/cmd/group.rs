@@ -1,7 +1,9 @@
-//! `weir group …`: list, describe (with lag) and delete consumer groups.
+//! `weir group …`: list, describe (with lag) and delete groups of either
+//! type (classic, KIP-848 consumer), and reset their offsets.
 
 use anyhow::bail;
 use weir_client::ResponseError;
+use weir_client::admin::{GroupDescription, PartitionLag};
 
 use super::client_args::{ClientArgs, thousands};
 
@@ -73,72 +75,32 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
                 .max()
                 .unwrap_or(5)
                 .max(5);
-            println!("{:<width$}  {:<20}  TYPE", "GROUP", "STATE");
+            println!(
+                "{:<width$}  {:<20}  {:<8}  PROTOCOL-TYPE",
+                "GROUP", "STATE", "TYPE"
+            );
             for g in groups {
                 println!(
-                    "{:<width$}  {:<20}  {}",
-                    g.group_id, g.state, g.protocol_type
+                    "{:<width$}  {:<20}  {:<8}  {}",
+                    g.group_id,
+                    g.state,
+                    g.group_type.as_str(),
+                    or_dash(&g.protocol_type)
                 );
             }
         }
         GroupCommand::Describe { group } => {
-            let desc = admin.describe_group(&group).await?;
+            let desc = match admin.describe_group(&group).await {
+                Err(e) if e.kafka_error() == Some(ResponseError::GroupIdNotFound) => {
+                    bail!("group {group:?} does not exist")
+                }
+                other => other?,
+            };
             let lag = admin.group_lag(&group).await?;
             if desc.state == "Dead" && lag.is_empty() {
                 bail!("group {group:?} does not exist");
             }
-            println!(
-                "Group: {}\tState: {}\tProtocol: {}/{}\tMembers: {}",
-                desc.group_id,
-                desc.state,
-                if desc.protocol_type.is_empty() {
-                    "-"
-                } else {
-                    &desc.protocol_type
-                },
-                if desc.protocol.is_empty() {
-                    "-"
-                } else {
-                    &desc.protocol
-                },
-                desc.members.len()
-            );
-            if !desc.members.is_empty() {
-                println!();
-                println!("MEMBER\tCLIENT-ID\tHOST\tPARTITIONS");
-                for m in &desc.members {
-                    let parts: Vec<String> = m
-                        .assignment
-                        .iter()
-                        .map(|(t, p)| format!("{t}-{p}"))
-                        .collect();
-                    println!(
-                        "{}\t{}\t{}\t{}",
-                        m.member_id,
-                        m.client_id,
-                        m.client_host,
-                        parts.join(",")
-                    );
-                }
-            }
-            if !lag.is_empty() {
-                println!();
-                println!("TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tMEMBER");
-                for l in &lag {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
-                        l.topic,
-                        l.partition,
-                        l.committed.map_or("-".to_string(), |c| c.to_string()),
-                        l.log_end,
-                        l.lag.map_or("-".to_string(), |c| c.to_string()),
-                        l.member_id.as_deref().unwrap_or("-")
-                    );
-                }
-            }
-            let total: i64 = lag.iter().filter_map(|l| l.lag).sum();
-            println!();
-            println!("Total lag: {}", thousands(total.max(0) as u64));
+            print!("{}", describe_text(&desc, &lag));
         }
         GroupCommand::ResetOffsets(reset) => reset_offsets(&args.client, &admin, reset).await?,
         GroupCommand::Delete { group } => match admin.delete_group(&group).await {
@@ -153,6 +115,104 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
         },
     }
     Ok(())
+}
+
+/// What `weir group describe` prints: the group line, its members (with
+/// epochs and target assignment for consumer groups), then per-partition
+/// lag.
+fn describe_text(desc: &GroupDescription, lag: &[PartitionLag]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "Group: {}\tType: {}\tState: {}",
+        desc.group_id,
+        desc.group_type.as_str(),
+        desc.state
+    );
+    match (desc.group_epoch, desc.assignment_epoch) {
+        (Some(group_epoch), Some(assignment_epoch)) => {
+            let _ = write!(
+                out,
+                "\tAssignor: {}\tGroup epoch: {group_epoch}\tAssignment epoch: {assignment_epoch}",
+                or_dash(&desc.protocol)
+            );
+        }
+        _ => {
+            let _ = write!(
+                out,
+                "\tProtocol: {}/{}",
+                or_dash(&desc.protocol_type),
+                or_dash(&desc.protocol)
+            );
+        }
+    }
+    let _ = writeln!(out, "\tMembers: {}", desc.members.len());
+    if !desc.members.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(out, "MEMBER\tEPOCH\tCLIENT-ID\tHOST\tASSIGNED\tTARGET");
+        for m in &desc.members {
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                m.member_id,
+                m.member_epoch.map_or("-".to_string(), |e| e.to_string()),
+                m.client_id,
+                m.client_host,
+                partition_list(&m.assignment),
+                m.target_assignment
+                    .as_deref()
+                    .map_or("-".to_string(), partition_list)
+            );
+        }
+    }
+    if !lag.is_empty() {
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "TOPIC\tPARTITION\tCURRENT-OFFSET\tLOG-END-OFFSET\tLAG\tMEMBER"
+        );
+        for l in lag {
+            let _ = writeln!(
+                out,
+                "{}\t{}\t{}\t{}\t{}\t{}",
+                l.topic,
+                l.partition,
+                l.committed.map_or("-".to_string(), |c| c.to_string()),
+                l.log_end,
+                l.lag.map_or("-".to_string(), |c| c.to_string()),
+                l.member_id.as_deref().unwrap_or("-")
+            );
+        }
+    }
+    let total: i64 = lag.iter().filter_map(|l| l.lag).sum();
+    let _ = writeln!(out);
+    let _ = writeln!(out, "Total lag: {}", thousands(total.max(0) as u64));
+    out
+}
+
+/// `orders(0,1,2),payments(3)`; `-` for none.
+fn partition_list(parts: &[(String, i32)]) -> String {
+    if parts.is_empty() {
+        return "-".to_string();
+    }
+    let mut by_topic: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+    for (t, p) in parts {
+        by_topic.entry(t).or_default().push(*p);
+    }
+    by_topic
+        .into_iter()
+        .map(|(t, mut ps)| {
+            ps.sort_unstable();
+            let ps: Vec<String> = ps.iter().map(|p| p.to_string()).collect();
+            format!("{t}({})", ps.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
 }
 
 async fn reset_offsets(
@@ -172,8 +232,13 @@ async fn reset_offsets(
         _ if args.to_earliest => ResetTo::Earliest,
         _ => ResetTo::Latest,
     };
-    let desc = admin.describe_group(&args.group).await?;
-    if !desc.members.is_empty() {
+    // A group that does not exist yet may be given offsets to start from,
+    // as kafka-consumer-groups.sh allows.
+    let desc = match admin.describe_group(&args.group).await {
+        Err(e) if e.kafka_error() == Some(ResponseError::GroupIdNotFound) => None,
+        other => Some(other?),
+    };
+    if let Some(desc) = desc.filter(|d| !d.members.is_empty()) {
         bail!(
             "group {:?} has {} active member(s) (state {}); offsets can only be reset while it is inactive: stop its consumers first",
             args.group,
@@ -263,4 +328,84 @@ async fn reset_offsets(
         args.group
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_client::admin::{GroupType, MemberDescription};
+
+    use super::*;
+
+    fn member(
+        id: &str,
+        epoch: Option<i32>,
+        target: Option<Vec<(String, i32)>>,
+    ) -> MemberDescription {
+        MemberDescription {
+            member_id: id.into(),
+            group_instance_id: None,
+            client_id: format!("client-{id}"),
+            client_host: "/127.0.0.1".into(),
+            subscription: vec!["orders".into()],
+            assignment: vec![("orders".into(), 2), ("orders".into(), 0)],
+            member_epoch: epoch,
+            target_assignment: target,
+        }
+    }
+
+    #[test]
+    fn a_consumer_group_shows_its_epochs_and_each_members_target() {
+        let desc = GroupDescription {
+            group_id: "g".into(),
+            group_type: GroupType::Consumer,
+            state: "Reconciling".into(),
+            protocol_type: "consumer".into(),
+            protocol: "uniform".into(),
+            group_epoch: Some(7),
+            assignment_epoch: Some(7),
+            members: vec![member("m1", Some(6), Some(vec![("orders".into(), 0)]))],
+        };
+        let text = describe_text(&desc, &[]);
+        assert!(
+            text.starts_with("Group: g\tType: consumer\tState: Reconciling\tAssignor: uniform\tGroup epoch: 7\tAssignment epoch: 7\tMembers: 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("m1\t6\tclient-m1\t/127.0.0.1\torders(0,2)\torders(0)\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_classic_group_shows_its_protocol_and_no_epochs() {
+        let desc = GroupDescription {
+            group_id: "g".into(),
+            group_type: GroupType::Classic,
+            state: "Stable".into(),
+            protocol_type: "consumer".into(),
+            protocol: "range".into(),
+            group_epoch: None,
+            assignment_epoch: None,
+            members: vec![member("m1", None, None)],
+        };
+        let lag = [PartitionLag {
+            topic: "orders".into(),
+            partition: 0,
+            committed: Some(5),
+            log_end: 1_005,
+            lag: Some(1_000),
+            member_id: Some("m1".into()),
+        }];
+        let text = describe_text(&desc, &lag);
+        assert!(
+            text.contains("\tType: classic\tState: Stable\tProtocol: consumer/range\t"),
+            "{text}"
+        );
+        assert!(
+            text.contains("m1\t-\tclient-m1\t/127.0.0.1\torders(0,2)\t-\n"),
+            "{text}"
+        );
+        assert!(text.contains("orders\t0\t5\t1005\t1000\tm1\n"), "{text}");
+        assert!(text.ends_with("Total lag: 1,000\n"), "{text}");
+    }
 }
