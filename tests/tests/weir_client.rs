@@ -2,13 +2,14 @@
 //! process: admin, idempotent producer, group consumer, committed offsets
 //! and lag, and that keys land where Java's partitioner puts them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use weir_client::ClientConfig;
 use weir_client::admin::{Admin, ConfigResource, NewTopic, OffsetSpec};
 use weir_client::consumer::{
-    CommitOffset, Consumer, ConsumerConfig, IsolationLevel, OffsetReset, RebalanceListener,
+    CommitOffset, Consumer, ConsumerConfig, GroupProtocol, IsolationLevel, OffsetReset,
+    RebalanceListener,
 };
 use weir_client::producer::{Producer, ProducerConfig, ProducerRecord};
 use weir_client::transaction::GroupMetadata;
@@ -974,4 +975,241 @@ async fn a_rebalance_listener_hears_partitions_revoked_before_they_move() {
         of("second").iter().all(|(kind, _)| *kind != "lost"),
         "{events:?}"
     );
+}
+
+/// Replays listener events in the order they happened (one process, one
+/// lock): no partition is assigned while another member still owns it.
+fn assert_never_owned_twice(events: &[(&str, &str, Vec<i32>)]) {
+    let mut owner: BTreeMap<i32, &str> = BTreeMap::new();
+    for (name, kind, partitions) in events {
+        for p in partitions {
+            match *kind {
+                "assigned" => {
+                    if let Some(other) = owner.insert(*p, name) {
+                        panic!("partition {p} given to {name} while {other} owns it: {events:?}");
+                    }
+                }
+                _ => {
+                    owner.remove(p);
+                }
+            }
+        }
+    }
+}
+
+/// weir-client with `group.protocol=consumer` (KIP-848): a second member
+/// joining takes half the partitions only after the first has revoked
+/// them (and committed where it got to), leaving gives them back, and every
+/// record is read exactly once across the hand-overs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kip848_members_hand_partitions_over_without_overlap_or_loss() {
+    let broker = BrokerProcess::start(&[
+        "group.consumer.heartbeat.interval.ms=200",
+        "group.consumer.min.heartbeat.interval.ms=200",
+    ]);
+    let client = ClientConfig::new(broker.bootstrap());
+    topic_with_records(&client, "reconciled", 4, 5).await;
+    let config = ConsumerConfig {
+        group_id: Some("kip848-readers".into()),
+        group_protocol: GroupProtocol::Consumer,
+        group_remote_assignor: Some("uniform".into()),
+        auto_offset_reset: OffsetReset::Earliest,
+        auto_commit_interval: Duration::from_millis(100),
+        ..Default::default()
+    };
+    let events: Events = Default::default();
+    let seen: std::sync::Arc<std::sync::Mutex<Vec<(i32, i64)>>> = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let member = |name: &'static str, stop: std::sync::Arc<std::sync::atomic::AtomicBool>| {
+        let (config, client, events, seen) =
+            (config.clone(), client.clone(), events.clone(), seen.clone());
+        tokio::spawn(async move {
+            let mut consumer = Consumer::connect(client, config).await.expect("consumer");
+            consumer
+                .subscribe_with(&["reconciled"], Recorder { name, events })
+                .expect("subscribe");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let records = consumer
+                    .poll(Duration::from_millis(100))
+                    .await
+                    .expect("poll");
+                seen.lock()
+                    .unwrap()
+                    .extend(records.iter().map(|r| (r.partition, r.offset)));
+            }
+            let member = consumer.group_member();
+            consumer.close().await.expect("close");
+            member
+        })
+    };
+    let owns = |e: &[(&str, &str, Vec<i32>)], name: &str| -> BTreeSet<i32> {
+        let mut owned = BTreeSet::new();
+        for (_, kind, ps) in e.iter().filter(|(n, ..)| *n == name) {
+            for p in ps {
+                if *kind == "assigned" {
+                    owned.insert(*p);
+                } else {
+                    owned.remove(p);
+                }
+            }
+        }
+        owned
+    };
+    let first = member("first", stop.clone());
+    wait_for(&events, |e| owns(e, "first").len() == 4).await;
+    wait_for(&events, |_| seen.lock().unwrap().len() == 20).await;
+
+    produce_round(&client, "reconciled", 4, 5).await;
+    let stop_second = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let second = member("second", stop_second.clone());
+    wait_for(&events, |e| {
+        owns(e, "first").len() == 2 && owns(e, "second").len() == 2
+    })
+    .await;
+    produce_round(&client, "reconciled", 4, 5).await;
+    wait_for(&events, |_| seen.lock().unwrap().len() >= 60).await;
+
+    stop_second.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (epoch, member_id) = second.await.expect("second").expect("was a member");
+    assert!(epoch > 0 && !member_id.is_empty(), "{epoch} {member_id}");
+    wait_for(&events, |e| owns(e, "first").len() == 4).await;
+    produce_round(&client, "reconciled", 4, 5).await;
+    wait_for(&events, |_| seen.lock().unwrap().len() >= 80).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    first.await.expect("first");
+
+    let events = events.lock().unwrap().clone();
+    assert_never_owned_twice(&events);
+    assert!(
+        events
+            .iter()
+            .any(|(n, k, ps)| *n == "first" && *k == "revoked" && ps.len() == 2),
+        "the first member gave up two partitions, not all: {events:?}"
+    );
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_unstable();
+    let before = seen.len();
+    seen.dedup();
+    assert_eq!(before, seen.len(), "a record read twice across a hand-over");
+    let expected: Vec<(i32, i64)> = (0..4).flat_map(|p| (0..20).map(move |o| (p, o))).collect();
+    assert_eq!(seen, expected, "every record once");
+    let admin = Admin::connect(client).await.expect("admin");
+    let description = admin
+        .describe_group("kip848-readers")
+        .await
+        .expect("describe");
+    assert_eq!(
+        description.group_type,
+        weir_client::admin::GroupType::Consumer
+    );
+    let committed = admin
+        .committed_offsets("kip848-readers")
+        .await
+        .expect("committed");
+    assert_eq!(
+        committed.values().copied().collect::<Vec<_>>(),
+        vec![20; 4],
+        "{committed:?}"
+    );
+}
+
+async fn produce_round(client: &ClientConfig, topic: &str, partitions: i32, each: usize) {
+    for p in 0..partitions {
+        produce_to(client, topic, p, each).await;
+    }
+}
+
+/// A KIP-848 member that does not take up its reconciliation (it stopped
+/// polling, so never acknowledges the revocation) is fenced once its
+/// rebalance timeout passes: the other member gets every partition, and
+/// when the first polls again its listener hears them lost before it joins
+/// anew and is given its share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kip848_member_that_stops_reconciling_loses_its_partitions_and_rejoins() {
+    let broker = BrokerProcess::start(&[
+        "group.consumer.heartbeat.interval.ms=200",
+        "group.consumer.min.heartbeat.interval.ms=200",
+    ]);
+    let client = ClientConfig::new(broker.bootstrap());
+    topic_with_records(&client, "fenced", 4, 1).await;
+    let config = ConsumerConfig {
+        group_id: Some("kip848-fenced".into()),
+        group_protocol: GroupProtocol::Consumer,
+        auto_offset_reset: OffsetReset::Earliest,
+        rebalance_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let events: Events = Default::default();
+    let mut first = Consumer::connect(client.clone(), config.clone())
+        .await
+        .expect("consumer");
+    first
+        .subscribe_with(
+            &["fenced"],
+            Recorder {
+                name: "first",
+                events: events.clone(),
+            },
+        )
+        .expect("subscribe");
+    while first.assignment().len() < 4 {
+        first.poll(Duration::from_millis(100)).await.expect("poll");
+    }
+    // `first` stops polling; `second` joins and ends up with everything.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut second = Consumer::connect(client.clone(), config.clone())
+        .await
+        .expect("consumer");
+    second
+        .subscribe_with(
+            &["fenced"],
+            Recorder {
+                name: "second",
+                events: events.clone(),
+            },
+        )
+        .expect("subscribe");
+    let second = keep_polling(second, stop.clone());
+    let holds = |e: &[(&str, &str, Vec<i32>)], name: &str, kind: &str, n: usize| {
+        e.iter()
+            .any(|(who, k, ps)| *who == name && *k == kind && ps.len() == n)
+    };
+    wait_for(&events, |e| holds(e, "second", "assigned", 4)).await;
+    assert_eq!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(who, ..)| *who == "first")
+            .count(),
+        1,
+        "callbacks run only inside poll: first heard nothing since its assignment"
+    );
+    // `first` polls again: lost, then a share of its own after rejoining.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while first.assignment().len() != 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            events.lock().unwrap()
+        );
+        first.poll(Duration::from_millis(100)).await.expect("poll");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let second = second.await.expect("second");
+    let events = events.lock().unwrap().clone();
+    let of_first: Vec<(&str, Vec<i32>)> = events
+        .iter()
+        .filter(|(n, ..)| *n == "first")
+        .map(|(_, k, ps)| (*k, ps.clone()))
+        .collect();
+    assert_eq!(of_first[0], ("assigned", vec![0, 1, 2, 3]), "{events:?}");
+    assert_eq!(of_first[1], ("lost", vec![0, 1, 2, 3]), "{events:?}");
+    assert_eq!(of_first.last().unwrap().0, "assigned", "{events:?}");
+    let mut all: Vec<(String, i32)> = first.assignment();
+    all.extend(second.assignment());
+    all.sort();
+    assert_eq!(all.len(), 4, "{all:?}");
+    all.dedup();
+    assert_eq!(all.len(), 4, "a partition owned by both: {events:?}");
 }

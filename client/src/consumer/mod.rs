@@ -50,6 +50,16 @@ pub enum IsolationLevel {
     ReadCommitted,
 }
 
+/// Which group protocol a subscribing consumer speaks (`group.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GroupProtocol {
+    /// JoinGroup/SyncGroup; a rebalance stops the whole group.
+    #[default]
+    Classic,
+    /// KIP-848: the coordinator assigns, members reconcile one by one.
+    Consumer,
+}
+
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     /// Needed for `subscribe` and for committing.
@@ -66,7 +76,13 @@ pub struct ConsumerConfig {
     pub fetch_max_bytes: i32,
     pub max_partition_fetch_bytes: i32,
     pub isolation_level: IsolationLevel,
+    /// `group.protocol`: classic (JoinGroup/SyncGroup) or consumer (KIP-848).
+    pub group_protocol: GroupProtocol,
+    /// Classic groups: the assignment computed by the leader member.
     pub assignment_strategy: AssignmentStrategy,
+    /// Consumer groups: the coordinator's assignor (`group.remote.assignor`,
+    /// e.g. `uniform`, `range`); None lets the broker choose.
+    pub group_remote_assignor: Option<String>,
     /// Most records one `poll` returns (`max.poll.records`); the rest wait
     /// for the next poll, their offsets not yet counted as consumed.
     pub max_poll_records: usize,
@@ -90,7 +106,9 @@ impl Default for ConsumerConfig {
             fetch_max_bytes: 50 * 1024 * 1024,
             max_partition_fetch_bytes: 1024 * 1024,
             isolation_level: IsolationLevel::ReadUncommitted,
+            group_protocol: GroupProtocol::Classic,
             assignment_strategy: AssignmentStrategy::Range,
+            group_remote_assignor: None,
             max_poll_records: 500,
             default_api_timeout: Duration::from_secs(60),
         }
@@ -170,6 +188,7 @@ struct Membership {
     /// someone else may have owned our partitions since, so the next
     /// assignment starts from the committed offsets, not our positions.
     lost: bool,
+    kip848: kip848::Reconciliation,
 }
 
 pub struct Consumer {
@@ -192,6 +211,8 @@ pub struct Consumer {
     /// with its position.
     epochs: HashMap<Tp, i32>,
     listener: Box<dyn RebalanceListener>,
+    /// Wakes the KIP-848 heartbeat task to report a reconciliation now.
+    wake: Arc<tokio::sync::Notify>,
 }
 
 impl Drop for Consumer {
@@ -250,6 +271,7 @@ impl Consumer {
             paused: BTreeSet::new(),
             epochs: HashMap::new(),
             listener: Box::new(NoListener),
+            wake: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -379,8 +401,15 @@ impl Consumer {
 
     /// One attempt; `None` means nothing yet and time is left.
     async fn poll_round(&mut self, deadline: Instant) -> Result<Option<Vec<ConsumerRecord>>> {
-        if !self.subscription.is_empty() && lock(&self.membership).rejoin {
-            self.join().await?;
+        if let (false, Some(group)) = (self.subscription.is_empty(), self.config.group_id.clone()) {
+            match self.config.group_protocol {
+                GroupProtocol::Classic if lock(&self.membership).rejoin => self.join().await?,
+                GroupProtocol::Classic => {}
+                GroupProtocol::Consumer => {
+                    self.ensure_kip848_heartbeat(&group);
+                    self.reconcile_kip848().await?;
+                }
+            }
         }
         let buffered = self.take_buffered();
         if !buffered.is_empty() {
@@ -574,7 +603,8 @@ impl Consumer {
                 ]
                 .iter()
                 .any(|e| e.code() == p.error_code);
-                if rebalancing {
+                // A KIP-848 member learns of its fencing from its heartbeat.
+                if rebalancing && self.config.group_protocol == GroupProtocol::Classic {
                     let mut m = lock(&self.membership);
                     m.rejoin = true;
                     m.lost |= membership_lost(p.error_code);
@@ -608,7 +638,8 @@ impl Consumer {
         fetch_committed_full(&conn, group, Some(partitions)).await
     }
 
-    /// Commits (with auto-commit on) and leaves the group.
+    /// Commits (with auto-commit on), revokes the assignment (the listener
+    /// hears it) and leaves the group.
     pub async fn close(mut self) -> Result<()> {
         let mut result = Ok(());
         if self.config.enable_auto_commit && self.config.group_id.is_some() && self.dirty {
@@ -616,6 +647,19 @@ impl Consumer {
         }
         if let Some(h) = self.heartbeat.take() {
             h.abort();
+        }
+        // Leaving gives up every partition, as a rebalance would.
+        let owned: Vec<Tp> = self.positions.keys().cloned().collect();
+        if !self.subscription.is_empty() && !owned.is_empty() {
+            self.listener.on_partitions_revoked(&owned);
+        }
+        if self.config.group_protocol == GroupProtocol::Consumer {
+            if let (Some(group), false) =
+                (self.config.group_id.clone(), self.subscription.is_empty())
+            {
+                self.leave_kip848(&group).await;
+            }
+            return result;
         }
         let (member_id, conn) = {
             let m = lock(&self.membership);
@@ -902,6 +946,7 @@ impl Consumer {
 
 mod buffer;
 mod classic;
+mod kip848;
 mod listener;
 mod records;
 #[cfg(test)]
