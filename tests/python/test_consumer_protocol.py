@@ -261,3 +261,59 @@ def test_three_join_one_leaves_one_is_killed(module_broker, client, weir_bin):
     finally:
         for m in members:
             m.stop()
+
+
+def test_weir_consume_shares_a_kip848_group_with_librdkafka(module_broker, weir_bin):
+    """`weir consume --group-protocol consumer` (weir-client's KIP-848
+    member) and a confluent-kafka member split one consumer group; when the
+    weir member stops, the other takes over from its commits: every record
+    is read by one of them and the committed offsets end at the log end."""
+    b = module_broker.bootstrap
+    topic = create_topic(b, unique("kip848-weir"), NPART)
+    group = unique("cg-weir")
+    _produce_round(b, topic, 10)
+    rdkafka = _python_member(b, group, topic, "librdkafka-0")
+    weir = subprocess.Popen(
+        [weir_bin, "consume", topic, "--group", group, "--group-protocol", "consumer",
+         "--from-beginning", "--print-offset", "--bootstrap-server", b],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "WEIR_LOG": "warn"})
+    try:
+        admin = AdminClient({"bootstrap.servers": b})
+
+        def split():
+            desc = admin.describe_consumer_groups([group])[group].result(30)
+            sizes = sorted(len(m.assignment.topic_partitions) for m in desc.members)
+            return desc.type == ConsumerGroupType.CONSUMER and sizes == [NPART // 2, NPART // 2] and desc
+        desc = wait_until(split, 60, "the two members with half the partitions each")
+        weir_parts = {tp.partition for m in desc.members if m.client_id == "weir-consume"
+                      for tp in m.assignment.topic_partitions}
+        wait_until(lambda: rdkafka.owned() == set(range(NPART)) - weir_parts, 30,
+                   "the librdkafka member owns the other half")
+        read_by_weir = set()
+        reader = threading.Thread(target=lambda: read_by_weir.update(
+            tuple(int(x) for x in line.split("\t", 1)[0].split(":")) for line in weir.stdout), daemon=True)
+        reader.start()
+        _produce_round(b, topic, 10)
+        # What was produced after the split, on the weir member's half, is
+        # read by the weir member.
+        theirs = {(p, o) for p in weir_parts for o in range(10, 20)}
+        wait_until(lambda: theirs <= set(read_by_weir), 60, "the weir member reads its half")
+        weir.send_signal(signal.SIGINT)
+        weir.wait(30)
+        reader.join(30)
+        assert weir.returncode == 0, weir.stderr.read()
+        wait_until(lambda: rdkafka.owned() == set(range(NPART)), 60, "the librdkafka member takes over")
+        _produce_round(b, topic, 10)
+        hw = watermarks(b, topic, range(NPART))
+        want = {(p, o) for p in range(NPART) for o in range(hw[p][0], hw[p][1])}
+        wait_until(lambda: want <= (rdkafka.consumed() | read_by_weir), 60, "every record read by a member")
+        rdkafka.leave()
+        offsets = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(30)
+        committed = {tp.partition: tp.offset for tp in offsets.topic_partitions if tp.topic == topic}
+        assert committed == {p: hw[p][1] for p in range(NPART)}, (committed, hw)
+    finally:
+        if weir.poll() is None:
+            weir.kill()
+            weir.wait()
+        rdkafka.stop()

@@ -4,7 +4,9 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use weir_client::consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
+use weir_client::consumer::{
+    Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol, OffsetReset,
+};
 
 use super::client_args::ClientArgs;
 
@@ -18,6 +20,10 @@ pub struct ConsumeArgs {
     /// partition is read and nothing is committed.
     #[arg(long, env = "WEIR_GROUP")]
     group: Option<String>,
+    /// The group's protocol: `classic` (JoinGroup/SyncGroup) or `consumer`
+    /// (KIP-848, the coordinator assigns), as Kafka's `group.protocol`.
+    #[arg(long, env = "WEIR_GROUP_PROTOCOL", value_enum, default_value = "classic", requires = "group")]
+    group_protocol: Protocol,
     /// Start at the oldest record when there is no committed offset.
     #[arg(long, env = "WEIR_FROM_BEGINNING")]
     from_beginning: bool,
@@ -41,12 +47,22 @@ pub struct ConsumeArgs {
     timeout_ms: Option<u64>,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Protocol {
+    Classic,
+    Consumer,
+}
+
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     if args.group.is_some() && args.partition.is_some() {
         bail!("--group and --partition cannot be combined: a group assigns partitions itself");
     }
     let config = ConsumerConfig {
         group_id: args.group.clone(),
+        group_protocol: match args.group_protocol {
+            Protocol::Classic => GroupProtocol::Classic,
+            Protocol::Consumer => GroupProtocol::Consumer,
+        },
         enable_auto_commit: args.group.is_some(),
         auto_offset_reset: if args.from_beginning {
             OffsetReset::Earliest
