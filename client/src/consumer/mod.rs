@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
@@ -30,6 +30,8 @@ use crate::util::{millis_i32, sb};
 
 /// Newest Fetch that still names topics (v13 switched to topic ids).
 const FETCH_MAX_VERSION: i16 = 12;
+/// First Fetch with incremental sessions (KIP-227).
+const FETCH_SESSIONS_VERSION: i16 = 7;
 /// Newest OffsetCommit that still names topics.
 const OFFSET_COMMIT_MAX_VERSION: i16 = 9;
 /// Version of the consumer-protocol blobs we write.
@@ -213,6 +215,8 @@ pub struct Consumer {
     listener: Box<dyn RebalanceListener>,
     /// Wakes the KIP-848 heartbeat task to report a reconciliation now.
     wake: Arc<tokio::sync::Notify>,
+    /// One incremental fetch session per leader.
+    sessions: HashMap<i32, FetchSession>,
 }
 
 impl Drop for Consumer {
@@ -272,6 +276,7 @@ impl Consumer {
             epochs: HashMap::new(),
             listener: Box::new(NoListener),
             wake: Arc::new(tokio::sync::Notify::new()),
+            sessions: HashMap::new(),
         }
     }
 
@@ -756,7 +761,7 @@ impl Consumer {
     /// One Fetch round to every leader of a fetchable partition; what
     /// arrives goes to the buffer.
     async fn fetch_once(&mut self, max_wait: Duration) -> Result<()> {
-        let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<(i32, i64, i32)>>> = BTreeMap::new();
+        let mut by_leader: BTreeMap<i32, Wanted> = BTreeMap::new();
         let mut missing_leader = BTreeSet::new();
         for ((topic, partition), offset) in self.fetchable() {
             let meta = self.cluster.topic(topic).and_then(|t| {
@@ -768,12 +773,12 @@ impl Consumer {
             match meta.filter(|m| m.leader >= 0) {
                 // The leader epoch we know lets the broker refuse the fetch
                 // if it is no longer (or not yet) that leader (KIP-320).
-                Some(m) => by_leader
-                    .entry(m.leader)
-                    .or_default()
-                    .entry(topic.clone())
-                    .or_default()
-                    .push((*partition, offset, m.leader_epoch)),
+                Some(m) => {
+                    by_leader
+                        .entry(m.leader)
+                        .or_default()
+                        .insert((topic.clone(), *partition), (offset, m.leader_epoch));
+                }
                 None => {
                     missing_leader.insert(topic.clone());
                 }
@@ -790,42 +795,13 @@ impl Consumer {
             }
         }
         let mut pending = Vec::new();
-        for (leader, topics) in by_leader {
-            let req = FetchRequest::default()
-                .with_replica_id((-1).into())
-                .with_max_wait_ms(millis_i32(max_wait))
-                .with_min_bytes(self.config.fetch_min_bytes)
-                .with_max_bytes(self.config.fetch_max_bytes)
-                .with_isolation_level(self.isolation())
-                .with_session_id(0)
-                .with_session_epoch(-1)
-                .with_topics(
-                    topics
-                        .into_iter()
-                        .map(|(t, ps)| {
-                            FetchTopic::default()
-                                .with_topic(TopicName(sb(&t)))
-                                .with_partitions(
-                                    ps.into_iter()
-                                        .map(|(p, o, epoch)| {
-                                            FetchPartition::default()
-                                                .with_partition(p)
-                                                .with_current_leader_epoch(epoch)
-                                                .with_fetch_offset(o)
-                                                .with_last_fetched_epoch(-1)
-                                                .with_log_start_offset(-1)
-                                                .with_partition_max_bytes(
-                                                    self.config.max_partition_fetch_bytes,
-                                                )
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                );
+        for (leader, wanted) in by_leader {
             let started = async {
                 let conn = self.cluster.broker(leader).await?;
                 let version = conn.capped_version::<FetchRequest>(FETCH_MAX_VERSION)?;
+                let session = self.sessions.entry(leader).or_default();
+                let plan = session.request(&wanted, version >= FETCH_SESSIONS_VERSION);
+                let req = self.fetch_request(max_wait, plan);
                 conn.begin(
                     &req,
                     version,
@@ -833,24 +809,34 @@ impl Consumer {
                 )
             }
             .await;
-            pending.push(started);
+            pending.push((leader, started));
         }
         let mut failed = false;
-        for p in pending {
+        for (leader, p) in pending {
             match p {
                 Ok(p) => match p.wait().await {
                     Ok(resp) => {
+                        let session = self.sessions.entry(leader).or_default();
+                        if resp.error_code == 0 {
+                            session.answered(resp.session_id);
+                        } else {
+                            // FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH
+                            // or anything else: start over with a full fetch.
+                            session.reset();
+                        }
                         if let Err(e) = self.absorb(resp) {
                             self.pending_error.get_or_insert(e);
                         }
                     }
                     Err(e) => {
                         tracing::debug!(error = %e, "fetch failed");
+                        self.sessions.remove(&leader);
                         failed = true;
                     }
                 },
                 Err(e) => {
                     tracing::debug!(error = %e, "fetch failed");
+                    self.sessions.remove(&leader);
                     failed = true;
                 }
             }
@@ -870,6 +856,53 @@ impl Consumer {
             }
         }
         Ok(())
+    }
+
+    /// A Fetch for what a session plan says to send and forget.
+    fn fetch_request(&self, max_wait: Duration, plan: SessionRequest) -> FetchRequest {
+        let mut send: BTreeMap<String, Vec<FetchPartition>> = BTreeMap::new();
+        for ((topic, partition), offset, epoch) in plan.send {
+            send.entry(topic).or_default().push(
+                FetchPartition::default()
+                    .with_partition(partition)
+                    .with_current_leader_epoch(epoch)
+                    .with_fetch_offset(offset)
+                    .with_last_fetched_epoch(-1)
+                    .with_log_start_offset(-1)
+                    .with_partition_max_bytes(self.config.max_partition_fetch_bytes),
+            );
+        }
+        let mut forget: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for (topic, partition) in plan.forget {
+            forget.entry(topic).or_default().push(partition);
+        }
+        FetchRequest::default()
+            .with_replica_id((-1).into())
+            .with_max_wait_ms(millis_i32(max_wait))
+            .with_min_bytes(self.config.fetch_min_bytes)
+            .with_max_bytes(self.config.fetch_max_bytes)
+            .with_isolation_level(self.isolation())
+            .with_session_id(plan.session_id)
+            .with_session_epoch(plan.epoch)
+            .with_topics(
+                send.into_iter()
+                    .map(|(t, ps)| {
+                        FetchTopic::default()
+                            .with_topic(TopicName(sb(&t)))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            )
+            .with_forgotten_topics_data(
+                forget
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        ForgottenTopic::default()
+                            .with_topic(TopicName(sb(&t)))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            )
     }
 
     /// Takes in one leader's response. A partition that fails does not stop
@@ -946,6 +979,7 @@ impl Consumer {
 
 mod buffer;
 mod classic;
+mod fetch_session;
 mod kip848;
 mod listener;
 mod records;
@@ -954,6 +988,7 @@ mod tests;
 
 use buffer::{FetchBuffer, Fetched};
 use classic::membership_lost;
+use fetch_session::{FetchSession, SessionRequest, Wanted};
 use listener::NoListener;
 pub use listener::RebalanceListener;
 use records::decode_records;

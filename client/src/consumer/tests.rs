@@ -38,6 +38,7 @@ struct Group {
     /// Error codes the next OffsetCommits answer, in turn; then success.
     commit_errors: Vec<i16>,
     commits: Vec<OffsetCommitRequest>,
+    fetches: Vec<FetchRequest>,
 }
 
 fn answer(port: u16, g: &Mutex<Group>, api: i16, v: i16, mut body: Bytes) -> Option<Bytes> {
@@ -216,6 +217,13 @@ fn answer(port: u16, g: &Mutex<Group>, api: i16, v: i16, mut body: Bytes) -> Opt
         }
         1 => {
             let req = FetchRequest::decode(&mut body, v).unwrap();
+            // A new session (epoch 0) is given id 77.
+            let session_id = if req.session_epoch == 0 {
+                77
+            } else {
+                req.session_id
+            };
+            let answer_session = req.session_epoch >= 0;
             let responses = req
                 .topics
                 .iter()
@@ -234,7 +242,13 @@ fn answer(port: u16, g: &Mutex<Group>, api: i16, v: i16, mut body: Bytes) -> Opt
                         )
                 })
                 .collect();
-            encode_msg(&FetchResponse::default().with_responses(responses), v)
+            g.lock().unwrap().fetches.push(req);
+            encode_msg(
+                &FetchResponse::default()
+                    .with_session_id(if answer_session { session_id } else { 0 })
+                    .with_responses(responses),
+                v,
+            )
         }
         13 => encode_msg(&LeaveGroupResponse::default(), v),
         _ => return None,
@@ -306,4 +320,34 @@ async fn a_commit_retries_a_loading_or_moved_coordinator() {
     let p = &g.commits[2].topics[0].partitions[0];
     assert_eq!((p.committed_offset, p.committed_leader_epoch), (42, 3));
     assert_eq!(p.committed_metadata.as_deref(), Some("m"));
+}
+
+/// The first Fetch opens a session with every partition; the next names
+/// none of them (their offsets did not move) and rides the session.
+#[tokio::test]
+async fn fetches_after_the_first_ride_an_incremental_session() {
+    let group = Arc::new(Mutex::new(Group::default()));
+    let g = group.clone();
+    let port =
+        fake_tcp_broker(move |port| move |api, v, body| answer(port, &g, api, v, body)).await;
+    let client = ClientConfig::new(format!("127.0.0.1:{port}"));
+    let config = ConsumerConfig {
+        auto_offset_reset: OffsetReset::Earliest,
+        fetch_max_wait: Duration::from_millis(20),
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::connect(client, config).await.unwrap();
+    consumer.assign(&[("t", 0), ("t", 1), ("t", 2)]);
+    consumer.poll(Duration::from_millis(100)).await.unwrap();
+    let g = group.lock().unwrap();
+    assert!(g.fetches.len() >= 2, "{} fetches", g.fetches.len());
+    let (first, second) = (&g.fetches[0], &g.fetches[1]);
+    assert_eq!((first.session_id, first.session_epoch), (0, 0));
+    assert_eq!(first.topics[0].partitions.len(), 3);
+    assert_eq!((second.session_id, second.session_epoch), (77, 1));
+    assert!(
+        second.topics.is_empty(),
+        "unchanged partitions are not sent again"
+    );
+    assert!(second.forgotten_topics_data.is_empty());
 }
