@@ -37,7 +37,8 @@ use uuid::Uuid;
 use crate::consumer_group::ConsumerGroup;
 use crate::errors::*;
 use crate::group::{
-    CommittedOffset, Effect, Group, GroupState, JoinInput, JoinOutcome, join_error_response,
+    CommittedOffset, Effect, Group, GroupState, JoinInput, JoinOutcome, JoinResult, SyncInput,
+    SyncResult,
 };
 use crate::records::{self, GroupValue, OffsetValue, RecordKey};
 use crate::{GroupConfig, GroupStore, StoreError, TopicCatalog};
@@ -60,6 +61,7 @@ fn committed_of(v: OffsetValue) -> CommittedOffset {
     }
 }
 
+mod classic_wire;
 mod consumer;
 mod txn_offsets;
 
@@ -90,8 +92,8 @@ struct Slot {
     /// Wall-clock time the group was first seen Empty (offsets retention
     /// counts from it); `None` while it has members.
     empty_since_ms: Option<i64>,
-    joins: HashMap<String, oneshot::Sender<JoinGroupResponse>>,
-    syncs: HashMap<String, oneshot::Sender<SyncGroupResponse>>,
+    joins: HashMap<String, oneshot::Sender<JoinResult>>,
+    syncs: HashMap<String, oneshot::Sender<SyncResult>>,
     /// Set once a ConsumerGroupHeartbeat made this a KIP-848 group; the
     /// classic `group` then stays Empty and only keeps the offsets.
     consumer: Option<ConsumerGroup>,
@@ -329,8 +331,7 @@ impl GroupCoordinator {
                     // An assignment that could not be persisted is not
                     // handed out: the retriable error makes members rejoin.
                     if store_failed && response.error_code == NONE {
-                        response =
-                            SyncGroupResponse::default().with_error_code(COORDINATOR_NOT_AVAILABLE);
+                        response = SyncResult::error(COORDINATOR_NOT_AVAILABLE);
                     }
                     if let Some(tx) = slot.syncs.remove(&member_id) {
                         let _ = tx.send(response);
@@ -481,7 +482,7 @@ impl GroupCoordinator {
     ) -> JoinGroupResponse {
         let group_id = req.group_id.0.to_string();
         if group_id.is_empty() {
-            return join_error_response(&req.member_id, INVALID_GROUP_ID, version);
+            return classic_wire::join_error(&req.member_id, INVALID_GROUP_ID, version);
         }
         // JoinGroup v0 has no rebalance timeout; Kafka uses the session timeout.
         let rebalance_timeout_ms = if version == 0 || req.rebalance_timeout_ms < 0 {
@@ -503,6 +504,7 @@ impl GroupCoordinator {
                 .map(|p| (p.name.to_string(), p.metadata.clone()))
                 .collect(),
             version,
+            new_member_id: format!("{client_id}-{}", Uuid::new_v4()),
         };
         // A member id we never handed out cannot belong to a group we do not have.
         let slot = if input.member_id.is_empty() {
@@ -510,14 +512,20 @@ impl GroupCoordinator {
         } else {
             match self.get(&group_id) {
                 Some(slot) => slot,
-                None => return join_error_response(&input.member_id, UNKNOWN_MEMBER_ID, version),
+                None => {
+                    return classic_wire::join_error(&input.member_id, UNKNOWN_MEMBER_ID, version);
+                }
             }
         };
         let requested_id = input.member_id.clone();
         let rx = {
             let mut slot = slot.lock().await;
             if slot.has_consumer_members() {
-                return join_error_response(&requested_id, INCONSISTENT_GROUP_PROTOCOL, version);
+                return classic_wire::join_error(
+                    &requested_id,
+                    INCONSISTENT_GROUP_PROTOCOL,
+                    version,
+                );
             }
             // An empty consumer group becomes a classic one again.
             slot.consumer = None;
@@ -525,7 +533,7 @@ impl GroupCoordinator {
             match outcome {
                 JoinOutcome::Respond(response) => {
                     self.apply(&mut slot, effects).await;
-                    return response;
+                    return classic_wire::join_response(response);
                 }
                 JoinOutcome::Wait { member_id } => {
                     let (tx, rx) = oneshot::channel();
@@ -537,26 +545,23 @@ impl GroupCoordinator {
                 }
             }
         };
-        rx.await.unwrap_or_else(|_| {
-            join_error_response(&requested_id, COORDINATOR_NOT_AVAILABLE, version)
-        })
+        match rx.await {
+            Ok(response) => classic_wire::join_response(response),
+            Err(_) => classic_wire::join_error(&requested_id, COORDINATOR_NOT_AVAILABLE, version),
+        }
     }
 
     pub async fn sync_group(&self, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
-        let mut response = self.sync_group_inner(req).await;
-        if version < 5 {
-            response.protocol_type = None;
-            response.protocol_name = None;
-        }
-        response
+        let input = classic_wire::sync_input(&req);
+        classic_wire::sync_response(self.sync_group_inner(&req.group_id, input).await, version)
     }
 
-    async fn sync_group_inner(&self, req: SyncGroupRequest) -> SyncGroupResponse {
-        let error = |code| SyncGroupResponse::default().with_error_code(code);
-        if req.group_id.is_empty() {
+    async fn sync_group_inner(&self, group_id: &str, req: SyncInput) -> SyncResult {
+        let error = SyncResult::error;
+        if group_id.is_empty() {
             return error(INVALID_GROUP_ID);
         }
-        let Some(slot) = self.get(&req.group_id) else {
+        let Some(slot) = self.get(group_id) else {
             return error(UNKNOWN_MEMBER_ID);
         };
         let rx = {
@@ -567,7 +572,7 @@ impl GroupCoordinator {
                 return response;
             }
             let (tx, rx) = oneshot::channel();
-            slot.syncs.insert(req.member_id.to_string(), tx);
+            slot.syncs.insert(req.member_id.clone(), tx);
             self.apply(&mut slot, effects).await;
             rx
         };
@@ -1056,7 +1061,9 @@ impl GroupCoordinator {
                         );
                         continue;
                     }
-                    Some(slot.group.describe()).filter(|d| d.group_state.as_str() != "Dead")
+                    Some(slot.group.describe())
+                        .filter(|d| d.state != GroupState::Dead)
+                        .map(classic_wire::described_group)
                 }
                 None => None,
             };

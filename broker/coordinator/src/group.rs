@@ -15,12 +15,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use indexmap::IndexMap;
-use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use kafka_protocol::messages::{
-    ConsumerProtocolSubscription, GroupId, JoinGroupResponse, SyncGroupRequest, SyncGroupResponse,
-};
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::messages::ConsumerProtocolSubscription;
+use kafka_protocol::protocol::Decodable;
 use tokio::time::Instant;
 
 use crate::GroupConfig;
@@ -59,12 +55,12 @@ pub enum Effect {
     /// Send the held JoinGroup response of `member_id`.
     CompleteJoin {
         member_id: String,
-        response: JoinGroupResponse,
+        response: JoinResult,
     },
     /// Send the held SyncGroup response of `member_id`.
     CompleteSync {
         member_id: String,
-        response: SyncGroupResponse,
+        response: SyncResult,
     },
     /// Write the group's current metadata record (see [`Group::metadata_value`]).
     PersistMetadata,
@@ -86,6 +82,99 @@ pub struct JoinInput {
     pub protocol_type: String,
     pub protocols: Vec<(String, Bytes)>,
     pub version: i16,
+    /// The id a new member gets (`{client_id}-{uuid}`, made by the shell, so
+    /// the core stays deterministic).
+    pub new_member_id: String,
+}
+
+/// A JoinGroup answer, before the shell puts it on the wire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinResult {
+    pub error_code: i16,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// KIP-814: the leader keeps its assignment (v9+).
+    pub skip_assignment: bool,
+    /// Every member's metadata for the chosen protocol: the leader's only.
+    pub members: Vec<JoinedMember>,
+    /// The JoinGroup version answered (fields differ between versions).
+    pub version: i16,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinedMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+impl JoinResult {
+    /// A JoinGroup error for `member_id`.
+    pub fn error(member_id: &str, code: i16, version: i16) -> JoinResult {
+        JoinResult {
+            error_code: code,
+            generation_id: -1,
+            member_id: member_id.to_owned(),
+            version,
+            ..JoinResult::default()
+        }
+    }
+}
+
+/// A SyncGroup request, as the shell reads it off the wire.
+#[derive(Debug, Clone, Default)]
+pub struct SyncInput {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub generation_id: i32,
+    /// v5+: the protocol the member thinks was chosen.
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    /// The leader's: (member id, assignment).
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+/// A SyncGroup answer.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncResult {
+    pub error_code: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncResult {
+    pub fn error(code: i16) -> SyncResult {
+        SyncResult {
+            error_code: code,
+            ..SyncResult::default()
+        }
+    }
+}
+
+/// A classic group as DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group_id: String,
+    pub state: GroupState,
+    pub protocol_type: String,
+    /// The chosen protocol (Stable groups only; empty otherwise).
+    pub protocol: String,
+    pub members: Vec<DescribedMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribedMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Stable groups only (mid-rebalance both are in flux).
+    pub metadata: Bytes,
+    pub assignment: Bytes,
 }
 
 /// A committed offset as the group holds it.
@@ -168,10 +257,6 @@ pub struct Group {
 
 fn millis(ms: i32) -> Duration {
     Duration::from_millis(u64::try_from(ms).unwrap_or(0))
-}
-
-fn str_bytes(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_owned())
 }
 
 impl Group {
@@ -337,7 +422,7 @@ impl Group {
     }
 
     fn join_new_member(&mut self, j: JoinInput, now: Instant, fx: &mut Vec<Effect>) -> JoinOutcome {
-        let new_id = format!("{}-{}", j.client_id, uuid::Uuid::new_v4());
+        let new_id = j.new_member_id.clone();
         if let Some(instance) = &j.group_instance_id
             && let Some(old_id) = self.static_members.get(instance).cloned()
         {
@@ -424,7 +509,7 @@ impl Group {
         if member.awaiting_sync {
             fx.push(Effect::CompleteSync {
                 member_id: old_id.clone(),
-                response: SyncGroupResponse::default().with_error_code(FENCED_INSTANCE_ID),
+                response: SyncResult::error(FENCED_INSTANCE_ID),
             });
         }
         member.awaiting_join = false;
@@ -540,8 +625,7 @@ impl Group {
                     m.awaiting_sync = false;
                     fx.push(Effect::CompleteSync {
                         member_id: m.member_id.clone(),
-                        response: SyncGroupResponse::default()
-                            .with_error_code(REBALANCE_IN_PROGRESS),
+                        response: SyncResult::error(REBALANCE_IN_PROGRESS),
                     });
                 }
             }
@@ -691,45 +775,39 @@ impl Group {
             })
     }
 
-    fn join_response(&self, member_id: &str, version: i16) -> JoinGroupResponse {
+    fn join_response(&self, member_id: &str, version: i16) -> JoinResult {
         let is_leader = self.leader.as_deref() == Some(member_id);
         let members = if is_leader {
             self.members
                 .values()
-                .map(|m| {
-                    JoinGroupResponseMember::default()
-                        .with_member_id(str_bytes(&m.member_id))
-                        .with_group_instance_id(m.group_instance_id.as_deref().map(str_bytes))
-                        .with_metadata(m.metadata_for(self.protocol.as_deref()))
+                .map(|m| JoinedMember {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    metadata: m.metadata_for(self.protocol.as_deref()),
                 })
                 .collect()
         } else {
             Vec::new()
         };
-        JoinGroupResponse::default()
-            .with_generation_id(self.generation)
-            .with_protocol_type(self.protocol_type.as_deref().map(str_bytes))
-            .with_protocol_name(self.protocol_name_field(version))
-            .with_leader(str_bytes(self.leader.as_deref().unwrap_or_default()))
-            .with_member_id(str_bytes(member_id))
-            .with_members(members)
-    }
-
-    /// Nullable only from v7; older versions must get a string.
-    fn protocol_name_field(&self, version: i16) -> Option<StrBytes> {
-        match (&self.protocol, version >= 7) {
-            (Some(p), _) => Some(str_bytes(p)),
-            (None, true) => None,
-            (None, false) => Some(StrBytes::default()),
+        JoinResult {
+            error_code: 0,
+            generation_id: self.generation,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol.clone(),
+            leader: self.leader.clone().unwrap_or_default(),
+            member_id: member_id.to_owned(),
+            skip_assignment: false,
+            members,
+            version,
         }
     }
 
-    fn error_join_response(&self, member_id: &str, code: i16, version: i16) -> JoinGroupResponse {
-        join_error_response(member_id, code, version)
+    fn error_join_response(&self, member_id: &str, code: i16, version: i16) -> JoinResult {
+        JoinResult::error(member_id, code, version)
     }
 
     fn join_error(&self, member_id: &str, code: i16, version: i16) -> JoinOutcome {
-        JoinOutcome::Respond(join_error_response(member_id, code, version))
+        JoinOutcome::Respond(JoinResult::error(member_id, code, version))
     }
 
     // ---------------------------------------------------------------- sync
@@ -737,15 +815,11 @@ impl Group {
     /// SyncGroup. `None` means held until the leader's assignment arrives
     /// (an [`Effect::CompleteSync`] for this member, possibly among this
     /// call's own effects).
-    pub fn sync(
-        &mut self,
-        req: &SyncGroupRequest,
-        now: Instant,
-    ) -> (Option<SyncGroupResponse>, Vec<Effect>) {
+    pub fn sync(&mut self, req: &SyncInput, now: Instant) -> (Option<SyncResult>, Vec<Effect>) {
         let mut fx = Vec::new();
         let response = match self.sync_inner(req, now, &mut fx) {
             Ok(response) => response,
-            Err(code) => Some(SyncGroupResponse::default().with_error_code(code)),
+            Err(code) => Some(SyncResult::error(code)),
         };
         self.finish(&mut fx);
         (response, fx)
@@ -753,10 +827,10 @@ impl Group {
 
     fn sync_inner(
         &mut self,
-        req: &SyncGroupRequest,
+        req: &SyncInput,
         now: Instant,
         fx: &mut Vec<Effect>,
-    ) -> Result<Option<SyncGroupResponse>, i16> {
+    ) -> Result<Option<SyncResult>, i16> {
         if self.state == GroupState::Dead {
             return Err(COORDINATOR_NOT_AVAILABLE);
         }
@@ -789,7 +863,7 @@ impl Group {
                     let assignments: HashMap<&str, &Bytes> = req
                         .assignments
                         .iter()
-                        .map(|a| (a.member_id.as_str(), &a.assignment))
+                        .map(|(member, assignment)| (member.as_str(), assignment))
                         .collect();
                     for m in self.members.values_mut() {
                         m.assignment = assignments
@@ -831,16 +905,17 @@ impl Group {
         }
     }
 
-    fn sync_response(&self, member_id: &str) -> SyncGroupResponse {
-        SyncGroupResponse::default()
-            .with_protocol_type(self.protocol_type.as_deref().map(str_bytes))
-            .with_protocol_name(self.protocol.as_deref().map(str_bytes))
-            .with_assignment(
-                self.members
-                    .get(member_id)
-                    .map(|m| m.assignment.clone())
-                    .unwrap_or_default(),
-            )
+    fn sync_response(&self, member_id: &str) -> SyncResult {
+        SyncResult {
+            error_code: 0,
+            protocol_type: self.protocol_type.clone(),
+            protocol_name: self.protocol.clone(),
+            assignment: self
+                .members
+                .get(member_id)
+                .map(|m| m.assignment.clone())
+                .unwrap_or_default(),
+        }
     }
 
     // ------------------------------------------------------- liveness/leave
@@ -979,7 +1054,7 @@ impl Group {
         if m.awaiting_sync {
             fx.push(Effect::CompleteSync {
                 member_id: id.to_owned(),
-                response: SyncGroupResponse::default().with_error_code(UNKNOWN_MEMBER_ID),
+                response: SyncResult::error(UNKNOWN_MEMBER_ID),
             });
         }
         self.forget_member(id);
@@ -1165,7 +1240,7 @@ impl Group {
 
     // -------------------------------------------------- describe / persist
 
-    pub fn describe(&self) -> DescribedGroup {
+    pub fn describe(&self) -> GroupDescription {
         let stable = self.state == GroupState::Stable;
         let members = self
             .members
@@ -1181,25 +1256,27 @@ impl Group {
                     // Kafka reports them only for Stable groups.
                     (Bytes::new(), Bytes::new())
                 };
-                DescribedGroupMember::default()
-                    .with_member_id(str_bytes(&m.member_id))
-                    .with_group_instance_id(m.group_instance_id.as_deref().map(str_bytes))
-                    .with_client_id(str_bytes(&m.client_id))
-                    .with_client_host(str_bytes(&m.client_host))
-                    .with_member_metadata(metadata)
-                    .with_member_assignment(assignment)
+                DescribedMember {
+                    member_id: m.member_id.clone(),
+                    group_instance_id: m.group_instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata,
+                    assignment,
+                }
             })
             .collect();
-        DescribedGroup::default()
-            .with_group_id(GroupId(str_bytes(&self.id)))
-            .with_group_state(StrBytes::from_static_str(self.state.as_str()))
-            .with_protocol_type(str_bytes(self.protocol_type.as_deref().unwrap_or_default()))
-            .with_protocol_data(str_bytes(if stable {
-                self.protocol.as_deref().unwrap_or_default()
+        GroupDescription {
+            group_id: self.id.clone(),
+            state: self.state,
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            protocol: if stable {
+                self.protocol.clone().unwrap_or_default()
             } else {
-                ""
-            }))
-            .with_members(members)
+                String::new()
+            },
+            members,
+        }
     }
 
     /// The group's `GroupMetadataValue` as of now.
@@ -1242,24 +1319,10 @@ impl Group {
     }
 }
 
-/// A JoinGroup error response valid at `version`.
-pub fn join_error_response(member_id: &str, code: i16, version: i16) -> JoinGroupResponse {
-    JoinGroupResponse::default()
-        .with_error_code(code)
-        .with_generation_id(-1)
-        // Nullable only from v7; older versions must get a string.
-        .with_protocol_name(if version >= 7 {
-            None
-        } else {
-            Some(StrBytes::default())
-        })
-        .with_member_id(str_bytes(member_id))
-}
-
 /// What a JoinGroup gets right away.
 #[derive(Debug)]
 pub enum JoinOutcome {
-    Respond(JoinGroupResponse),
+    Respond(JoinResult),
     /// Held: an [`Effect::CompleteJoin`] for `member_id` will carry it.
     Wait {
         member_id: String,
@@ -1269,8 +1332,15 @@ pub enum JoinOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
-    use kafka_protocol::protocol::Encodable;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Ids the shell would generate: distinct, and predictable here.
+    static NEXT_MEMBER: AtomicUsize = AtomicUsize::new(1);
+
+    fn str_bytes(s: &str) -> StrBytes {
+        StrBytes::from_string(s.to_owned())
+    }
 
     const SESSION_MS: i32 = 10_000;
     const REBALANCE_MS: i32 = 30_000;
@@ -1297,6 +1367,7 @@ mod tests {
                 .map(|(n, m)| (n.to_string(), Bytes::copy_from_slice(m)))
                 .collect(),
             version: 9,
+            new_member_id: format!("client-{}", NEXT_MEMBER.fetch_add(1, Ordering::Relaxed)),
         }
     }
 
@@ -1304,7 +1375,7 @@ mod tests {
         vec![("range", b"r")]
     }
 
-    fn joins(fx: &[Effect]) -> HashMap<String, JoinGroupResponse> {
+    fn joins(fx: &[Effect]) -> HashMap<String, JoinResult> {
         fx.iter()
             .filter_map(|e| match e {
                 Effect::CompleteJoin {
@@ -1316,7 +1387,7 @@ mod tests {
             .collect()
     }
 
-    fn syncs(fx: &[Effect]) -> HashMap<String, SyncGroupResponse> {
+    fn syncs(fx: &[Effect]) -> HashMap<String, SyncResult> {
         fx.iter()
             .filter_map(|e| match e {
                 Effect::CompleteSync {
@@ -1335,7 +1406,7 @@ mod tests {
                 assert_eq!(r.error_code, MEMBER_ID_REQUIRED);
                 assert!(
                     r.member_id.starts_with("client-"),
-                    "member id is {{client_id}}-{{uuid}}"
+                    "the member id the shell generated"
                 );
                 r.member_id.to_string()
             }
@@ -1349,29 +1420,21 @@ mod tests {
         fx
     }
 
-    fn sync_req(id: &str, generation: i32, assignments: &[(&str, &[u8])]) -> SyncGroupRequest {
-        SyncGroupRequest::default()
-            .with_group_id(GroupId(str_bytes("g")))
-            .with_member_id(str_bytes(id))
-            .with_generation_id(generation)
-            .with_assignments(
-                assignments
-                    .iter()
-                    .map(|(m, a)| {
-                        SyncGroupRequestAssignment::default()
-                            .with_member_id(str_bytes(m))
-                            .with_assignment(Bytes::copy_from_slice(a))
-                    })
-                    .collect(),
-            )
+    fn sync_req(id: &str, generation: i32, assignments: &[(&str, &[u8])]) -> SyncInput {
+        SyncInput {
+            member_id: id.into(),
+            generation_id: generation,
+            assignments: assignments
+                .iter()
+                .map(|(m, a)| (m.to_string(), Bytes::copy_from_slice(a)))
+                .collect(),
+            ..SyncInput::default()
+        }
     }
 
     /// Fires the timer every initial delay until the join phase completes
     /// (each member arriving during the delay extends it once).
-    fn run_initial_delay(
-        g: &mut Group,
-        t0: Instant,
-    ) -> (HashMap<String, JoinGroupResponse>, Instant) {
+    fn run_initial_delay(g: &mut Group, t0: Instant) -> (HashMap<String, JoinResult>, Instant) {
         for step in 1..=10 {
             let now = t0 + DELAY * step;
             let done = joins(&g.on_timer(now));
