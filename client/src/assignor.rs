@@ -3,6 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+mod cooperative;
+
+pub use cooperative::cooperative_sticky;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AssignmentStrategy {
     /// Per topic, contiguous ranges of partitions (Kafka's `range`).
@@ -10,6 +14,9 @@ pub enum AssignmentStrategy {
     Range,
     /// All partitions dealt out in turn (Kafka's `roundrobin`).
     RoundRobin,
+    /// Kafka's `cooperative-sticky` (KIP-429): members keep their
+    /// partitions across rebalances and give up only those that move.
+    CooperativeSticky,
 }
 
 impl AssignmentStrategy {
@@ -18,6 +25,7 @@ impl AssignmentStrategy {
         match self {
             AssignmentStrategy::Range => "range",
             AssignmentStrategy::RoundRobin => "roundrobin",
+            AssignmentStrategy::CooperativeSticky => "cooperative-sticky",
         }
     }
 
@@ -25,18 +33,30 @@ impl AssignmentStrategy {
         match name {
             "range" => Some(AssignmentStrategy::Range),
             "roundrobin" => Some(AssignmentStrategy::RoundRobin),
+            "cooperative-sticky" => Some(AssignmentStrategy::CooperativeSticky),
             _ => None,
         }
     }
 
+    /// Whether members keep their partitions through a rebalance and
+    /// revoke only what moves (else: everything before rejoining).
+    pub fn is_cooperative(self) -> bool {
+        self == AssignmentStrategy::CooperativeSticky
+    }
+
+    /// `owned`: what each member reports owning (used by sticky strategies).
     pub fn assign(
         self,
         subscriptions: &BTreeMap<String, Vec<String>>,
+        owned: &BTreeMap<String, Vec<(String, i32)>>,
         partitions_per_topic: &BTreeMap<String, i32>,
     ) -> BTreeMap<String, Vec<(String, i32)>> {
         match self {
             AssignmentStrategy::Range => range(subscriptions, partitions_per_topic),
             AssignmentStrategy::RoundRobin => round_robin(subscriptions, partitions_per_topic),
+            AssignmentStrategy::CooperativeSticky => {
+                cooperative_sticky(subscriptions, owned, partitions_per_topic)
+            }
         }
     }
 }
@@ -205,7 +225,7 @@ mod tests {
             let s: BTreeMap<String, Vec<String>> = (0..members).map(|m| (format!("m{m}"), topics.clone())).collect();
             let p: BTreeMap<String, i32> = topics.iter().cloned().zip(counts.iter().copied()).collect();
             let strategy = if rr { AssignmentStrategy::RoundRobin } else { AssignmentStrategy::Range };
-            let a = strategy.assign(&s, &p);
+            let a = strategy.assign(&s, &BTreeMap::new(), &p);
             prop_assert_eq!(a.len(), members);
             let mut seen = BTreeSet::new();
             for v in a.values() {

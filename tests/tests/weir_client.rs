@@ -1003,19 +1003,47 @@ fn assert_never_owned_twice(events: &[(&str, &str, Vec<i32>)]) {
 /// record is read exactly once across the hand-overs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kip848_members_hand_partitions_over_without_overlap_or_loss() {
+    let config = ConsumerConfig {
+        group_protocol: GroupProtocol::Consumer,
+        group_remote_assignor: Some("uniform".into()),
+        ..Default::default()
+    };
+    let group_type = hand_partitions_over(config).await;
+    assert_eq!(group_type, weir_client::admin::GroupType::Consumer);
+}
+
+/// The same with a classic group and `cooperative-sticky` (KIP-429): the
+/// first member keeps half its partitions through the rebalance and
+/// revokes only the half that moves, which the joining member gets in the
+/// follow-up rebalance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cooperative_sticky_members_hand_partitions_over_without_overlap_or_loss() {
+    let config = ConsumerConfig {
+        assignment_strategy: weir_client::assignor::AssignmentStrategy::CooperativeSticky,
+        heartbeat_interval: Duration::from_millis(200),
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(10),
+        ..Default::default()
+    };
+    let group_type = hand_partitions_over(config).await;
+    assert_eq!(group_type, weir_client::admin::GroupType::Classic);
+}
+
+/// Two members of `protocol`'s group over four partitions: the second
+/// joins, then leaves. Returns the group's type as described.
+async fn hand_partitions_over(protocol: ConsumerConfig) -> weir_client::admin::GroupType {
     let broker = BrokerProcess::start(&[
         "group.consumer.heartbeat.interval.ms=200",
         "group.consumer.min.heartbeat.interval.ms=200",
+        "group.initial.rebalance.delay.ms=0",
     ]);
     let client = ClientConfig::new(broker.bootstrap());
     topic_with_records(&client, "reconciled", 4, 5).await;
     let config = ConsumerConfig {
-        group_id: Some("kip848-readers".into()),
-        group_protocol: GroupProtocol::Consumer,
-        group_remote_assignor: Some("uniform".into()),
+        group_id: Some("handing-over".into()),
         auto_offset_reset: OffsetReset::Earliest,
         auto_commit_interval: Duration::from_millis(100),
-        ..Default::default()
+        ..protocol
     };
     let events: Events = Default::default();
     let seen: std::sync::Arc<std::sync::Mutex<Vec<(i32, i64)>>> = Default::default();
@@ -1080,10 +1108,13 @@ async fn kip848_members_hand_partitions_over_without_overlap_or_loss() {
 
     let events = events.lock().unwrap().clone();
     assert_never_owned_twice(&events);
+    // Incremental, not eager: when the second joins, the first gives up
+    // only the two partitions that move.
     assert!(
         events
             .iter()
-            .any(|(n, k, ps)| *n == "first" && *k == "revoked" && ps.len() == 2),
+            .find(|(n, k, _)| *n == "first" && *k == "revoked")
+            .is_some_and(|(.., ps)| ps.len() == 2),
         "the first member gave up two partitions, not all: {events:?}"
     );
     let mut seen = seen.lock().unwrap().clone();
@@ -1094,16 +1125,8 @@ async fn kip848_members_hand_partitions_over_without_overlap_or_loss() {
     let expected: Vec<(i32, i64)> = (0..4).flat_map(|p| (0..20).map(move |o| (p, o))).collect();
     assert_eq!(seen, expected, "every record once");
     let admin = Admin::connect(client).await.expect("admin");
-    let description = admin
-        .describe_group("kip848-readers")
-        .await
-        .expect("describe");
-    assert_eq!(
-        description.group_type,
-        weir_client::admin::GroupType::Consumer
-    );
     let committed = admin
-        .committed_offsets("kip848-readers")
+        .committed_offsets("handing-over")
         .await
         .expect("committed");
     assert_eq!(
@@ -1111,6 +1134,11 @@ async fn kip848_members_hand_partitions_over_without_overlap_or_loss() {
         vec![20; 4],
         "{committed:?}"
     );
+    admin
+        .describe_group("handing-over")
+        .await
+        .expect("describe")
+        .group_type
 }
 
 async fn produce_round(client: &ClientConfig, topic: &str, partitions: i32, each: usize) {

@@ -25,21 +25,23 @@ impl Consumer {
             .group_id
             .clone()
             .ok_or_else(|| Error::Config("subscribe needs a group id".into()))?;
+        let cooperative = self.config.assignment_strategy.is_cooperative();
         // Eager protocol: every owned partition is given up before joining.
+        // Cooperative: kept, and given up after the sync only if it moves.
         let owned: Vec<Tp> = self.positions.keys().cloned().collect();
-        if lock(&self.membership).lost {
-            // Someone else may own them already: nothing to hand over.
-            if !owned.is_empty() {
+        if !cooperative && !owned.is_empty() {
+            if lock(&self.membership).lost {
+                // Someone else may own them already: nothing to hand over.
                 self.listener.on_partitions_lost(&owned);
-            }
-        } else if !owned.is_empty() {
-            if self.config.enable_auto_commit && self.dirty {
-                // Hand over where we got to before our partitions move.
-                if let Err(e) = self.commit().await {
-                    tracing::debug!(error = %e, "commit before rebalance failed");
+            } else {
+                if self.config.enable_auto_commit && self.dirty {
+                    // Hand over where we got to before our partitions move.
+                    if let Err(e) = self.commit().await {
+                        tracing::debug!(error = %e, "commit before rebalance failed");
+                    }
                 }
+                self.listener.on_partitions_revoked(&owned);
             }
-            self.listener.on_partitions_revoked(&owned);
         }
         let mut member_id = lock(&self.membership).member_id.clone();
         let mut attempts = 0u32;
@@ -50,11 +52,22 @@ impl Consumer {
             }
             let (_, conn) = self.cluster.coordinator(&group, 0).await?;
             lock(&self.membership).coordinator = Some(conn.clone());
-            let strategies = [
-                self.config.assignment_strategy,
-                other_strategy(self.config.assignment_strategy),
-            ];
-            let metadata = encode_subscription(&self.subscription);
+            // Cooperative rebalancing only if every protocol offered is
+            // cooperative (as Kafka's clients decide).
+            let strategies = if cooperative {
+                vec![self.config.assignment_strategy]
+            } else {
+                vec![
+                    self.config.assignment_strategy,
+                    other_strategy(self.config.assignment_strategy),
+                ]
+            };
+            let owned: Vec<Tp> = if cooperative && !lock(&self.membership).lost {
+                self.positions.keys().cloned().collect()
+            } else {
+                Vec::new()
+            };
+            let metadata = encode_subscription(&self.subscription, &owned);
             let req = JoinGroupRequest::default()
                 .with_group_id(GroupId(sb(&group)))
                 .with_session_timeout_ms(millis_i32(self.config.session_timeout))
@@ -154,26 +167,6 @@ impl Consumer {
             }
             let assigned = decode_assignment(sresp.assignment).unwrap_or_default();
             tracing::debug!(group = %group, generation, member = %member_id, partitions = assigned.len(), "joined group");
-            // A partition we keep across the rebalance keeps our position:
-            // nobody else owned it in between, and our position may be ahead
-            // of what was committed. Unless we were out of the group: then
-            // another member may have read (and committed) past it.
-            let lost = std::mem::take(&mut lock(&self.membership).lost);
-            let mut previous = std::mem::take(&mut self.positions);
-            if lost {
-                previous.clear();
-            }
-            self.positions = assigned
-                .iter()
-                .cloned()
-                .map(|tp| {
-                    let pos = match previous.get(&tp) {
-                        Some(Position::At(o)) => Position::At(*o),
-                        _ => Position::Committed,
-                    };
-                    (tp, pos)
-                })
-                .collect();
             {
                 let mut m = lock(&self.membership);
                 m.member_id = member_id;
@@ -181,11 +174,82 @@ impl Consumer {
                 m.rejoin = false;
                 m.coordinator = Some(conn);
             }
-            self.forget_unassigned();
+            if cooperative {
+                self.take_up_cooperatively(assigned).await;
+            } else {
+                self.take_up_eagerly(assigned);
+            }
             self.start_heartbeat(group);
-            self.listener.on_partitions_assigned(&assigned);
             return Ok(());
         }
+    }
+
+    /// Eager: everything was revoked before joining. A partition we keep
+    /// across the rebalance keeps our position: nobody else owned it in
+    /// between, and our position may be ahead of what was committed. Unless
+    /// we were out of the group: then another member may have read (and
+    /// committed) past it.
+    fn take_up_eagerly(&mut self, assigned: Vec<Tp>) {
+        let lost = std::mem::take(&mut lock(&self.membership).lost);
+        let mut previous = std::mem::take(&mut self.positions);
+        if lost {
+            previous.clear();
+        }
+        self.positions = assigned
+            .iter()
+            .cloned()
+            .map(|tp| {
+                let pos = match previous.get(&tp) {
+                    Some(Position::At(o)) => Position::At(*o),
+                    _ => Position::Committed,
+                };
+                (tp, pos)
+            })
+            .collect();
+        self.forget_unassigned();
+        self.listener.on_partitions_assigned(&assigned);
+    }
+
+    /// Cooperative (KIP-429): what we keep, we keep reading; what moved
+    /// away is committed and revoked now, and we rejoin at once so the
+    /// leader can hand it to its new owner.
+    async fn take_up_cooperatively(&mut self, assigned: Vec<Tp>) {
+        let lost = std::mem::take(&mut lock(&self.membership).lost);
+        if lost {
+            let owned: Vec<Tp> = self.positions.keys().cloned().collect();
+            self.positions.clear();
+            if !owned.is_empty() {
+                self.listener.on_partitions_lost(&owned);
+            }
+        }
+        let keep: BTreeSet<&Tp> = assigned.iter().collect();
+        let gone: Vec<Tp> = self
+            .positions
+            .keys()
+            .filter(|tp| !keep.contains(tp))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            if self.config.enable_auto_commit && self.dirty {
+                if let Err(e) = self.commit().await {
+                    tracing::debug!(error = %e, "commit before revocation failed");
+                }
+            }
+            self.listener.on_partitions_revoked(&gone);
+            for tp in &gone {
+                self.positions.remove(tp);
+            }
+            lock(&self.membership).rejoin = true;
+        }
+        let added: Vec<Tp> = assigned
+            .into_iter()
+            .filter(|tp| !self.positions.contains_key(tp))
+            .collect();
+        for tp in &added {
+            self.positions.insert(tp.clone(), Position::Committed);
+        }
+        self.forget_unassigned();
+        self.listener.on_partitions_assigned(&added);
     }
 
     /// As group leader: assign partitions to every member.
@@ -197,11 +261,20 @@ impl Consumer {
         let strategy = AssignmentStrategy::from_protocol_name(protocol)
             .unwrap_or(self.config.assignment_strategy);
         let mut subscriptions: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut owned: BTreeMap<String, Vec<Tp>> = BTreeMap::new();
         for m in members {
-            let topics = decode_subscription(m.metadata.clone())
-                .map(|s| s.topics.iter().map(|t| t.to_string()).collect())
-                .unwrap_or_default();
-            subscriptions.insert(m.member_id.to_string(), topics);
+            let sub = decode_subscription(m.metadata.clone()).unwrap_or_default();
+            subscriptions.insert(
+                m.member_id.to_string(),
+                sub.topics.iter().map(|t| t.to_string()).collect(),
+            );
+            owned.insert(
+                m.member_id.to_string(),
+                sub.owned_partitions
+                    .iter()
+                    .flat_map(|t| t.partitions.iter().map(|p| (t.topic.to_string(), *p)))
+                    .collect(),
+            );
         }
         let all: Vec<String> = subscriptions
             .values()
@@ -219,7 +292,7 @@ impl Consumer {
                     .map(|m| (t.clone(), m.partitions.len() as i32))
             })
             .collect();
-        let plan = strategy.assign(&subscriptions, &counts);
+        let plan = strategy.assign(&subscriptions, &owned, &counts);
         Ok(plan
             .into_iter()
             .map(|(member, parts)| {
@@ -295,6 +368,8 @@ pub(super) fn membership_lost(code: i16) -> bool {
 fn other_strategy(s: AssignmentStrategy) -> AssignmentStrategy {
     match s {
         AssignmentStrategy::Range => AssignmentStrategy::RoundRobin,
-        AssignmentStrategy::RoundRobin => AssignmentStrategy::Range,
+        AssignmentStrategy::RoundRobin | AssignmentStrategy::CooperativeSticky => {
+            AssignmentStrategy::Range
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use kafka_protocol::messages::consumer_protocol_subscription::TopicPartition as OwnedTopic;
 use kafka_protocol::messages::{
     ConsumerProtocolAssignment, ConsumerProtocolSubscription, TopicName,
 };
@@ -16,9 +17,24 @@ use super::{CONSUMER_PROTOCOL_VERSION, ConsumerRecord};
 use crate::error::{Error, Result};
 use crate::util::sb;
 
-pub(crate) fn encode_subscription(topics: &[String]) -> Bytes {
-    let sub =
-        ConsumerProtocolSubscription::default().with_topics(topics.iter().map(|t| sb(t)).collect());
+/// `owned`: the partitions the member holds (cooperative rebalancing).
+pub(crate) fn encode_subscription(topics: &[String], owned: &[(String, i32)]) -> Bytes {
+    let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in owned {
+        by_topic.entry(t).or_default().push(*p);
+    }
+    let sub = ConsumerProtocolSubscription::default()
+        .with_topics(topics.iter().map(|t| sb(t)).collect())
+        .with_owned_partitions(
+            by_topic
+                .into_iter()
+                .map(|(t, ps)| {
+                    OwnedTopic::default()
+                        .with_topic(TopicName(sb(t)))
+                        .with_partitions(ps)
+                })
+                .collect(),
+        );
     let mut b = BytesMut::new();
     b.put_i16(CONSUMER_PROTOCOL_VERSION);
     // Encoding a plain list of strings cannot fail.
@@ -213,9 +229,10 @@ mod tests {
 
     #[test]
     fn consumer_protocol_blobs_round_trip() {
-        let sub = encode_subscription(&["a".to_string(), "b".to_string()]);
+        let sub = encode_subscription(&["a".to_string(), "b".to_string()], &[("a".to_string(), 3)]);
         let decoded = decode_subscription(sub).unwrap();
         assert_eq!(decoded.topics, vec![sb("a"), sb("b")]);
+        assert_eq!(decoded.owned_partitions[0].partitions, vec![3]);
         let parts = vec![
             ("a".to_string(), 0),
             ("a".to_string(), 2),
