@@ -263,18 +263,22 @@ def test_three_join_one_leaves_one_is_killed(module_broker, client, weir_bin):
             m.stop()
 
 
-def test_weir_consume_shares_a_kip848_group_with_librdkafka(module_broker, weir_bin):
-    """`weir consume --group-protocol consumer` (weir-client's KIP-848
-    member) and a confluent-kafka member split one consumer group; when the
-    weir member stops, the other takes over from its commits: every record
-    is read by one of them and the committed offsets end at the log end."""
+@pytest.mark.parametrize("protocol", ["consumer", "classic"])
+def test_weir_consume_shares_a_group_with_librdkafka(module_broker, weir_bin, protocol):
+    """weir-client as `weir consume` and a confluent-kafka member split one
+    group — a KIP-848 consumer group, or a classic group with
+    cooperative-sticky on both sides; when the weir member stops, the other
+    takes over from its commits: every record is read by one of them and
+    the committed offsets end at the log end."""
     b = module_broker.bootstrap
-    topic = create_topic(b, unique("kip848-weir"), NPART)
-    group = unique("cg-weir")
+    topic = create_topic(b, unique("shared-" + protocol), NPART)
+    group = unique("cg-weir-" + protocol)
     _produce_round(b, topic, 10)
-    rdkafka = _python_member(b, group, topic, "librdkafka-0")
+    rdkafka = Member([sys.executable, os.path.join(HERE, "group_member.py"), b, group, topic,
+                      "librdkafka-0", protocol], "librdkafka-0")
     weir = subprocess.Popen(
-        [weir_bin, "consume", topic, "--group", group, "--group-protocol", "consumer",
+        [weir_bin, "consume", topic, "--group", group, "--group-protocol", protocol,
+         "--partition-assignment-strategy", "cooperative-sticky",
          "--from-beginning", "--print-offset", "--bootstrap-server", b],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "WEIR_LOG": "warn"})
@@ -284,7 +288,8 @@ def test_weir_consume_shares_a_kip848_group_with_librdkafka(module_broker, weir_
         def split():
             desc = admin.describe_consumer_groups([group])[group].result(30)
             sizes = sorted(len(m.assignment.topic_partitions) for m in desc.members)
-            return desc.type == ConsumerGroupType.CONSUMER and sizes == [NPART // 2, NPART // 2] and desc
+            want = ConsumerGroupType.CONSUMER if protocol == "consumer" else ConsumerGroupType.CLASSIC
+            return desc.type == want and sizes == [NPART // 2, NPART // 2] and desc
         desc = wait_until(split, 60, "the two members with half the partitions each")
         weir_parts = {tp.partition for m in desc.members if m.client_id == "weir-consume"
                       for tp in m.assignment.topic_partitions}

@@ -4,9 +4,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use weir_client::consumer::{
-    Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol, OffsetReset,
-};
+use weir_client::assignor::AssignmentStrategy;
+use weir_client::consumer::{Consumer, ConsumerConfig, ConsumerRecord, GroupProtocol, OffsetReset};
 
 use super::client_args::ClientArgs;
 
@@ -22,8 +21,25 @@ pub struct ConsumeArgs {
     group: Option<String>,
     /// The group's protocol: `classic` (JoinGroup/SyncGroup) or `consumer`
     /// (KIP-848, the coordinator assigns), as Kafka's `group.protocol`.
-    #[arg(long, env = "WEIR_GROUP_PROTOCOL", value_enum, default_value = "classic", requires = "group")]
+    #[arg(
+        long,
+        env = "WEIR_GROUP_PROTOCOL",
+        value_enum,
+        default_value = "classic",
+        requires = "group"
+    )]
     group_protocol: Protocol,
+    /// Classic groups: how the leader assigns partitions
+    /// (`partition.assignment.strategy`); `cooperative-sticky` moves only
+    /// the partitions that must move.
+    #[arg(
+        long,
+        env = "WEIR_ASSIGNMENT_STRATEGY",
+        value_enum,
+        default_value = "range",
+        requires = "group"
+    )]
+    partition_assignment_strategy: Strategy,
     /// Start at the oldest record when there is no committed offset.
     #[arg(long, env = "WEIR_FROM_BEGINNING")]
     from_beginning: bool,
@@ -53,6 +69,13 @@ enum Protocol {
     Consumer,
 }
 
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum Strategy {
+    Range,
+    Roundrobin,
+    CooperativeSticky,
+}
+
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     if args.group.is_some() && args.partition.is_some() {
         bail!("--group and --partition cannot be combined: a group assigns partitions itself");
@@ -62,6 +85,11 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         group_protocol: match args.group_protocol {
             Protocol::Classic => GroupProtocol::Classic,
             Protocol::Consumer => GroupProtocol::Consumer,
+        },
+        assignment_strategy: match args.partition_assignment_strategy {
+            Strategy::Range => AssignmentStrategy::Range,
+            Strategy::Roundrobin => AssignmentStrategy::RoundRobin,
+            Strategy::CooperativeSticky => AssignmentStrategy::CooperativeSticky,
         },
         enable_auto_commit: args.group.is_some(),
         auto_offset_reset: if args.from_beginning {
