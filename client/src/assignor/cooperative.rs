@@ -73,8 +73,7 @@ fn sticky(
     for tp in all {
         match current.get(&tp) {
             Some(owner)
-                if subscribed[owner.as_str()].contains(tp.0.as_str())
-                    && out[owner].len() < max =>
+                if subscribed[owner.as_str()].contains(tp.0.as_str()) && out[owner].len() < max =>
             {
                 out.get_mut(owner).expect("a member").push(tp);
             }
