@@ -34,20 +34,15 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::consumer_group::ConsumerGroup;
 use crate::errors::*;
 use crate::group::{
-    CommittedOffset, Effect, Group, GroupState, JoinInput, JoinOutcome, JoinResult, SyncInput,
-    SyncResult,
+    CommittedOffset, Effect, Group, GroupState, JoinInput, JoinOutcome, SyncInput, SyncResult,
 };
 use crate::records::{self, GroupValue, OffsetValue, RecordKey};
 use crate::{GroupConfig, GroupStore, StoreError, TopicCatalog};
 
 /// Kafka's default `offset.metadata.max.bytes`.
 const MAX_OFFSET_METADATA_BYTES: usize = 4096;
-
-/// ListGroups v5 filters on these names.
-const CLASSIC_GROUP_TYPE: &str = "classic";
 
 type Records = Vec<(Bytes, Option<Bytes>)>;
 
@@ -63,7 +58,10 @@ fn committed_of(v: OffsetValue) -> CommittedOffset {
 
 mod classic_wire;
 mod consumer;
+mod slot;
 mod txn_offsets;
+
+use slot::{Classic, GroupKind, Slot};
 
 /// (partition, committed offset if any, error code)
 type FetchedPartition = (i32, Option<CommittedOffset>, i16);
@@ -84,59 +82,6 @@ struct Inner {
     /// TxnOffsetCommit offsets per producer id, until its marker arrives.
     pending_txn: StdMutex<HashMap<i64, Vec<txn_offsets::PendingOffset>>>,
     shut_down: AtomicBool,
-}
-
-/// A group plus the responses held for its members.
-struct Slot {
-    group: Group,
-    /// Wall-clock time the group was first seen Empty (offsets retention
-    /// counts from it); `None` while it has members.
-    empty_since_ms: Option<i64>,
-    joins: HashMap<String, oneshot::Sender<JoinResult>>,
-    syncs: HashMap<String, oneshot::Sender<SyncResult>>,
-    /// Set once a ConsumerGroupHeartbeat made this a KIP-848 group; the
-    /// classic `group` then stays Empty and only keeps the offsets.
-    consumer: Option<ConsumerGroup>,
-}
-
-impl Slot {
-    /// Called after every change of the group: starts or clears the clock
-    /// of its emptiness.
-    fn note_state(&mut self, now_ms: i64) {
-        match self.group.state() {
-            GroupState::Empty if !self.has_consumer_members() => {
-                self.empty_since_ms.get_or_insert(now_ms);
-            }
-            _ => self.empty_since_ms = None,
-        }
-    }
-
-    fn new(group: Group) -> Self {
-        Self {
-            group,
-            empty_since_ms: None,
-            joins: HashMap::new(),
-            syncs: HashMap::new(),
-            consumer: None,
-        }
-    }
-
-    /// The earlier of the classic group's and the consumer group's timers.
-    fn next_deadline(&self) -> Option<Instant> {
-        earliest(
-            self.group.next_deadline(),
-            self.consumer
-                .as_ref()
-                .and_then(ConsumerGroup::next_deadline),
-        )
-    }
-}
-
-fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 fn wall_clock_ms() -> i64 {
@@ -252,17 +197,20 @@ impl GroupCoordinator {
         ids.sort();
         ids.dedup();
         for id in ids {
-            let mut group = match metadata.remove(&id) {
-                Some(value) => {
-                    Group::from_stored(id.clone(), self.inner.config.clone(), value, now)
-                }
-                None => Group::new(id.clone(), self.inner.config.clone()),
+            let mut slot = match metadata.remove(&id) {
+                Some(value) => Slot::classic(Group::from_stored(
+                    id.clone(),
+                    self.inner.config.clone(),
+                    value,
+                    now,
+                )),
+                None => Slot::new_classic(&id, &self.inner.config),
             };
             for ((topic, partition), committed) in offsets.remove(&id).unwrap_or_default() {
-                group.put_offset(&topic, partition, committed);
+                slot.offsets.put(&topic, partition, committed);
             }
-            let deadline = group.next_deadline();
-            lock(&self.inner.groups).insert(id.clone(), Arc::new(Mutex::new(Slot::new(group))));
+            let deadline = slot.next_deadline();
+            lock(&self.inner.groups).insert(id.clone(), Arc::new(Mutex::new(slot)));
             self.arm_timer(&id, deadline);
         }
         Ok(())
@@ -296,10 +244,7 @@ impl GroupCoordinator {
         lock(&self.inner.groups)
             .entry(group_id.to_owned())
             .or_insert_with(|| {
-                Arc::new(Mutex::new(Slot::new(Group::new(
-                    group_id,
-                    self.inner.config.clone(),
-                ))))
+                Arc::new(Mutex::new(Slot::new_classic(group_id, &self.inner.config)))
             })
             .clone()
     }
@@ -311,8 +256,16 @@ impl GroupCoordinator {
             .map_err(|e| StoreError::Other(format!("append task failed: {e}")))?
     }
 
-    /// Carries out the state machine's effects, in order, under the lock.
+    /// Carries out the classic state machine's effects, in order, under the
+    /// lock.
     async fn apply(&self, slot: &mut Slot, effects: Vec<Effect>) {
+        if let Some(classic) = slot.classic_group() {
+            self.apply_classic(classic, effects).await;
+        }
+        slot.note_state(wall_clock_ms());
+    }
+
+    async fn apply_classic(&self, slot: &mut Classic, effects: Vec<Effect>) {
         let mut store_failed = false;
         for effect in effects {
             match effect {
@@ -345,16 +298,9 @@ impl GroupCoordinator {
                         store_failed = true;
                     }
                 }
-                Effect::ArmTimer(at) => {
-                    let consumer = slot
-                        .consumer
-                        .as_ref()
-                        .and_then(ConsumerGroup::next_deadline);
-                    self.arm_timer(slot.group.id(), earliest(at, consumer));
-                }
+                Effect::ArmTimer(at) => self.arm_timer(slot.group.id(), at),
             }
         }
-        slot.note_state(wall_clock_ms());
     }
 
     /// Runs the offsets-retention sweep every
@@ -388,13 +334,13 @@ impl GroupCoordinator {
         for (id, slot_arc) in slots {
             let mut slot = slot_arc.lock().await;
             slot.note_state(now_ms);
-            // A consumer group's offsets wait until it is empty.
-            if slot.has_consumer_members() {
-                continue;
-            }
-            let expired = slot.group.expired_offsets(now_ms, slot.empty_since_ms);
-            let delete_group = slot.group.state() == GroupState::Empty
-                && expired.len() == slot.group.offsets().len();
+            let retention_ms =
+                i64::try_from(self.inner.config.offsets_retention.as_millis()).unwrap_or(i64::MAX);
+            let expired = slot
+                .offsets
+                .expired(now_ms, retention_ms, &slot.retention());
+            let delete_group =
+                slot.is_empty() && !slot.is_dead() && expired.len() == slot.offsets.len();
             let mut tombstones: Records = expired
                 .iter()
                 .map(|(topic, partition)| records::offset_record(&id, topic, *partition, None))
@@ -410,11 +356,12 @@ impl GroupCoordinator {
                 continue;
             }
             for (topic, partition) in &expired {
-                slot.group.remove_offset(topic, *partition);
+                slot.offsets.remove(topic, *partition);
             }
             removed += expired.len();
             tracing::info!(group = %id, offsets = expired.len(), deleted = delete_group, "expired offsets");
-            if delete_group && slot.group.delete().is_ok() {
+            if delete_group {
+                slot.deleted = true;
                 let mut groups = lock(&self.inner.groups);
                 if groups.get(&id).is_some_and(|c| Arc::ptr_eq(c, &slot_arc)) {
                     groups.remove(&id);
@@ -464,9 +411,14 @@ impl GroupCoordinator {
         };
         let mut slot = slot.lock().await;
         let now = Instant::now();
-        self.expire_consumer_members(&mut slot, now);
-        let effects = slot.group.on_timer(now);
-        self.apply(&mut slot, effects).await;
+        match &mut slot.kind {
+            GroupKind::Consumer(group) => Self::expire_consumer_members(group, now),
+            GroupKind::Classic(classic) => {
+                let effects = classic.group.on_timer(now);
+                self.apply_classic(classic, effects).await;
+            }
+        }
+        slot.note_state(wall_clock_ms());
         let next = slot.next_deadline();
         self.arm_timer(group_id, next);
     }
@@ -520,16 +472,22 @@ impl GroupCoordinator {
         let requested_id = input.member_id.clone();
         let rx = {
             let mut slot = slot.lock().await;
-            if slot.has_consumer_members() {
-                return classic_wire::join_error(
-                    &requested_id,
-                    INCONSISTENT_GROUP_PROTOCOL,
-                    version,
-                );
+            if slot.consumer_group().is_some() {
+                if !slot.is_empty() {
+                    return classic_wire::join_error(
+                        &requested_id,
+                        INCONSISTENT_GROUP_PROTOCOL,
+                        version,
+                    );
+                }
+                // An empty consumer group becomes a classic one again.
+                slot.kind = GroupKind::Classic(Classic::new(Group::new(
+                    group_id.clone(),
+                    self.inner.config.clone(),
+                )));
             }
-            // An empty consumer group becomes a classic one again.
-            slot.consumer = None;
-            let (outcome, effects) = slot.group.join(input, Instant::now());
+            let classic = slot.classic_group().expect("made classic above");
+            let (outcome, effects) = classic.group.join(input, Instant::now());
             match outcome {
                 JoinOutcome::Respond(response) => {
                     self.apply(&mut slot, effects).await;
@@ -539,7 +497,7 @@ impl GroupCoordinator {
                     let (tx, rx) = oneshot::channel();
                     // A client retrying its join replaces the older request;
                     // dropping that sender answers it with a retriable error.
-                    slot.joins.insert(member_id, tx);
+                    classic.joins.insert(member_id, tx);
                     self.apply(&mut slot, effects).await;
                     rx
                 }
@@ -566,13 +524,16 @@ impl GroupCoordinator {
         };
         let rx = {
             let mut slot = slot.lock().await;
-            let (response, effects) = slot.group.sync(&req, Instant::now());
+            let Some(classic) = slot.classic_group() else {
+                return error(UNKNOWN_MEMBER_ID);
+            };
+            let (response, effects) = classic.group.sync(&req, Instant::now());
             if let Some(response) = response {
                 self.apply(&mut slot, effects).await;
                 return response;
             }
             let (tx, rx) = oneshot::channel();
-            slot.syncs.insert(req.member_id.clone(), tx);
+            classic.syncs.insert(req.member_id.clone(), tx);
             self.apply(&mut slot, effects).await;
             rx
         };
@@ -586,12 +547,15 @@ impl GroupCoordinator {
         } else {
             match self.get(&req.group_id) {
                 None => UNKNOWN_MEMBER_ID,
-                Some(slot) => slot.lock().await.group.heartbeat(
-                    &req.member_id,
-                    req.group_instance_id.as_deref(),
-                    req.generation_id,
-                    Instant::now(),
-                ),
+                Some(slot) => match slot.lock().await.classic_group() {
+                    Some(classic) => classic.group.heartbeat(
+                        &req.member_id,
+                        req.group_instance_id.as_deref(),
+                        req.generation_id,
+                        Instant::now(),
+                    ),
+                    None => UNKNOWN_MEMBER_ID,
+                },
             }
         };
         HeartbeatResponse::default().with_error_code(code)
@@ -625,9 +589,14 @@ impl GroupCoordinator {
         let codes = match self.get(&req.group_id) {
             Some(slot) => {
                 let mut slot = slot.lock().await;
-                let (codes, effects) = slot.group.leave(&leaving, Instant::now());
-                self.apply(&mut slot, effects).await;
-                codes
+                match slot.classic_group() {
+                    Some(classic) => {
+                        let (codes, effects) = classic.group.leave(&leaving, Instant::now());
+                        self.apply(&mut slot, effects).await;
+                        codes
+                    }
+                    None => vec![UNKNOWN_MEMBER_ID; leaving.len()],
+                }
             }
             None => vec![UNKNOWN_MEMBER_ID; leaving.len()],
         };
@@ -666,9 +635,12 @@ impl GroupCoordinator {
         let validation = match guard.as_mut() {
             None if group_id.is_empty() => Err(INVALID_GROUP_ID),
             None => Err(ILLEGAL_GENERATION),
-            Some(slot) => match slot.consumer_group() {
-                Some(consumer) => consumer.validate_commit(&req.member_id, generation, version),
-                None => slot.group.validate_commit(
+            Some(slot) if slot.deleted => Err(COORDINATOR_NOT_AVAILABLE),
+            Some(slot) => match &mut slot.kind {
+                GroupKind::Consumer(consumer) => {
+                    consumer.validate_commit(&req.member_id, generation, version)
+                }
+                GroupKind::Classic(classic) => classic.group.validate_commit(
                     generation,
                     &req.member_id,
                     req.group_instance_id.as_deref(),
@@ -734,7 +706,7 @@ impl GroupCoordinator {
                 Ok(()) => {
                     for (_, _, topic, partition, v) in writes {
                         let committed = committed_of(v);
-                        slot.group.put_offset(&topic, partition, committed);
+                        slot.offsets.put(&topic, partition, committed);
                     }
                 }
                 Err(e) => {
@@ -770,10 +742,7 @@ impl GroupCoordinator {
             Some(slot) => Some(slot.lock().await),
             None => None,
         };
-        let group = guard
-            .as_ref()
-            .map(|s| &s.group)
-            .filter(|g| g.state() != GroupState::Dead);
+        let group = guard.as_ref().filter(|s| !s.is_dead()).map(|s| &s.offsets);
         match requested {
             Some(topics) => topics
                 .into_iter()
@@ -783,9 +752,7 @@ impl GroupCoordinator {
                         .into_iter()
                         .map(|p| match &resolved {
                             None => (p, None, UNKNOWN_TOPIC_ID),
-                            Some(topic) => {
-                                (p, group.and_then(|g| g.offset(topic, p)).cloned(), NONE)
-                            }
+                            Some(topic) => (p, group.and_then(|g| g.get(topic, p)).cloned(), NONE),
                         })
                         .collect();
                     FetchedTopic {
@@ -797,8 +764,7 @@ impl GroupCoordinator {
                 .collect(),
             None => {
                 let mut by_topic: BTreeMap<&str, Vec<FetchedPartition>> = BTreeMap::new();
-                for ((topic, partition), committed) in
-                    group.map(|g| g.offsets().iter()).into_iter().flatten()
+                for ((topic, partition), committed) in group.map(|g| g.iter()).into_iter().flatten()
                 {
                     by_topic.entry(topic).or_default().push((
                         *partition,
@@ -924,11 +890,7 @@ impl GroupCoordinator {
             return error(GROUP_ID_NOT_FOUND);
         };
         let mut slot = slot.lock().await;
-        let guard = match slot.consumer_group() {
-            Some(c) if !c.is_empty() => Ok(Some(c.subscribed_topics().into_iter().collect())),
-            _ => slot.group.offset_delete_guard(),
-        };
-        let protected = match guard {
+        let protected = match slot.offset_delete_guard() {
             Ok(protected) => protected,
             Err(code) => return error(code),
         };
@@ -948,7 +910,7 @@ impl GroupCoordinator {
                         let code = if subscribed {
                             GROUP_SUBSCRIBED_TO_TOPIC
                         } else {
-                            if slot.group.offset(&t.name, p.partition_index).is_some() {
+                            if slot.offsets.get(&t.name, p.partition_index).is_some() {
                                 tombstones.push(records::offset_record(
                                     &group_id,
                                     &t.name,
@@ -975,7 +937,7 @@ impl GroupCoordinator {
                 return error(COORDINATOR_NOT_AVAILABLE);
             }
             for (topic, partition) in to_remove {
-                slot.group.remove_offset(&topic, partition);
+                slot.offsets.remove(&topic, partition);
             }
         }
         OffsetDeleteResponse::default().with_topics(topics)
@@ -1003,14 +965,8 @@ impl GroupCoordinator {
         let mut groups = Vec::new();
         for slot in self.all_slots() {
             let slot = slot.lock().await;
-            let group_type = Self::group_type_of(&slot);
-            let (state, protocol_type) = match slot.consumer_group() {
-                Some(c) => (c.state().as_str(), consumer::CONSUMER_GROUP_TYPE),
-                None => (
-                    slot.group.state().as_str(),
-                    slot.group.protocol_type().unwrap_or_default(),
-                ),
-            };
+            let group_type = slot.type_name();
+            let (state, protocol_type) = (slot.state_name(), slot.protocol_type());
             if state == GroupState::Dead.as_str()
                 || (!states.is_empty() && !states.contains(&state.to_lowercase()))
                 || (!types.is_empty() && !types.iter().any(|t| t == group_type))
@@ -1019,7 +975,7 @@ impl GroupCoordinator {
             }
             groups.push(
                 ListedGroup::default()
-                    .with_group_id(GroupId(str_bytes(slot.group.id())))
+                    .with_group_id(GroupId(str_bytes(slot.id())))
                     .with_protocol_type(str_bytes(protocol_type))
                     .with_group_state(StrBytes::from_static_str(state))
                     .with_group_type(StrBytes::from_static_str(group_type)),
@@ -1040,8 +996,14 @@ impl GroupCoordinator {
         for group_id in req.groups {
             let found = match self.get(&group_id) {
                 Some(slot) => {
-                    let slot = slot.lock().await;
-                    if slot.consumer_group().is_some() {
+                    let mut slot = slot.lock().await;
+                    if slot.deleted {
+                        None
+                    } else if let Some(classic) = slot.classic_group() {
+                        Some(classic.group.describe())
+                            .filter(|d| d.state != GroupState::Dead)
+                            .map(classic_wire::described_group)
+                    } else {
                         // The message field exists from v6 on: setting it
                         // for an older request would fail its encoding.
                         let message = (version >= 6).then(|| {
@@ -1061,9 +1023,6 @@ impl GroupCoordinator {
                         );
                         continue;
                     }
-                    Some(slot.group.describe())
-                        .filter(|d| d.state != GroupState::Dead)
-                        .map(classic_wire::described_group)
                 }
                 None => None,
             };
@@ -1118,28 +1077,25 @@ impl GroupCoordinator {
             return GROUP_ID_NOT_FOUND;
         };
         let mut slot = slot_arc.lock().await;
-        if slot.has_consumer_members() {
+        if slot.is_dead() {
+            return GROUP_ID_NOT_FOUND;
+        }
+        if !slot.is_empty() {
             return NON_EMPTY_GROUP;
         }
-        match slot.group.state() {
-            GroupState::Empty => {}
-            GroupState::Dead => return GROUP_ID_NOT_FOUND,
-            _ => return NON_EMPTY_GROUP,
-        }
         let mut tombstones: Records = slot
-            .group
-            .offsets()
-            .keys()
-            .map(|(topic, partition)| records::offset_record(group_id, topic, *partition, None))
+            .offsets
+            .iter()
+            .map(|((topic, partition), _)| {
+                records::offset_record(group_id, topic, *partition, None)
+            })
             .collect();
         tombstones.push(records::group_record(group_id, None));
         if let Err(e) = self.append(tombstones).await {
             tracing::warn!(group = %group_id, error = %e, "failed to persist group deletion");
             return COORDINATOR_NOT_AVAILABLE;
         }
-        if let Err(code) = slot.group.delete() {
-            return code;
-        }
+        slot.deleted = true;
         let mut groups = lock(&self.inner.groups);
         if groups
             .get(group_id)

@@ -10,7 +10,7 @@
 //! `PreparingRebalance` whenever membership or a member's protocols change,
 //! and `Dead` once deleted.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -177,17 +177,8 @@ pub struct DescribedMember {
     pub assignment: Bytes,
 }
 
-/// A committed offset as the group holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommittedOffset {
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: String,
-    pub commit_timestamp_ms: i64,
-    /// Set by an OffsetCommit v2–v4 `retention_time_ms`: this offset
-    /// expires then, instead of by `offsets.retention.minutes`.
-    pub expire_timestamp_ms: Option<i64>,
-}
+pub use crate::offsets::CommittedOffset;
+use crate::offsets::Retention;
 
 #[derive(Debug, Clone)]
 pub struct Member {
@@ -252,7 +243,6 @@ pub struct Group {
     join_deadline: Option<Instant>,
     sync_deadline: Option<Instant>,
     initial_delay: Option<InitialDelay>,
-    offsets: BTreeMap<(String, i32), CommittedOffset>,
 }
 
 fn millis(ms: i32) -> Duration {
@@ -276,7 +266,6 @@ impl Group {
             join_deadline: None,
             sync_deadline: None,
             initial_delay: None,
-            offsets: BTreeMap::new(),
         }
     }
 
@@ -357,9 +346,6 @@ impl Group {
     }
     pub fn member(&self, member_id: &str) -> Option<&Member> {
         self.members.get(member_id)
-    }
-    pub fn offsets(&self) -> &BTreeMap<(String, i32), CommittedOffset> {
-        &self.offsets
     }
     pub fn is_empty(&self) -> bool {
         self.state == GroupState::Empty
@@ -1138,18 +1124,6 @@ impl Group {
         }
     }
 
-    pub fn put_offset(&mut self, topic: &str, partition: i32, offset: CommittedOffset) {
-        self.offsets.insert((topic.to_owned(), partition), offset);
-    }
-
-    pub fn remove_offset(&mut self, topic: &str, partition: i32) -> Option<CommittedOffset> {
-        self.offsets.remove(&(topic.to_owned(), partition))
-    }
-
-    pub fn offset(&self, topic: &str, partition: i32) -> Option<&CommittedOffset> {
-        self.offsets.get(&(topic.to_owned(), partition))
-    }
-
     /// Which offsets OffsetDelete may remove: `Ok(None)` = any, `Ok(Some(t))`
     /// = any outside the subscribed topics `t`, `Err` = a group-level error.
     pub fn offset_delete_guard(&self) -> Result<Option<HashSet<String>>, i16> {
@@ -1163,45 +1137,23 @@ impl Group {
         }
     }
 
-    /// The offsets due to expire at `now_ms`, as Kafka decides since
-    /// KIP-211: an Empty group's offsets expire `offsets.retention.minutes`
-    /// after the group became empty (`empty_since_ms`; a group that never
-    /// had a protocol counts from each commit); a consumer group with
-    /// members keeps the offsets of topics it subscribes to and expires the
-    /// others by commit time; a group mid-rebalance keeps everything. An
-    /// offset committed with an explicit retention expires at that time.
-    pub fn expired_offsets(&self, now_ms: i64, empty_since_ms: Option<i64>) -> Vec<(String, i32)> {
-        let retention =
-            i64::try_from(self.config.offsets_retention.as_millis()).unwrap_or(i64::MAX);
-        let due = |o: &CommittedOffset, base: i64| match o.expire_timestamp_ms {
-            Some(at) => now_ms >= at,
-            None => now_ms.saturating_sub(base) >= retention,
-        };
-        let keep_subscribed = match self.state {
-            GroupState::Empty => None,
+    /// Which offsets may expire, as Kafka decides since KIP-211: an Empty
+    /// group's count from when it became empty (`empty_since_ms`; a group
+    /// that never had a protocol counts from each commit); a consumer group
+    /// with members keeps the offsets of topics it subscribes to; a group
+    /// mid-rebalance keeps everything.
+    pub fn retention(&self, empty_since_ms: Option<i64>) -> Retention {
+        match self.state {
+            GroupState::Empty => Retention::Empty {
+                since: empty_since_ms.filter(|_| self.protocol_type.is_some()),
+            },
             GroupState::Stable if self.protocol_type.as_deref() == Some("consumer") => {
                 // Subscriptions we cannot read keep everything, as in Kafka.
-                match self.known_subscriptions() {
-                    Some(topics) => Some(topics),
-                    None => return Vec::new(),
-                }
+                self.known_subscriptions()
+                    .map_or(Retention::KeepAll, Retention::KeepSubscribed)
             }
-            _ => return Vec::new(),
-        };
-        self.offsets
-            .iter()
-            .filter(|((topic, _), o)| match &keep_subscribed {
-                None => {
-                    let base = match (&self.protocol_type, empty_since_ms) {
-                        (Some(_), Some(since)) => since,
-                        _ => o.commit_timestamp_ms,
-                    };
-                    due(o, base)
-                }
-                Some(subscribed) => !subscribed.contains(topic) && due(o, o.commit_timestamp_ms),
-            })
-            .map(|(key, _)| key.clone())
-            .collect()
+            _ => Retention::KeepAll,
+        }
     }
 
     /// The members' subscribed topics, or `None` when any member's

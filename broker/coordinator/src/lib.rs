@@ -16,6 +16,7 @@ pub mod consumer_group;
 pub mod coordinator;
 pub mod errors;
 pub mod group;
+pub mod offsets;
 pub mod records;
 pub mod txn;
 

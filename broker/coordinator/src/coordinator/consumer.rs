@@ -24,31 +24,17 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{GroupCoordinator, Slot, str_bytes};
+use super::slot::GroupKind;
+use super::{GroupCoordinator, str_bytes};
 use crate::assignor::Assignment;
 use crate::consumer_group::{ConsumerGroup, HeartbeatInput};
 use crate::errors::*;
-use crate::group::GroupState;
-
-pub(super) const CONSUMER_GROUP_TYPE: &str = "consumer";
 
 /// Member ids for v0 clients, which leave the choice to the coordinator.
 fn generated_member_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     format!("{}-{n}", Uuid::new_v4())
-}
-
-impl Slot {
-    /// The consumer group this slot holds, if it is one.
-    pub(super) fn consumer_group(&self) -> Option<&ConsumerGroup> {
-        self.consumer.as_ref()
-    }
-
-    /// Whether a consumer group with members lives here.
-    pub(super) fn has_consumer_members(&self) -> bool {
-        self.consumer.as_ref().is_some_and(|c| !c.is_empty())
-    }
 }
 
 impl GroupCoordinator {
@@ -110,14 +96,15 @@ impl GroupCoordinator {
             }
         };
         let mut slot = slot.lock().await;
-        if slot.consumer.is_none() {
-            if slot.group.state() != GroupState::Empty {
+        if slot.consumer_group().is_none() {
+            if !slot.is_empty() || slot.is_dead() {
                 return error(
                     GROUP_ID_NOT_FOUND,
                     &format!("Group {group_id} is not a consumer group."),
                 );
             }
-            slot.consumer = Some(ConsumerGroup::new(
+            // An empty classic group becomes a consumer group; its offsets stay.
+            slot.kind = GroupKind::Consumer(ConsumerGroup::new(
                 group_id.clone(),
                 self.inner.config.consumer.clone(),
             ));
@@ -144,7 +131,9 @@ impl GroupCoordinator {
             client_host: client_host.to_owned(),
         };
         let topics = self.topic_counts();
-        let group = slot.consumer.as_mut().expect("set above");
+        let GroupKind::Consumer(group) = &mut slot.kind else {
+            unreachable!("made a consumer group above")
+        };
         let out = group.heartbeat(input, &topics, Instant::now());
         let deadline = slot.next_deadline();
         slot.note_state(super::wall_clock_ms());
@@ -251,20 +240,9 @@ impl GroupCoordinator {
     }
 
     /// Consumer groups' sessions and revocation deadlines, from the timer.
-    pub(super) fn expire_consumer_members(&self, slot: &mut Slot, now: Instant) {
-        if let Some(group) = slot.consumer.as_mut() {
-            for member in group.on_timer(now) {
-                tracing::info!(group = %group.id(), %member, "consumer group member removed: session or rebalance timeout");
-            }
-        }
-    }
-
-    /// Whether any group here is a consumer group (ListGroups' type filter).
-    pub(super) fn group_type_of(slot: &Slot) -> &'static str {
-        if slot.consumer.is_some() {
-            CONSUMER_GROUP_TYPE
-        } else {
-            super::CLASSIC_GROUP_TYPE
+    pub(super) fn expire_consumer_members(group: &mut ConsumerGroup, now: Instant) {
+        for member in group.on_timer(now) {
+            tracing::info!(group = %group.id(), %member, "consumer group member removed: session or rebalance timeout");
         }
     }
 }

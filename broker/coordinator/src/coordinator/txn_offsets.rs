@@ -9,6 +9,7 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use tokio::time::Instant;
 
+use super::slot::GroupKind;
 use super::{GroupCoordinator, committed_of, lock, wall_clock_ms};
 use crate::StoreError;
 use crate::errors::*;
@@ -35,12 +36,19 @@ impl GroupCoordinator {
             None if group_id.is_empty() => Err(INVALID_GROUP_ID),
             None => Err(ILLEGAL_GENERATION),
             Some(_) if generation < 0 => Ok(()),
-            Some(slot) => slot.lock().await.group.validate_commit(
-                generation,
-                &req.member_id,
-                req.group_instance_id.as_deref(),
-                Instant::now(),
-            ),
+            Some(slot) => match &mut slot.lock().await.kind {
+                // Transactional commits answer ILLEGAL_GENERATION for a
+                // stale epoch, whatever the group's type.
+                GroupKind::Consumer(consumer) => {
+                    consumer.validate_commit(&req.member_id, generation, 0)
+                }
+                GroupKind::Classic(classic) => classic.group.validate_commit(
+                    generation,
+                    &req.member_id,
+                    req.group_instance_id.as_deref(),
+                    Instant::now(),
+                ),
+            },
         };
         let now_ms = wall_clock_ms();
         let mut topics = Vec::with_capacity(req.topics.len());
@@ -149,7 +157,7 @@ impl GroupCoordinator {
         for p in offsets {
             let slot = self.get_or_create(&p.group);
             let mut slot = slot.lock().await;
-            slot.group.put_offset(&p.topic, p.partition, p.committed);
+            slot.offsets.put(&p.topic, p.partition, p.committed);
         }
     }
 
