@@ -212,6 +212,82 @@ pub struct ConsumerGroup {
     /// Who holds each partition (assigned or revoking); at most one member.
     holders: HashMap<(String, i32), String>,
     assignor: String,
+    /// What changed since the shell last persisted the group.
+    dirty: Dirty,
+}
+
+/// What changed since the last [`ConsumerGroup::take_changes`].
+#[derive(Debug, Clone, Default)]
+struct Dirty {
+    group_epoch: bool,
+    assignment_epoch: bool,
+    members: BTreeSet<String>,
+    targets: BTreeSet<String>,
+    removed: BTreeSet<String>,
+}
+
+/// A member as it is persisted: everything but its timers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub topic_names: BTreeSet<String>,
+    pub topic_regex: Option<String>,
+    pub server_assignor: Option<String>,
+    pub member_epoch: i32,
+    pub previous_epoch: i32,
+    pub state: MemberState,
+    pub assigned: Assignment,
+    pub revoking: Assignment,
+}
+
+/// One change for the shell to persist, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    GroupEpoch(i32),
+    AssignmentEpoch(i32),
+    /// The member's metadata and current assignment.
+    Member(StoredMember),
+    Target {
+        member_id: String,
+        target: Assignment,
+    },
+    /// The member left: its member, target and assignment records go.
+    Removed(String),
+}
+
+/// A consumer group as read back from its records.
+#[derive(Debug, Clone, Default)]
+pub struct StoredGroup {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub members: Vec<StoredMember>,
+    pub targets: BTreeMap<String, Assignment>,
+}
+
+impl ConsumerMember {
+    fn stored(&self) -> StoredMember {
+        StoredMember {
+            member_id: self.member_id.clone(),
+            instance_id: self.instance_id.clone(),
+            rack_id: self.rack_id.clone(),
+            client_id: self.client_id.clone(),
+            client_host: self.client_host.clone(),
+            rebalance_timeout_ms: self.rebalance_timeout_ms,
+            topic_names: self.topic_names.clone(),
+            topic_regex: self.topic_regex.clone(),
+            server_assignor: self.server_assignor.clone(),
+            member_epoch: self.member_epoch,
+            previous_epoch: self.previous_epoch,
+            state: self.state,
+            assigned: self.assigned.clone(),
+            revoking: self.revoking.clone(),
+        }
+    }
 }
 
 impl ConsumerGroup {
@@ -231,7 +307,113 @@ impl ConsumerGroup {
             subscribed: BTreeMap::new(),
             holders: HashMap::new(),
             assignor,
+            dirty: Dirty::default(),
         }
+    }
+
+    /// Rebuilds a group from its records on a new coordinator. Every member
+    /// gets a fresh session (and revocation deadline) from `now`; topics
+    /// are matched against today's `topics` without a new epoch, so members
+    /// carry on where they were.
+    pub fn restore(
+        id: impl Into<String>,
+        config: ConsumerConfig,
+        stored: StoredGroup,
+        topics: &BTreeMap<String, i32>,
+        now: Instant,
+    ) -> Self {
+        let mut group = Self::new(id, config);
+        group.group_epoch = stored.group_epoch;
+        group.assignment_epoch = stored.assignment_epoch;
+        let session = group.config.session_timeout;
+        for m in stored.members {
+            let compiled = m.topic_regex.as_deref().and_then(|p| compile_regex(p).ok());
+            for (t, ps) in m.assigned.iter().chain(&m.revoking) {
+                for p in ps {
+                    group.holders.insert((t.clone(), *p), m.member_id.clone());
+                }
+            }
+            let revoke_deadline = (m.state == MemberState::UnrevokedPartitions)
+                .then(|| now + Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64));
+            group.members.insert(
+                m.member_id.clone(),
+                ConsumerMember {
+                    member_id: m.member_id,
+                    instance_id: m.instance_id,
+                    rack_id: m.rack_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    topic_names: m.topic_names,
+                    topic_regex: m.topic_regex,
+                    compiled,
+                    server_assignor: m.server_assignor,
+                    member_epoch: m.member_epoch,
+                    previous_epoch: m.previous_epoch,
+                    state: m.state,
+                    assigned: m.assigned,
+                    revoking: m.revoking,
+                    session_deadline: now + session,
+                    revoke_deadline,
+                    static_left: false,
+                },
+            );
+        }
+        group.target = stored
+            .targets
+            .into_iter()
+            .filter(|(id, _)| group.members.contains_key(id))
+            .collect();
+        group.assignor = group.choose_assignor();
+        group.refresh_subscriptions(topics);
+        group
+    }
+
+    /// Everything that changed since the last call, to be persisted in
+    /// this order. Empty when a heartbeat changed nothing durable.
+    pub fn take_changes(&mut self) -> Vec<GroupChange> {
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut out = Vec::new();
+        if dirty.group_epoch {
+            out.push(GroupChange::GroupEpoch(self.group_epoch));
+        }
+        for id in dirty.removed {
+            if !self.members.contains_key(&id) {
+                out.push(GroupChange::Removed(id));
+            }
+        }
+        for id in &dirty.members {
+            if let Some(m) = self.members.get(id) {
+                out.push(GroupChange::Member(m.stored()));
+            }
+        }
+        for id in dirty.targets {
+            if self.members.contains_key(&id) {
+                let target = self.target.get(&id).cloned().unwrap_or_default();
+                out.push(GroupChange::Target {
+                    member_id: id,
+                    target,
+                });
+            }
+        }
+        if dirty.assignment_epoch {
+            out.push(GroupChange::AssignmentEpoch(self.assignment_epoch));
+        }
+        out
+    }
+
+    /// After a failed write: the next [`Self::take_changes`] rewrites the
+    /// whole group, so the store catches up with memory.
+    pub fn mark_all_changed(&mut self) {
+        self.dirty.group_epoch = true;
+        self.dirty.assignment_epoch = true;
+        self.dirty.members = self.members.keys().cloned().collect();
+        self.dirty.targets = self.members.keys().cloned().collect();
+    }
+
+    fn bump_group_epoch(&mut self) {
+        self.group_epoch += 1;
+        self.dirty.group_epoch = true;
     }
 
     pub fn id(&self) -> &str {
@@ -338,7 +520,7 @@ impl ConsumerGroup {
         } else {
             self.remove_member(&input.member_id.clone());
             if self.refresh_subscriptions(topics) {
-                self.group_epoch += 1;
+                self.bump_group_epoch();
             }
             self.maybe_assign();
         }
@@ -412,6 +594,8 @@ impl ConsumerGroup {
             member.member_id.clone_from(&member_id);
             member.static_left = false;
             self.members.insert(member_id.clone(), member);
+            self.dirty.removed.insert(old_id);
+            self.dirty.targets.insert(member_id.clone());
         } else {
             if self.members.contains_key(&member_id) {
                 // Rejoining with epoch 0: the member has lost its partitions.
@@ -449,6 +633,7 @@ impl ConsumerGroup {
                 },
             );
         }
+        self.dirty.members.insert(member_id.clone());
         let input = HeartbeatInput {
             member_id,
             owned: Some(input.owned.clone().unwrap_or_default()),
@@ -522,6 +707,7 @@ impl ConsumerGroup {
         };
         let session = self.config.session_timeout;
         let member = self.members.get_mut(&id).expect("caller checked");
+        let before = member.stored();
         let mut subscription_changed = false;
         if let Some(names) = input.subscribed_topic_names {
             let names: BTreeSet<String> = names.into_iter().collect();
@@ -549,11 +735,14 @@ impl ConsumerGroup {
         member.session_deadline = now + session;
         // One bump for whatever this heartbeat changed.
         if self.refresh_subscriptions(topics) || subscription_changed {
-            self.group_epoch += 1;
+            self.bump_group_epoch();
         }
         self.maybe_assign();
         let changed = self.reconcile(&id, input.owned.as_ref(), now);
         let member = &self.members[&id];
+        if member.stored() != before {
+            self.dirty.members.insert(id.clone());
+        }
         let assignment =
             (changed || joined || input.owned.is_some()).then(|| member.assigned.clone());
         let epoch = member.member_epoch;
@@ -636,8 +825,15 @@ impl ConsumerGroup {
             })
             .collect();
         self.assignor = self.choose_assignor();
-        self.target = assignor::assign(&self.assignor, &specs, &self.subscribed);
+        let target = assignor::assign(&self.assignor, &specs, &self.subscribed);
+        for id in self.members.keys() {
+            if target.get(id) != self.target.get(id) {
+                self.dirty.targets.insert(id.clone());
+            }
+        }
+        self.target = target;
         self.assignment_epoch = self.group_epoch;
+        self.dirty.assignment_epoch = true;
     }
 
     /// Moves one member a step towards its target. Returns whether what the
@@ -717,7 +913,9 @@ impl ConsumerGroup {
         self.release_all(id);
         if self.members.remove(id).is_some() {
             self.target.remove(id);
-            self.group_epoch += 1;
+            self.dirty.removed.insert(id.to_owned());
+            self.dirty.members.remove(id);
+            self.bump_group_epoch();
         }
     }
 

@@ -34,6 +34,7 @@ use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use uuid::Uuid;
 
+use crate::consumer_group::ConsumerGroup;
 use crate::errors::*;
 use crate::group::{
     CommittedOffset, Effect, Group, GroupState, JoinInput, JoinOutcome, SyncInput, SyncResult,
@@ -133,6 +134,7 @@ impl GroupCoordinator {
         self.restore_pending(open);
         let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
         let mut metadata: HashMap<String, GroupValue> = HashMap::new();
+        let mut consumers = consumer::ReplayedConsumers::default();
         for (key, value) in stored {
             let key = match RecordKey::decode(&key) {
                 Ok(key) => key,
@@ -141,6 +143,9 @@ impl GroupCoordinator {
                     continue;
                 }
             };
+            if consumers.absorb(&key, value.as_ref()) {
+                continue;
+            }
             match (key, value) {
                 (
                     RecordKey::Offset {
@@ -184,10 +189,14 @@ impl GroupCoordinator {
                 (RecordKey::Group { group }, None) => {
                     metadata.remove(&group);
                 }
+                (_, _) => unreachable!("consumer group records were absorbed above"),
             }
         }
+        let mut consumer_groups = consumers.into_groups(self.inner.catalog.as_ref());
+        let topics = self.inner.catalog.topics();
         let now = Instant::now();
         let mut ids: Vec<String> = metadata.keys().cloned().collect();
+        ids.extend(consumer_groups.keys().cloned());
         ids.extend(
             offsets
                 .iter()
@@ -197,15 +206,23 @@ impl GroupCoordinator {
         ids.sort();
         ids.dedup();
         for id in ids {
-            let mut slot = match metadata.remove(&id) {
-                Some(value) => Slot::classic(Group::from_stored(
+            let mut slot = match (consumer_groups.remove(&id), metadata.remove(&id)) {
+                (Some(stored), _) => Slot::consumer(ConsumerGroup::restore(
+                    id.clone(),
+                    self.inner.config.consumer.clone(),
+                    stored,
+                    &topics,
+                    now,
+                )),
+                (None, Some(value)) => Slot::classic(Group::from_stored(
                     id.clone(),
                     self.inner.config.clone(),
                     value,
                     now,
                 )),
-                None => Slot::new_classic(&id, &self.inner.config),
+                (None, None) => Slot::new_classic(&id, &self.inner.config),
             };
+            slot.note_state(wall_clock_ms());
             for ((topic, partition), committed) in offsets.remove(&id).unwrap_or_default() {
                 slot.offsets.put(&topic, partition, committed);
             }
@@ -346,7 +363,7 @@ impl GroupCoordinator {
                 .map(|(topic, partition)| records::offset_record(&id, topic, *partition, None))
                 .collect();
             if delete_group {
-                tombstones.push(records::group_record(&id, None));
+                tombstones.extend(consumer::group_tombstones(&id));
             }
             if expired.is_empty() && !delete_group {
                 continue;
@@ -412,7 +429,7 @@ impl GroupCoordinator {
         let mut slot = slot.lock().await;
         let now = Instant::now();
         match &mut slot.kind {
-            GroupKind::Consumer(group) => Self::expire_consumer_members(group, now),
+            GroupKind::Consumer(group) => self.expire_consumer_members(group, now).await,
             GroupKind::Classic(classic) => {
                 let effects = classic.group.on_timer(now);
                 self.apply_classic(classic, effects).await;
@@ -481,6 +498,14 @@ impl GroupCoordinator {
                     );
                 }
                 // An empty consumer group becomes a classic one again.
+                if let Err(e) = self.append(consumer::group_tombstones(&group_id)).await {
+                    tracing::warn!(group = %group_id, error = %e, "failed to convert a consumer group");
+                    return classic_wire::join_error(
+                        &requested_id,
+                        COORDINATOR_NOT_AVAILABLE,
+                        version,
+                    );
+                }
                 slot.kind = GroupKind::Classic(Classic::new(Group::new(
                     group_id.clone(),
                     self.inner.config.clone(),
@@ -1090,7 +1115,7 @@ impl GroupCoordinator {
                 records::offset_record(group_id, topic, *partition, None)
             })
             .collect();
-        tombstones.push(records::group_record(group_id, None));
+        tombstones.extend(consumer::group_tombstones(group_id));
         if let Err(e) = self.append(tombstones).await {
             tracing::warn!(group = %group_id, error = %e, "failed to persist group deletion");
             return COORDINATOR_NOT_AVAILABLE;
@@ -1818,5 +1843,119 @@ mod tests {
         assert_eq!(r.error_code, UNKNOWN_MEMBER_ID);
         assert_eq!(join(&c, "").await.error_code, MEMBER_ID_REQUIRED);
         c.shutdown();
+    }
+
+    /// A consumer group moves to a new coordinator with its members: their
+    /// epochs, assignments and targets replay from the store, so the next
+    /// heartbeat carries on (no UNKNOWN_MEMBER_ID, no rebalance); a member
+    /// that left stays gone, and an emptied, deleted group leaves nothing
+    /// behind to replay.
+    #[tokio::test(start_paused = true)]
+    async fn consumer_groups_survive_a_coordinator_move() {
+        let store: Arc<MemStore> = Arc::default();
+        let c = coordinator(store.clone());
+        let joined = |c: GroupCoordinator, id: &'static str| async move {
+            c.consumer_group_heartbeat(consumer_heartbeat(id, 0), 1, "cli", "/10.0.0.2")
+                .await
+        };
+        let m1 = joined(c.clone(), "m1").await;
+        let m2 = joined(c.clone(), "m2").await;
+        assert_eq!((m1.error_code, m2.error_code), (NONE, NONE));
+        // m1 gives up half its partitions and moves to the new epoch.
+        let owned = |ps: Vec<i32>| {
+            vec![
+                consumer_group_heartbeat_request::TopicPartitions::default()
+                    .with_topic_id(T_ID)
+                    .with_partitions(ps),
+            ]
+        };
+        let r = c
+            .consumer_group_heartbeat(
+                consumer_heartbeat("m1", m1.member_epoch)
+                    .with_topic_partitions(Some(owned(vec![0, 1]))),
+                1,
+                "cli",
+                "/10.0.0.2",
+            )
+            .await;
+        assert_eq!(r.error_code, NONE);
+        let m1_epoch = r.member_epoch;
+        let steady_writes = lock(&store.0).len();
+        let again = c
+            .consumer_group_heartbeat(consumer_heartbeat("m1", m1_epoch), 1, "cli", "/10.0.0.2")
+            .await;
+        assert_eq!(again.error_code, NONE);
+        assert_eq!(
+            lock(&store.0).len(),
+            steady_writes,
+            "a heartbeat that changes nothing writes nothing"
+        );
+        c.shutdown();
+
+        let moved = coordinator(store.clone());
+        moved.load().await.unwrap();
+        let describe = |c: GroupCoordinator| async move {
+            c.consumer_group_describe(
+                ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![GroupId(str_bytes("g"))]),
+                0,
+            )
+            .await
+            .groups
+            .remove(0)
+        };
+        let d = describe(moved.clone()).await;
+        assert_eq!(d.error_code, NONE, "{d:?}");
+        assert_eq!(d.members.len(), 2);
+        let m1_described = d
+            .members
+            .iter()
+            .find(|m| m.member_id.as_str() == "m1")
+            .unwrap();
+        assert_eq!(m1_described.member_epoch, m1_epoch);
+        assert_eq!(
+            m1_described.assignment.topic_partitions[0].partitions,
+            vec![0, 1]
+        );
+        let r = moved
+            .consumer_group_heartbeat(consumer_heartbeat("m1", m1_epoch), 1, "cli", "/10.0.0.2")
+            .await;
+        assert_eq!((r.error_code, r.member_epoch), (NONE, m1_epoch), "{r:?}");
+        assert_eq!(
+            describe(moved.clone()).await.group_epoch,
+            d.group_epoch,
+            "no new epoch"
+        );
+
+        // m2 leaves; the move after that replays one member.
+        let leave = moved
+            .consumer_group_heartbeat(consumer_heartbeat("m2", -1), 1, "cli", "/10.0.0.2")
+            .await;
+        assert_eq!(leave.error_code, NONE);
+        moved.shutdown();
+        let third = coordinator(store.clone());
+        third.load().await.unwrap();
+        let d = describe(third.clone()).await;
+        let ids: Vec<&str> = d.members.iter().map(|m| m.member_id.as_str()).collect();
+        assert_eq!(ids, vec!["m1"]);
+        let r = third
+            .consumer_group_heartbeat(consumer_heartbeat("m1", -1), 1, "cli", "/10.0.0.2")
+            .await;
+        assert_eq!(r.error_code, NONE);
+        let deleted = third
+            .delete_groups(
+                DeleteGroupsRequest::default().with_groups_names(vec![GroupId(str_bytes("g"))]),
+                2,
+            )
+            .await;
+        assert_eq!(deleted.results[0].error_code, NONE);
+        third.shutdown();
+        let fourth = coordinator(store);
+        fourth.load().await.unwrap();
+        assert_eq!(
+            describe(fourth.clone()).await.error_code,
+            GROUP_ID_NOT_FOUND
+        );
+        fourth.shutdown();
     }
 }

@@ -3,12 +3,15 @@
 //! schemas (group-coordinator module) so Kafka's tooling can read our topic.
 //!
 //! Every key and value starts with an int16 version. Keys: version 0/1 is an
-//! offset commit, 2 is group metadata. Values are written at version 3, the
+//! offset commit, 2 is group metadata, 3 and 5–8 are KIP-848 consumer
+//! group records ([`consumer`]). Values are written at version 3, the
 //! last non-flexible version (v4 adds only tagged-field support); strings
 //! carry an int16 length (-1 = null), bytes an int32 length, arrays an int32
 //! count — the classic non-flexible encoding.
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+pub mod consumer;
 
 /// Why a stored record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -40,12 +43,54 @@ pub enum RecordKey {
     Group {
         group: String,
     },
+    /// `ConsumerGroupMetadataKey` (3): the group epoch.
+    ConsumerGroup {
+        group: String,
+    },
+    /// `ConsumerGroupMemberMetadataKey` (5).
+    ConsumerMember {
+        group: String,
+        member: String,
+    },
+    /// `ConsumerGroupTargetAssignmentMetadataKey` (6): the assignment epoch.
+    TargetMetadata {
+        group: String,
+    },
+    /// `ConsumerGroupTargetAssignmentMemberKey` (7).
+    TargetMember {
+        group: String,
+        member: String,
+    },
+    /// `ConsumerGroupCurrentMemberAssignmentKey` (8).
+    CurrentAssignment {
+        group: String,
+        member: String,
+    },
 }
 
 impl RecordKey {
     pub fn group(&self) -> &str {
         match self {
-            RecordKey::Offset { group, .. } | RecordKey::Group { group } => group,
+            RecordKey::Offset { group, .. }
+            | RecordKey::Group { group }
+            | RecordKey::ConsumerGroup { group }
+            | RecordKey::ConsumerMember { group, .. }
+            | RecordKey::TargetMetadata { group }
+            | RecordKey::TargetMember { group, .. }
+            | RecordKey::CurrentAssignment { group, .. } => group,
+        }
+    }
+
+    /// The key's version, which names the record type.
+    fn kind(&self) -> i16 {
+        match self {
+            RecordKey::Offset { .. } => OFFSET_KEY_VERSION,
+            RecordKey::Group { .. } => GROUP_KEY_VERSION,
+            RecordKey::ConsumerGroup { .. } => 3,
+            RecordKey::ConsumerMember { .. } => 5,
+            RecordKey::TargetMetadata { .. } => 6,
+            RecordKey::TargetMember { .. } => 7,
+            RecordKey::CurrentAssignment { .. } => 8,
         }
     }
 
@@ -66,6 +111,17 @@ impl RecordKey {
                 buf.put_i16(GROUP_KEY_VERSION);
                 put_string(&mut buf, group);
             }
+            RecordKey::ConsumerGroup { group } | RecordKey::TargetMetadata { group } => {
+                buf.put_i16(self.kind());
+                put_string(&mut buf, group);
+            }
+            RecordKey::ConsumerMember { group, member }
+            | RecordKey::TargetMember { group, member }
+            | RecordKey::CurrentAssignment { group, member } => {
+                buf.put_i16(self.kind());
+                put_string(&mut buf, group);
+                put_string(&mut buf, member);
+            }
         }
         buf.freeze()
     }
@@ -82,6 +138,21 @@ impl RecordKey {
             2 => Ok(RecordKey::Group {
                 group: r.string("group")?,
             }),
+            3 => Ok(RecordKey::ConsumerGroup {
+                group: r.string("group")?,
+            }),
+            6 => Ok(RecordKey::TargetMetadata {
+                group: r.string("group")?,
+            }),
+            v @ (5 | 7 | 8) => {
+                let group = r.string("group")?;
+                let member = r.string("member")?;
+                Ok(match v {
+                    5 => RecordKey::ConsumerMember { group, member },
+                    7 => RecordKey::TargetMember { group, member },
+                    _ => RecordKey::CurrentAssignment { group, member },
+                })
+            }
             v => Err(RecordError::UnsupportedVersion("key", v)),
         }
     }

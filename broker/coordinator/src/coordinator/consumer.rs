@@ -8,12 +8,15 @@
 //! to a consumer group with members gets INCONSISTENT_GROUP_PROTOCOL, and
 //! converts an empty one back.
 //!
-//! Consumer group membership is kept in memory: when a coordinator moves,
-//! members are told UNKNOWN_MEMBER_ID and rejoin (their committed offsets
-//! are in `__consumer_offsets` and survive).
+//! Every durable change of a consumer group (epochs, member metadata,
+//! target and current assignments) is written to `__consumer_offsets` as
+//! Kafka's records before the heartbeat is answered, so a new coordinator
+//! replays the group and its members carry on with their epochs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
 
 use kafka_protocol::messages::consumer_group_describe_response::{
     self as describe, DescribedGroup as DescribedConsumer,
@@ -25,10 +28,17 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::slot::GroupKind;
-use super::{GroupCoordinator, str_bytes};
+use super::{GroupCoordinator, Records, str_bytes};
 use crate::assignor::Assignment;
-use crate::consumer_group::{ConsumerGroup, HeartbeatInput};
+use crate::consumer_group::{
+    ConsumerGroup, GroupChange, HeartbeatInput, MemberState, StoredGroup, StoredMember,
+};
 use crate::errors::*;
+use crate::records::consumer::{
+    ConsumerRecord, CurrentAssignmentValue, MemberMetadataValue, TopicPartitions, consumer_record,
+};
+use crate::records::{self, RecordKey};
+use crate::{StoreError, TopicCatalog};
 
 /// Member ids for v0 clients, which leave the choice to the coordinator.
 fn generated_member_id() -> String {
@@ -103,7 +113,15 @@ impl GroupCoordinator {
                     &format!("Group {group_id} is not a consumer group."),
                 );
             }
-            // An empty classic group becomes a consumer group; its offsets stay.
+            // An empty classic group becomes a consumer group; its offsets
+            // stay, its classic metadata goes.
+            if let Err(e) = self
+                .append(vec![records::group_record(&group_id, None)])
+                .await
+            {
+                tracing::warn!(group = %group_id, error = %e, "failed to convert a classic group");
+                return error(COORDINATOR_NOT_AVAILABLE, "The group could not be written.");
+            }
             slot.kind = GroupKind::Consumer(ConsumerGroup::new(
                 group_id.clone(),
                 self.inner.config.consumer.clone(),
@@ -135,6 +153,12 @@ impl GroupCoordinator {
             unreachable!("made a consumer group above")
         };
         let out = group.heartbeat(input, &topics, Instant::now());
+        if let Err(e) = self.persist_consumer(group).await {
+            // Memory is ahead of the store: the member retries and the next
+            // write carries the whole group.
+            tracing::warn!(group = %group_id, error = %e, "failed to persist consumer group");
+            return error(COORDINATOR_NOT_AVAILABLE, "The group could not be written.");
+        }
         let deadline = slot.next_deadline();
         slot.note_state(super::wall_clock_ms());
         drop(slot);
@@ -240,9 +264,266 @@ impl GroupCoordinator {
     }
 
     /// Consumer groups' sessions and revocation deadlines, from the timer.
-    pub(super) fn expire_consumer_members(group: &mut ConsumerGroup, now: Instant) {
+    pub(super) async fn expire_consumer_members(&self, group: &mut ConsumerGroup, now: Instant) {
         for member in group.on_timer(now) {
             tracing::info!(group = %group.id(), %member, "consumer group member removed: session or rebalance timeout");
         }
+        if let Err(e) = self.persist_consumer(group).await {
+            tracing::warn!(group = %group.id(), error = %e, "failed to persist consumer group");
+        }
+    }
+
+    /// Writes what changed in the group since its last write.
+    async fn persist_consumer(&self, group: &mut ConsumerGroup) -> Result<(), StoreError> {
+        let changes = group.take_changes();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let records = change_records(self.inner.catalog.as_ref(), group.id(), changes);
+        let result = self.append(records).await;
+        if result.is_err() {
+            group.mark_all_changed();
+        }
+        result
+    }
+}
+
+/// Kafka's MemberState codes.
+fn state_code(state: MemberState) -> i8 {
+    match state {
+        MemberState::Stable => 0,
+        MemberState::UnrevokedPartitions => 1,
+        MemberState::UnreleasedPartitions => 2,
+    }
+}
+
+fn state_of(code: i8) -> MemberState {
+    match code {
+        1 => MemberState::UnrevokedPartitions,
+        2 => MemberState::UnreleasedPartitions,
+        _ => MemberState::Stable,
+    }
+}
+
+/// Topic names to ids; a topic deleted meanwhile drops out.
+fn by_id(catalog: &dyn TopicCatalog, a: &Assignment) -> TopicPartitions {
+    a.iter()
+        .filter_map(|(t, ps)| Some((catalog.topic_id(t)?, ps.iter().copied().collect())))
+        .collect()
+}
+
+fn by_name(catalog: &dyn TopicCatalog, tps: TopicPartitions) -> Assignment {
+    tps.into_iter()
+        .filter_map(|(id, ps)| Some((catalog.topic_name(id)?, ps.into_iter().collect())))
+        .collect()
+}
+
+/// The tombstones that erase a group's metadata of either type.
+pub(super) fn group_tombstones(group: &str) -> Records {
+    let group = group.to_owned();
+    vec![
+        records::group_record(&group, None),
+        consumer_record(
+            RecordKey::ConsumerGroup {
+                group: group.clone(),
+            },
+            None,
+        ),
+        consumer_record(RecordKey::TargetMetadata { group }, None),
+    ]
+}
+
+fn change_records(catalog: &dyn TopicCatalog, group: &str, changes: Vec<GroupChange>) -> Records {
+    let g = || group.to_owned();
+    let mut out = Vec::with_capacity(changes.len());
+    for change in changes {
+        match change {
+            GroupChange::GroupEpoch(epoch) => out.push(consumer_record(
+                RecordKey::ConsumerGroup { group: g() },
+                Some(&ConsumerRecord::GroupEpoch(epoch)),
+            )),
+            GroupChange::AssignmentEpoch(epoch) => out.push(consumer_record(
+                RecordKey::TargetMetadata { group: g() },
+                Some(&ConsumerRecord::AssignmentEpoch(epoch)),
+            )),
+            GroupChange::Target { member_id, target } => out.push(consumer_record(
+                RecordKey::TargetMember {
+                    group: g(),
+                    member: member_id,
+                },
+                Some(&ConsumerRecord::Target(by_id(catalog, &target))),
+            )),
+            GroupChange::Removed(member) => {
+                for key in [
+                    RecordKey::CurrentAssignment {
+                        group: g(),
+                        member: member.clone(),
+                    },
+                    RecordKey::TargetMember {
+                        group: g(),
+                        member: member.clone(),
+                    },
+                    RecordKey::ConsumerMember { group: g(), member },
+                ] {
+                    out.push(consumer_record(key, None));
+                }
+            }
+            GroupChange::Member(m) => {
+                let metadata = ConsumerRecord::Member(MemberMetadataValue {
+                    instance_id: m.instance_id,
+                    rack_id: m.rack_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    subscribed_topic_names: m.topic_names.into_iter().collect(),
+                    subscribed_topic_regex: m.topic_regex,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    server_assignor: m.server_assignor,
+                });
+                let current = ConsumerRecord::Current(CurrentAssignmentValue {
+                    member_epoch: m.member_epoch,
+                    previous_member_epoch: m.previous_epoch,
+                    state: state_code(m.state),
+                    assigned: by_id(catalog, &m.assigned),
+                    pending_revocation: by_id(catalog, &m.revoking),
+                });
+                out.push(consumer_record(
+                    RecordKey::ConsumerMember {
+                        group: g(),
+                        member: m.member_id.clone(),
+                    },
+                    Some(&metadata),
+                ));
+                out.push(consumer_record(
+                    RecordKey::CurrentAssignment {
+                        group: g(),
+                        member: m.member_id,
+                    },
+                    Some(&current),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Consumer group records as a replay meets them, latest value per key.
+#[derive(Default)]
+pub(super) struct ReplayedConsumers {
+    groups: HashMap<String, Replayed>,
+}
+
+#[derive(Default)]
+struct Replayed {
+    epoch: Option<i32>,
+    assignment_epoch: i32,
+    members: BTreeMap<String, MemberMetadataValue>,
+    current: BTreeMap<String, CurrentAssignmentValue>,
+    targets: BTreeMap<String, TopicPartitions>,
+}
+
+impl ReplayedConsumers {
+    /// Takes one consumer-group record; `false` if `key` is of another kind.
+    pub fn absorb(&mut self, key: &RecordKey, value: Option<&Bytes>) -> bool {
+        let (group, member) = match key {
+            RecordKey::ConsumerGroup { group } | RecordKey::TargetMetadata { group } => {
+                (group, None)
+            }
+            RecordKey::ConsumerMember { group, member }
+            | RecordKey::TargetMember { group, member }
+            | RecordKey::CurrentAssignment { group, member } => (group, Some(member.clone())),
+            RecordKey::Offset { .. } | RecordKey::Group { .. } => return false,
+        };
+        let decoded = match value.map(|v| ConsumerRecord::decode(key, v)).transpose() {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                tracing::warn!(%group, error = %e, "skipping undecodable consumer group record");
+                return true;
+            }
+        };
+        if matches!(key, RecordKey::ConsumerGroup { .. }) && decoded.is_none() {
+            self.groups.remove(group);
+            return true;
+        }
+        let entry = self.groups.entry(group.clone()).or_default();
+        let member = member.unwrap_or_default();
+        match (key, decoded) {
+            (RecordKey::ConsumerGroup { .. }, Some(ConsumerRecord::GroupEpoch(e))) => {
+                entry.epoch = Some(e)
+            }
+            (RecordKey::TargetMetadata { .. }, value) => {
+                entry.assignment_epoch = match value {
+                    Some(ConsumerRecord::AssignmentEpoch(e)) => e,
+                    _ => 0,
+                }
+            }
+            (_, Some(ConsumerRecord::Member(m))) => {
+                entry.members.insert(member, m);
+            }
+            (_, Some(ConsumerRecord::Current(c))) => {
+                entry.current.insert(member, c);
+            }
+            (_, Some(ConsumerRecord::Target(t))) => {
+                entry.targets.insert(member, t);
+            }
+            (RecordKey::ConsumerMember { .. }, None) => {
+                entry.members.remove(&member);
+            }
+            (RecordKey::CurrentAssignment { .. }, None) => {
+                entry.current.remove(&member);
+            }
+            (RecordKey::TargetMember { .. }, None) => {
+                entry.targets.remove(&member);
+            }
+            _ => {}
+        }
+        true
+    }
+
+    /// The groups whose epoch record survives, topics named again.
+    pub fn into_groups(self, catalog: &dyn TopicCatalog) -> BTreeMap<String, StoredGroup> {
+        self.groups
+            .into_iter()
+            .filter_map(|(id, r)| {
+                let group_epoch = r.epoch?;
+                let mut current = r.current;
+                let members = r
+                    .members
+                    .into_iter()
+                    .map(|(member_id, m)| {
+                        let c = current.remove(&member_id).unwrap_or_default();
+                        StoredMember {
+                            member_id,
+                            instance_id: m.instance_id,
+                            rack_id: m.rack_id,
+                            client_id: m.client_id,
+                            client_host: m.client_host,
+                            rebalance_timeout_ms: m.rebalance_timeout_ms,
+                            topic_names: m.subscribed_topic_names.into_iter().collect(),
+                            topic_regex: m.subscribed_topic_regex,
+                            server_assignor: m.server_assignor,
+                            member_epoch: c.member_epoch,
+                            previous_epoch: c.previous_member_epoch,
+                            state: state_of(c.state),
+                            assigned: by_name(catalog, c.assigned),
+                            revoking: by_name(catalog, c.pending_revocation),
+                        }
+                    })
+                    .collect();
+                let targets = r
+                    .targets
+                    .into_iter()
+                    .map(|(m, t)| (m, by_name(catalog, t)))
+                    .collect();
+                Some((
+                    id,
+                    StoredGroup {
+                        group_epoch,
+                        assignment_epoch: r.assignment_epoch,
+                        members,
+                        targets,
+                    },
+                ))
+            })
+            .collect()
     }
 }

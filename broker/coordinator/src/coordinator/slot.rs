@@ -63,6 +63,15 @@ impl Slot {
         }
     }
 
+    pub fn consumer(group: ConsumerGroup) -> Self {
+        Self {
+            kind: GroupKind::Consumer(group),
+            offsets: GroupOffsets::default(),
+            empty_since_ms: None,
+            deleted: false,
+        }
+    }
+
     pub fn new_classic(id: &str, config: &GroupConfig) -> Self {
         Self::classic(Group::new(id, config.clone()))
     }
