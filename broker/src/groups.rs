@@ -270,21 +270,25 @@ async fn serve(
         }
         RequestKind::ConsumerGroupHeartbeat(req) => {
             let host = ctx.peer.ip().to_string();
-            ResponseKind::ConsumerGroupHeartbeat(
-                coordinator
-                    .consumer_group_heartbeat(req, v, &ctx.client_id, &format!("/{host}"))
-                    .await,
-            )
+            let mut response = coordinator
+                .consumer_group_heartbeat(req, v, &ctx.client_id, &format!("/{host}"))
+                .await;
+            await_membership_replicated(state, partition, &mut response.error_code).await;
+            ResponseKind::ConsumerGroupHeartbeat(response)
         }
         RequestKind::ConsumerGroupDescribe(req) => {
             ResponseKind::ConsumerGroupDescribe(coordinator.consumer_group_describe(req, v).await)
         }
         RequestKind::SyncGroup(req) => {
-            ResponseKind::SyncGroup(coordinator.sync_group(req, v).await)
+            let mut response = coordinator.sync_group(req, v).await;
+            await_membership_replicated(state, partition, &mut response.error_code).await;
+            ResponseKind::SyncGroup(response)
         }
         RequestKind::Heartbeat(req) => ResponseKind::Heartbeat(coordinator.heartbeat(req, v).await),
         RequestKind::LeaveGroup(req) => {
-            ResponseKind::LeaveGroup(coordinator.leave_group(req, v).await)
+            let mut response = coordinator.leave_group(req, v).await;
+            await_membership_replicated(state, partition, &mut response.error_code).await;
+            ResponseKind::LeaveGroup(response)
         }
         RequestKind::OffsetCommit(req) => {
             let mut response = coordinator.offset_commit(req, v).await;
@@ -505,13 +509,27 @@ async fn await_partition_replicated(state: &Arc<BrokerState>, partition: i32) ->
     crate::replica::await_written(state, &partition, CONSUMER_OFFSETS_TOPIC, deadline)
         .await
         .map_err(|e| {
-            warn!(error = ?e, "offset commit not replicated in time");
+            warn!(error = ?e, "group write not replicated in time");
             match e {
                 ResponseError::NotLeaderOrFollower => ResponseError::NotCoordinator,
                 _ => ResponseError::CoordinatorNotAvailable,
             }
             .code()
         })
+}
+
+/// A membership change (a classic group's new generation and assignment, a
+/// consumer group's epochs and assignments) is answered, like an offset
+/// commit, once the in-sync replicas hold what it wrote, so a member never
+/// acts on group state a coordinator failover would take back. A response
+/// that is already an error is sent as it is.
+async fn await_membership_replicated(state: &Arc<BrokerState>, partition: i32, code: &mut i16) {
+    if *code != 0 {
+        return;
+    }
+    if let Err(e) = await_partition_replicated(state, partition).await {
+        *code = e;
+    }
 }
 
 /// An offset commit is answered once its `__consumer_offsets` partition's in-sync

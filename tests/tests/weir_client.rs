@@ -1241,3 +1241,76 @@ async fn a_kip848_member_that_stops_reconciling_loses_its_partitions_and_rejoins
     all.dedup();
     assert_eq!(all.len(), 4, "a partition owned by both: {events:?}");
 }
+
+/// A KIP-848 group outlives its coordinator: the broker is killed (-9) and
+/// restarted on its data directory while the member keeps going. The
+/// group replays from `__consumer_offsets`, so the member commits at its
+/// old epoch on the new coordinator, heartbeats on as before, and its
+/// listener hears nothing revoked or lost (without the records it would be
+/// told UNKNOWN_MEMBER_ID and lose its partitions).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kip848_group_outlives_a_coordinator_restart() {
+    let mut broker = BrokerProcess::start(&[
+        "group.consumer.heartbeat.interval.ms=200",
+        "group.consumer.min.heartbeat.interval.ms=200",
+    ]);
+    let client = ClientConfig::new(broker.bootstrap());
+    topic_with_records(&client, "outlives", 4, 1).await;
+    let config = ConsumerConfig {
+        group_id: Some("kip848-outlives".into()),
+        group_protocol: GroupProtocol::Consumer,
+        auto_offset_reset: OffsetReset::Earliest,
+        enable_auto_commit: false,
+        ..Default::default()
+    };
+    let events: Events = Default::default();
+    let mut consumer = Consumer::connect(client.clone(), config)
+        .await
+        .expect("consumer");
+    consumer
+        .subscribe_with(
+            &["outlives"],
+            Recorder {
+                name: "member",
+                events: events.clone(),
+            },
+        )
+        .expect("subscribe");
+    let mut seen = 0;
+    while seen < 4 {
+        seen += consumer
+            .poll(Duration::from_millis(100))
+            .await
+            .expect("poll")
+            .len();
+    }
+    let member = consumer.group_member().expect("a member");
+
+    broker.kill9();
+    broker.restart();
+    consumer
+        .commit()
+        .await
+        .expect("a commit at the old epoch on the restarted coordinator");
+    for _ in 0..10 {
+        consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .expect("poll");
+    }
+    assert_eq!(consumer.group_member(), Some(member));
+    assert_eq!(
+        *events.lock().unwrap(),
+        vec![("member", "assigned", vec![0, 1, 2, 3])]
+    );
+    let committed = Admin::connect(client)
+        .await
+        .expect("admin")
+        .committed_offsets("kip848-outlives")
+        .await
+        .expect("committed");
+    assert_eq!(
+        committed.values().copied().collect::<Vec<i64>>(),
+        vec![1; 4]
+    );
+}
