@@ -152,7 +152,7 @@ impl GroupCoordinator {
         let GroupKind::Consumer(group) = &mut slot.kind else {
             unreachable!("made a consumer group above")
         };
-        let out = group.heartbeat(input, &topics, Instant::now());
+        let out = off_the_worker(|| group.heartbeat(input, &topics, Instant::now()));
         if let Err(e) = self.persist_consumer(group).await {
             // Memory is ahead of the store: the member retries and the next
             // write carries the whole group.
@@ -265,7 +265,7 @@ impl GroupCoordinator {
 
     /// Consumer groups' sessions and revocation deadlines, from the timer.
     pub(super) async fn expire_consumer_members(&self, group: &mut ConsumerGroup, now: Instant) {
-        for member in group.on_timer(now) {
+        for member in off_the_worker(|| group.on_timer(now)) {
             tracing::info!(group = %group.id(), %member, "consumer group member removed: session or rebalance timeout");
         }
         if let Err(e) = self.persist_consumer(group).await {
@@ -285,6 +285,19 @@ impl GroupCoordinator {
             group.mark_all_changed();
         }
         result
+    }
+}
+
+/// Runs a step that may call the assignor (tens of milliseconds for a
+/// thousand members, see docs/benchmarks.md). On the broker's
+/// multi-threaded runtime it runs under `block_in_place`, so the other
+/// connections and groups served by this worker move to another thread
+/// meanwhile instead of waiting behind it.
+fn off_the_worker<T>(step: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(step),
+        _ => step(),
     }
 }
 
