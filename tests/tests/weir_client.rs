@@ -1314,3 +1314,59 @@ async fn a_kip848_group_outlives_a_coordinator_restart() {
         vec![1; 4]
     );
 }
+
+/// KIP-320: a committed position past the end of its leader epoch — what a
+/// leader change with truncation leaves behind — is caught before the
+/// first fetch: the consumer resumes where the log holds that epoch up to
+/// (its end here), not at `auto.offset.reset`, which (earliest here) would
+/// replay the partition from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_position_past_its_epochs_end_resumes_where_the_log_diverges() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    topic_with_records(&client, "diverged", 1, 5).await;
+    let config = ConsumerConfig {
+        group_id: Some("diverged-readers".into()),
+        auto_offset_reset: OffsetReset::Earliest,
+        enable_auto_commit: false,
+        ..Default::default()
+    };
+    let mut first = Consumer::connect(client.clone(), config.clone())
+        .await
+        .expect("consumer");
+    first.assign(&[("diverged", 0)]);
+    let epoch = loop {
+        let records = first.poll(Duration::from_millis(200)).await.expect("poll");
+        if let Some(r) = records.first() {
+            break r.leader_epoch.expect("records carry their leader epoch");
+        }
+    };
+    first
+        .commit_offsets_with(&[CommitOffset::new("diverged", 0, 50).with_leader_epoch(epoch)])
+        .await
+        .expect("commit");
+
+    let mut second = Consumer::connect(client.clone(), config)
+        .await
+        .expect("consumer");
+    second.assign(&[("diverged", 0)]);
+    let mut replayed = Vec::new();
+    while second.position("diverged", 0) != Some(5) {
+        for r in second.poll(Duration::from_millis(200)).await.expect("poll") {
+            replayed.push(r.offset);
+        }
+    }
+    assert_eq!(
+        replayed,
+        Vec::<i64>::new(),
+        "resumed at the epoch's end, nothing replayed"
+    );
+    produce_to(&client, "diverged", 0, 1).await;
+    let records = loop {
+        let records = second.poll(Duration::from_millis(200)).await.expect("poll");
+        if !records.is_empty() {
+            break records;
+        }
+    };
+    assert_eq!(records[0].offset, 5, "nothing replayed, nothing skipped");
+}

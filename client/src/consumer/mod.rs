@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::admin::{OffsetSpec, fetch_committed, fetch_committed_full, list_offsets};
+use crate::admin::{OffsetSpec, fetch_committed_full, list_offsets};
 use crate::assignor::AssignmentStrategy;
 use crate::cluster::Cluster;
 use crate::config::ClientConfig;
@@ -212,6 +212,9 @@ pub struct Consumer {
     /// Leader epoch of the last record returned per partition, committed
     /// with its position.
     epochs: HashMap<Tp, i32>,
+    /// The leader epoch each position was last checked against for log
+    /// truncation (`truncation.rs`).
+    validated: HashMap<Tp, i32>,
     listener: Box<dyn RebalanceListener>,
     /// Wakes the KIP-848 heartbeat task to report a reconciliation now.
     wake: Arc<tokio::sync::Notify>,
@@ -274,6 +277,7 @@ impl Consumer {
             buffer: FetchBuffer::default(),
             paused: BTreeSet::new(),
             epochs: HashMap::new(),
+            validated: HashMap::new(),
             listener: Box::new(NoListener),
             wake: Arc::new(tokio::sync::Notify::new()),
             sessions: HashMap::new(),
@@ -347,6 +351,7 @@ impl Consumer {
         self.buffer.retain(|tp| positions.contains_key(tp));
         self.paused.retain(|tp| positions.contains_key(tp));
         self.epochs.retain(|tp, _| positions.contains_key(tp));
+        self.validated.retain(|tp, _| positions.contains_key(tp));
     }
 
     pub fn assignment(&self) -> Vec<(String, i32)> {
@@ -715,14 +720,23 @@ impl Consumer {
                         Some(c) => c,
                         None => self.cluster.coordinator(group, 0).await?.1,
                     };
-                    fetch_committed(&conn, group, Some(&committed_wanted)).await?
+                    fetch_committed_full(&conn, group, Some(&committed_wanted)).await?
                 }
                 None => BTreeMap::new(),
             };
             for tp in committed_wanted {
-                let pos = committed
-                    .get(&tp)
-                    .map_or(Position::Reset, |o| Position::At(*o));
+                // The committed epoch lets the first fetch check that the
+                // log still holds what was committed (truncation.rs).
+                let pos = match committed.get(&tp) {
+                    Some(c) => {
+                        match c.leader_epoch {
+                            Some(e) => self.epochs.insert(tp.clone(), e),
+                            None => self.epochs.remove(&tp),
+                        };
+                        Position::At(c.offset)
+                    }
+                    None => Position::Reset,
+                };
                 self.positions.insert(tp, pos);
             }
         }
@@ -745,6 +759,7 @@ impl Consumer {
             }
             let offsets = list_offsets(&self.cluster, &reset, spec, self.isolation()).await?;
             for (tp, o) in offsets {
+                self.epochs.remove(&tp);
                 self.positions.insert(tp, Position::At(o.offset));
             }
         }
@@ -761,6 +776,10 @@ impl Consumer {
     /// One Fetch round to every leader of a fetchable partition; what
     /// arrives goes to the buffer.
     async fn fetch_once(&mut self, max_wait: Duration) -> Result<()> {
+        let checks = self.positions_to_validate();
+        if !checks.is_empty() {
+            self.validate_positions(checks).await;
+        }
         let mut by_leader: BTreeMap<i32, Wanted> = BTreeMap::new();
         let mut missing_leader = BTreeSet::new();
         for ((topic, partition), offset) in self.fetchable() {
@@ -770,6 +789,13 @@ impl Consumer {
                     .find(|p| p.partition == *partition)
                     .cloned()
             });
+            let unchecked = |m: &crate::cluster::PartitionMetadata| {
+                m.leader_epoch >= 0
+                    && self.validated.get(&(topic.clone(), *partition)) != Some(&m.leader_epoch)
+            };
+            if meta.as_ref().is_some_and(|m| m.leader >= 0 && unchecked(m)) {
+                continue;
+            }
             match meta.filter(|m| m.leader >= 0) {
                 // The leader epoch we know lets the broker refuse the fetch
                 // if it is no longer (or not yet) that leader (KIP-320).
@@ -985,6 +1011,7 @@ mod listener;
 mod records;
 #[cfg(test)]
 mod tests;
+mod truncation;
 
 use buffer::{FetchBuffer, Fetched};
 use classic::membership_lost;
