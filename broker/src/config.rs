@@ -244,6 +244,7 @@ impl BrokerConfig {
                 .map(str::to_owned)
                 .collect(),
             max_size: self.long("group.consumer.max.size").max(1) as usize,
+            ..Default::default()
         }
     }
 

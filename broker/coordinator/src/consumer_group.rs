@@ -28,6 +28,11 @@ pub struct ConsumerConfig {
     pub assignors: Vec<String>,
     /// `group.consumer.max.size`
     pub max_size: usize,
+    /// Groups subscribed to at most this many partitions are assigned on
+    /// the heartbeat that needs it; larger ones off it, on the blocking
+    /// pool ([`ConsumerGroup::take_assignment_job`]), their members
+    /// reconciling towards the previous target meanwhile.
+    pub inline_assignment_partitions: usize,
 }
 
 impl Default for ConsumerConfig {
@@ -37,6 +42,7 @@ impl Default for ConsumerConfig {
             heartbeat_interval: Duration::from_millis(5_000),
             assignors: vec![assignor::UNIFORM.into(), assignor::RANGE.into()],
             max_size: i32::MAX as usize,
+            inline_assignment_partitions: 10_000,
         }
     }
 }
@@ -214,6 +220,36 @@ pub struct ConsumerGroup {
     assignor: String,
     /// What changed since the shell last persisted the group.
     dirty: Dirty,
+    /// An assignment job was handed out and has not come back.
+    assigning: bool,
+}
+
+/// A target assignment to compute away from the heartbeat: a snapshot of
+/// the group at `group_epoch`.
+#[derive(Debug)]
+pub struct AssignmentJob {
+    group_epoch: i32,
+    assignor: String,
+    specs: Vec<MemberSpec>,
+    topics: BTreeMap<String, i32>,
+}
+
+/// What an [`AssignmentJob`] computed.
+#[derive(Debug)]
+pub struct ComputedAssignment {
+    group_epoch: i32,
+    assignor: String,
+    target: BTreeMap<String, Assignment>,
+}
+
+impl AssignmentJob {
+    pub fn run(self) -> ComputedAssignment {
+        ComputedAssignment {
+            target: assignor::assign(&self.assignor, &self.specs, &self.topics),
+            group_epoch: self.group_epoch,
+            assignor: self.assignor,
+        }
+    }
 }
 
 /// What changed since the last [`ConsumerGroup::take_changes`].
@@ -308,6 +344,7 @@ impl ConsumerGroup {
             holders: HashMap::new(),
             assignor,
             dirty: Dirty::default(),
+            assigning: false,
         }
     }
 
@@ -805,34 +842,82 @@ impl ConsumerGroup {
             })
     }
 
+    /// Assigns now if the group epoch moved past the assignment epoch and
+    /// the group is small enough; a larger one waits for the shell to run
+    /// [`Self::take_assignment_job`].
     fn maybe_assign(&mut self) {
         if self.group_epoch <= self.assignment_epoch {
             return;
         }
-        let specs: Vec<MemberSpec> = self
-            .members
-            .values()
-            .map(|m| MemberSpec {
-                member_id: m.member_id.clone(),
-                instance_id: m.instance_id.clone(),
-                topics: self
-                    .subscribed
-                    .keys()
-                    .filter(|t| m.subscribes_to(t))
-                    .cloned()
-                    .collect(),
-                previous: self.target.get(&m.member_id).cloned().unwrap_or_default(),
-            })
+        // The first assignment is always made here: a joining member's
+        // epoch is the assignment epoch, which must not stay 0 (the epoch
+        // that means "join").
+        let partitions: usize = self.subscribed.values().map(|&n| n.max(0) as usize).sum();
+        if self.assignment_epoch > 0 && partitions > self.config.inline_assignment_partitions {
+            return;
+        }
+        let job = self.assignment_job();
+        self.install(job.run());
+    }
+
+    fn assignment_job(&self) -> AssignmentJob {
+        AssignmentJob {
+            group_epoch: self.group_epoch,
+            assignor: self.choose_assignor(),
+            specs: self
+                .members
+                .values()
+                .map(|m| MemberSpec {
+                    member_id: m.member_id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    topics: self
+                        .subscribed
+                        .keys()
+                        .filter(|t| m.subscribes_to(t))
+                        .cloned()
+                        .collect(),
+                    previous: self.target.get(&m.member_id).cloned().unwrap_or_default(),
+                })
+                .collect(),
+            topics: self.subscribed.clone(),
+        }
+    }
+
+    /// An assignment for the shell to compute off the heartbeat, when one
+    /// is due and none is already being computed.
+    pub fn take_assignment_job(&mut self) -> Option<AssignmentJob> {
+        if self.assigning || self.group_epoch <= self.assignment_epoch {
+            return None;
+        }
+        self.assigning = true;
+        Some(self.assignment_job())
+    }
+
+    /// Takes in a job's result (`None`: the job failed and may be handed
+    /// out again). A result older than the current target is dropped;
+    /// members that left meanwhile drop out of it, and members that joined
+    /// meanwhile wait for the next job, which their join made due.
+    pub fn install_assignment(&mut self, computed: Option<ComputedAssignment>) {
+        self.assigning = false;
+        if let Some(computed) = computed.filter(|c| c.group_epoch > self.assignment_epoch) {
+            self.install(computed);
+        }
+    }
+
+    fn install(&mut self, computed: ComputedAssignment) {
+        let target: BTreeMap<String, Assignment> = computed
+            .target
+            .into_iter()
+            .filter(|(id, _)| self.members.contains_key(id))
             .collect();
-        self.assignor = self.choose_assignor();
-        let target = assignor::assign(&self.assignor, &specs, &self.subscribed);
         for id in self.members.keys() {
             if target.get(id) != self.target.get(id) {
                 self.dirty.targets.insert(id.clone());
             }
         }
+        self.assignor = computed.assignor;
         self.target = target;
-        self.assignment_epoch = self.group_epoch;
+        self.assignment_epoch = computed.group_epoch;
         self.dirty.assignment_epoch = true;
     }
 

@@ -381,3 +381,57 @@ proptest! {
         }
     }
 }
+
+/// A group above `inline_assignment_partitions` is assigned off the
+/// heartbeat: the join is answered at once with nothing, the job the shell
+/// takes computes the target, and the next heartbeat reconciles to it. A
+/// job whose epoch was overtaken still installs (it is newer than the
+/// current target) and the next one is due; only one job is out at a time.
+#[test]
+fn large_groups_are_assigned_off_the_heartbeat() {
+    let t = topics(&[("t", 8)]);
+    let now = Instant::now();
+    let mut g = ConsumerGroup::new(
+        "g",
+        ConsumerConfig {
+            inline_assignment_partitions: 4,
+            ..ConsumerConfig::default()
+        },
+    );
+    // The group's first assignment is made on the heartbeat, so the first
+    // member's epoch is not 0.
+    let mut a = Client::default();
+    a.absorb(&g.heartbeat(join("a", &["t"]), &t, now));
+    assert_eq!(count(&a.owned), 8);
+    assert!(a.epoch > 0);
+    assert!(g.take_assignment_job().is_none(), "nothing due");
+    let mut b = Client::default();
+    b.absorb(&g.heartbeat(join("b", &["t"]), &t, now));
+    assert_eq!(count(&b.owned), 0, "not assigned on the heartbeat");
+    assert!(b.epoch > 0, "the current assignment epoch: {b:?}");
+    let job = g.take_assignment_job().expect("an assignment is due");
+    assert!(g.take_assignment_job().is_none(), "one job at a time");
+    // c joins while the job runs: the job's result predates it.
+    let mut c = Client::default();
+    c.absorb(&g.heartbeat(join("c", &["t"]), &t, now));
+    g.install_assignment(Some(job.run()));
+    a.absorb(&g.heartbeat(beat("a", a.epoch, &a.owned), &t, now));
+    assert_eq!(count(&a.owned), 4, "the job's target: half to a");
+    // c leaves again; the job its join made due still installs.
+    g.heartbeat(beat("c", LEAVE_EPOCH, &c.owned), &t, now);
+    let job = g.take_assignment_job().expect("c's join made another due");
+    g.install_assignment(Some(job.run()));
+    assert!(g.take_assignment_job().is_none());
+    a.absorb(&g.heartbeat(beat("a", a.epoch, &a.owned), &t, now));
+    assert_eq!(count(&a.owned), 4, "a gives up half");
+    b.absorb(&g.heartbeat(beat("b", b.epoch, &b.owned), &t, now));
+    a.absorb(&g.heartbeat(beat("a", a.epoch, &a.owned), &t, now));
+    b.absorb(&g.heartbeat(beat("b", b.epoch, &b.owned), &t, now));
+    assert_eq!((count(&a.owned), count(&b.owned)), (4, 4));
+    assert_eq!(g.state(), ConsumerGroupState::Stable);
+    // A failed job is handed out again.
+    g.heartbeat(join("d", &["t"]), &t, now);
+    assert!(g.take_assignment_job().is_some());
+    g.install_assignment(None);
+    assert!(g.take_assignment_job().is_some());
+}

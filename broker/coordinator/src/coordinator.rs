@@ -1958,4 +1958,58 @@ mod tests {
         );
         fourth.shutdown();
     }
+
+    /// Past `inline_assignment_partitions` the shell computes the target on
+    /// the blocking pool: the join is answered before it exists, the
+    /// group describes as Assigning until it is installed, and the next
+    /// heartbeats reconcile to it.
+    #[tokio::test(start_paused = true)]
+    async fn large_groups_are_assigned_off_the_heartbeat_by_the_shell() {
+        let config = GroupConfig {
+            consumer: crate::consumer_group::ConsumerConfig {
+                inline_assignment_partitions: 2,
+                ..Default::default()
+            },
+            ..GroupConfig::default()
+        };
+        let c = GroupCoordinator::new(config, Arc::new(MemStore::default()), Arc::new(Catalog));
+        let hb = |id: &'static str, epoch: i32| {
+            let c = c.clone();
+            async move {
+                c.consumer_group_heartbeat(consumer_heartbeat(id, epoch), 1, "cli", "/10.0.0.2")
+                    .await
+            }
+        };
+        let m1 = hb("m1", 0).await;
+        let m2 = hb("m2", 0).await;
+        assert_eq!(m2.error_code, NONE);
+        let assigned = |r: &ConsumerGroupHeartbeatResponse| {
+            r.assignment.as_ref().map(|a| {
+                a.topic_partitions
+                    .iter()
+                    .map(|t| t.partitions.len())
+                    .sum::<usize>()
+            })
+        };
+        assert_eq!(assigned(&m2), Some(0), "answered before the target exists");
+        let describe = || async {
+            c.consumer_group_describe(
+                ConsumerGroupDescribeRequest::default()
+                    .with_group_ids(vec![GroupId(str_bytes("g"))]),
+                0,
+            )
+            .await
+            .groups
+            .remove(0)
+        };
+        let mut tries = 0;
+        while describe().await.assignment_epoch < describe().await.group_epoch {
+            tries += 1;
+            assert!(tries < 1000, "the job never came back");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let r = hb("m1", m1.member_epoch).await;
+        assert_eq!(assigned(&r), Some(2), "m1 gives up half: {r:?}");
+        c.shutdown();
+    }
 }

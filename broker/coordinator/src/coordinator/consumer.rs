@@ -152,13 +152,14 @@ impl GroupCoordinator {
         let GroupKind::Consumer(group) = &mut slot.kind else {
             unreachable!("made a consumer group above")
         };
-        let out = off_the_worker(|| group.heartbeat(input, &topics, Instant::now()));
+        let out = group.heartbeat(input, &topics, Instant::now());
         if let Err(e) = self.persist_consumer(group).await {
             // Memory is ahead of the store: the member retries and the next
             // write carries the whole group.
             tracing::warn!(group = %group_id, error = %e, "failed to persist consumer group");
             return error(COORDINATOR_NOT_AVAILABLE, "The group could not be written.");
         }
+        self.schedule_assignment(group);
         let deadline = slot.next_deadline();
         slot.note_state(super::wall_clock_ms());
         drop(slot);
@@ -265,12 +266,45 @@ impl GroupCoordinator {
 
     /// Consumer groups' sessions and revocation deadlines, from the timer.
     pub(super) async fn expire_consumer_members(&self, group: &mut ConsumerGroup, now: Instant) {
-        for member in off_the_worker(|| group.on_timer(now)) {
+        for member in group.on_timer(now) {
             tracing::info!(group = %group.id(), %member, "consumer group member removed: session or rebalance timeout");
         }
         if let Err(e) = self.persist_consumer(group).await {
             tracing::warn!(group = %group.id(), error = %e, "failed to persist consumer group");
         }
+        self.schedule_assignment(group);
+    }
+
+    /// Computes a large group's due assignment on the blocking pool, off
+    /// the heartbeat, then installs it under the group's lock; members
+    /// take their new targets on their next heartbeats.
+    fn schedule_assignment(&self, group: &mut ConsumerGroup) {
+        let Some(job) = group.take_assignment_job() else {
+            return;
+        };
+        // Weak: a pending job must not keep a dropped coordinator alive.
+        let weak = std::sync::Arc::downgrade(&self.inner);
+        let id = group.id().to_owned();
+        tokio::spawn(async move {
+            let computed = tokio::task::spawn_blocking(move || job.run()).await;
+            if let Err(e) = &computed {
+                tracing::warn!(group = %id, error = %e, "assignment job failed; retrying");
+            }
+            let Some(inner) = weak.upgrade() else { return };
+            let coordinator = GroupCoordinator { inner };
+            let Some(slot) = coordinator.get(&id) else {
+                return;
+            };
+            let mut slot = slot.lock().await;
+            let GroupKind::Consumer(group) = &mut slot.kind else {
+                return;
+            };
+            group.install_assignment(computed.ok());
+            if let Err(e) = coordinator.persist_consumer(group).await {
+                tracing::warn!(group = %id, error = %e, "failed to persist consumer group");
+            }
+            coordinator.schedule_assignment(group);
+        });
     }
 
     /// Writes what changed in the group since its last write.
@@ -285,19 +319,6 @@ impl GroupCoordinator {
             group.mark_all_changed();
         }
         result
-    }
-}
-
-/// Runs a step that may call the assignor (tens of milliseconds for a
-/// thousand members, see docs/benchmarks.md). On the broker's
-/// multi-threaded runtime it runs under `block_in_place`, so the other
-/// connections and groups served by this worker move to another thread
-/// meanwhile instead of waiting behind it.
-fn off_the_worker<T>(step: impl FnOnce() -> T) -> T {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(step),
-        _ => step(),
     }
 }
 
