@@ -51,39 +51,35 @@ pub fn range(
     topics: &BTreeMap<String, i32>,
 ) -> BTreeMap<String, Assignment> {
     let mut order: Vec<&MemberSpec> = members.iter().collect();
-    order.sort_by(|a, b| {
-        let key = |m: &MemberSpec| {
-            (
-                m.instance_id.clone().unwrap_or_default(),
-                m.member_id.clone(),
-            )
-        };
-        key(a).cmp(&key(b))
-    });
-    let mut out: BTreeMap<String, Assignment> = members
-        .iter()
-        .map(|m| (m.member_id.clone(), Assignment::new()))
-        .collect();
+    fn key(m: &MemberSpec) -> (&str, &str) {
+        (m.instance_id.as_deref().unwrap_or(""), &m.member_id)
+    }
+    order.sort_by(|a, b| key(a).cmp(&key(b)));
+    // Built by position in `order`, keyed by member id once at the end.
+    let mut built: Vec<Assignment> = vec![Assignment::new(); order.len()];
+    let mut subscribers: Vec<usize> = Vec::with_capacity(order.len());
     for (topic, &partitions) in topics {
-        let subscribers: Vec<&&MemberSpec> =
-            order.iter().filter(|m| m.topics.contains(topic)).collect();
+        subscribers.clear();
+        subscribers.extend((0..order.len()).filter(|&i| order[i].topics.contains(topic)));
         if subscribers.is_empty() || partitions <= 0 {
             continue;
         }
         let n = subscribers.len() as i32;
         let (base, extra) = (partitions / n, partitions % n);
         let mut next = 0;
-        for (i, m) in subscribers.iter().enumerate() {
-            let take = base + i32::from((i as i32) < extra);
+        for (rank, &i) in subscribers.iter().enumerate() {
+            let take = base + i32::from((rank as i32) < extra);
             if take > 0 {
-                out.entry(m.member_id.clone())
-                    .or_default()
-                    .insert(topic.clone(), (next..next + take).collect());
+                built[i].insert(topic.clone(), (next..next + take).collect());
             }
             next += take;
         }
     }
-    out
+    order
+        .into_iter()
+        .zip(built)
+        .map(|(m, a)| (m.member_id.clone(), a))
+        .collect()
 }
 
 /// Balanced within one partition among the members that could own each
