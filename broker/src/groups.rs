@@ -522,7 +522,9 @@ async fn await_partition_replicated(state: &Arc<BrokerState>, partition: i32) ->
 /// consumer group's epochs and assignments) is answered, like an offset
 /// commit, once the in-sync replicas hold what it wrote, so a member never
 /// acts on group state a coordinator failover would take back. A response
-/// that is already an error is sent as it is.
+/// that is already an error is sent as it is. Like Kafka's coordinator, a
+/// request that wrote nothing still waits for the writes before it: what
+/// it answers may rest on them.
 async fn await_membership_replicated(state: &Arc<BrokerState>, partition: i32, code: &mut i16) {
     if *code != 0 {
         return;
