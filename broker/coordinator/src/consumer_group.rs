@@ -279,6 +279,8 @@ pub struct StoredMember {
     pub state: MemberState,
     pub assigned: Assignment,
     pub revoking: Assignment,
+    /// A static member that left with epoch -2 and is expected back.
+    pub static_left: bool,
 }
 
 /// One change for the shell to persist, in the order given.
@@ -322,6 +324,7 @@ impl ConsumerMember {
             state: self.state,
             assigned: self.assigned.clone(),
             revoking: self.revoking.clone(),
+            static_left: self.static_left,
         }
     }
 }
@@ -392,7 +395,7 @@ impl ConsumerGroup {
                     revoking: m.revoking,
                     session_deadline: now + session,
                     revoke_deadline,
-                    static_left: false,
+                    static_left: m.static_left,
                 },
             );
         }
@@ -554,6 +557,7 @@ impl ConsumerGroup {
         if input.member_epoch == STATIC_LEAVE_EPOCH && member.instance_id.is_some() {
             // Its partitions wait for it until the session times out.
             member.static_left = true;
+            self.dirty.members.insert(input.member_id.clone());
         } else {
             self.remove_member(&input.member_id.clone());
             if self.refresh_subscriptions(topics) {

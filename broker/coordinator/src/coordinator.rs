@@ -2012,4 +2012,53 @@ mod tests {
         assert_eq!(assigned(&r), Some(2), "m1 gives up half: {r:?}");
         c.shutdown();
     }
+
+    /// A static member that left with epoch -2 is still expected back after
+    /// its coordinator moves: the same instance id under a new member id
+    /// takes its place and partitions (not UNRELEASED_INSTANCE_ID).
+    #[tokio::test(start_paused = true)]
+    async fn a_static_member_away_is_still_expected_after_a_move() {
+        let store: Arc<MemStore> = Arc::default();
+        let c = coordinator(store.clone());
+        let r = c
+            .consumer_group_heartbeat(
+                consumer_heartbeat("s1", 0).with_instance_id(Some(str_bytes("instance-a"))),
+                1,
+                "cli",
+                "/10.0.0.2",
+            )
+            .await;
+        assert_eq!(r.error_code, NONE);
+        let left = c
+            .consumer_group_heartbeat(
+                consumer_heartbeat("s1", -2).with_instance_id(Some(str_bytes("instance-a"))),
+                1,
+                "cli",
+                "/10.0.0.2",
+            )
+            .await;
+        assert_eq!(left.error_code, NONE);
+        c.shutdown();
+        let moved = coordinator(store);
+        moved.load().await.unwrap();
+        let back = moved
+            .consumer_group_heartbeat(
+                consumer_heartbeat("s2", 0).with_instance_id(Some(str_bytes("instance-a"))),
+                1,
+                "cli",
+                "/10.0.0.2",
+            )
+            .await;
+        assert_eq!(
+            (back.error_code, back.member_epoch),
+            (NONE, r.member_epoch),
+            "{back:?}"
+        );
+        let partitions: usize = back
+            .assignment
+            .map(|a| a.topic_partitions.iter().map(|t| t.partitions.len()).sum())
+            .unwrap_or_default();
+        assert_eq!(partitions, 4);
+        moved.shutdown();
+    }
 }

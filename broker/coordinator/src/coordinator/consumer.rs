@@ -31,7 +31,8 @@ use super::slot::GroupKind;
 use super::{GroupCoordinator, Records, str_bytes};
 use crate::assignor::Assignment;
 use crate::consumer_group::{
-    ConsumerGroup, GroupChange, HeartbeatInput, MemberState, StoredGroup, StoredMember,
+    ConsumerGroup, GroupChange, HeartbeatInput, MemberState, STATIC_LEAVE_EPOCH, StoredGroup,
+    StoredMember,
 };
 use crate::errors::*;
 use crate::records::consumer::{
@@ -413,9 +414,15 @@ fn change_records(catalog: &dyn TopicCatalog, group: &str, changes: Vec<GroupCha
                     rebalance_timeout_ms: m.rebalance_timeout_ms,
                     server_assignor: m.server_assignor,
                 });
+                // Kafka's mark of a static member that left: epoch -2.
+                let (member_epoch, previous_member_epoch) = if m.static_left {
+                    (STATIC_LEAVE_EPOCH, m.member_epoch)
+                } else {
+                    (m.member_epoch, m.previous_epoch)
+                };
                 let current = ConsumerRecord::Current(CurrentAssignmentValue {
-                    member_epoch: m.member_epoch,
-                    previous_member_epoch: m.previous_epoch,
+                    member_epoch,
+                    previous_member_epoch,
                     state: state_code(m.state),
                     assigned: by_id(catalog, &m.assigned),
                     pending_revocation: by_id(catalog, &m.revoking),
@@ -524,7 +531,11 @@ impl ReplayedConsumers {
                     .members
                     .into_iter()
                     .map(|(member_id, m)| {
-                        let c = current.remove(&member_id).unwrap_or_default();
+                        let mut c = current.remove(&member_id).unwrap_or_default();
+                        let static_left = c.member_epoch == STATIC_LEAVE_EPOCH;
+                        if static_left {
+                            c.member_epoch = c.previous_member_epoch;
+                        }
                         StoredMember {
                             member_id,
                             instance_id: m.instance_id,
@@ -540,6 +551,7 @@ impl ReplayedConsumers {
                             state: state_of(c.state),
                             assigned: by_name(catalog, c.assigned),
                             revoking: by_name(catalog, c.pending_revocation),
+                            static_left,
                         }
                     })
                     .collect();
