@@ -42,7 +42,7 @@ pub enum BrokerError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("advertised address {0:?} must be HOST:PORT")]
+    #[error("advertised listener {0} is not bound")]
     BadAdvertise(String),
     #[error("{0}")]
     Invalid(String),
@@ -55,8 +55,12 @@ pub enum BrokerError {
 /// Everything request handlers share.
 pub struct BrokerState {
     pub config: BrokerConfig,
-    /// Host and port clients are told to connect to.
+    /// Host and port of the inter-broker listener, as registered.
     pub advertised: (String, i32),
+    /// Every advertised endpoint: (listener name, host, port).
+    pub endpoints: Vec<(String, String, u16)>,
+    /// The listener brokers reach each other through.
+    pub inter_broker_listener: String,
     pub cluster: Arc<ClusterMetadata>,
     pub logs: Arc<LogManager>,
     pub groups: Groups,
@@ -71,6 +75,19 @@ pub struct BrokerState {
 }
 
 impl BrokerState {
+    /// `HOST:PORT` of a broker's inter-broker listener (its first endpoint
+    /// if it registered none by that name).
+    pub fn inter_broker_address(
+        &self,
+        endpoints: &[weir_quorum::records::Endpoint],
+    ) -> Option<String> {
+        endpoints
+            .iter()
+            .find(|e| e.listener == self.inter_broker_listener)
+            .or_else(|| endpoints.first())
+            .map(|e| format!("{}:{}", e.host, e.port))
+    }
+
     pub fn is_ready(&self) -> bool {
         *self.ready.borrow()
     }
@@ -205,14 +222,26 @@ impl Broker {
                 "this node has no broker role: start it as a controller (ControllerNode)".into(),
             ));
         }
-        let listener = bind(&config.listen).await?;
-        let local_addr = listener.local_addr()?;
+        let listeners = config
+            .listeners()
+            .map_err(|e| BrokerError::Invalid(e.to_string()))?;
+        let mut bound = Vec::with_capacity(listeners.bind.len());
+        for l in &listeners.bind {
+            let socket = bind(&l.bind_address()).await?;
+            bound.push((l.name.clone(), socket));
+        }
+        let local_addr = bound[0].1.local_addr()?;
         let admin_listener = bind_admin(&config).await?;
         let admin_addr = admin_listener
             .as_ref()
             .map(TcpListener::local_addr)
             .transpose()?;
-        let advertised = advertised_address(config.advertise.as_deref(), local_addr)?;
+        let endpoints = advertised_endpoints(&listeners, &bound)?;
+        let advertised = endpoints
+            .iter()
+            .find(|(name, ..)| *name == listeners.inter_broker)
+            .map(|(_, host, port)| (host.clone(), i32::from(*port)))
+            .expect("resolve checked the inter-broker listener is advertised");
 
         let data_dir = config.data_dir.clone();
         let multi_node = !config.controller_quorum.is_empty();
@@ -264,6 +293,8 @@ impl Broker {
         let state = Arc::new(BrokerState {
             config,
             advertised,
+            endpoints,
+            inter_broker_listener: listeners.inter_broker.clone(),
             cluster,
             logs,
             groups,
@@ -288,18 +319,18 @@ impl Broker {
         // Clients are served once the controller has admitted this broker
         // (as a KRaft broker starts its listeners when it is unfenced);
         // until then connections wait in the listen backlog.
-        tasks.push(tokio::spawn({
+        for (name, socket) in bound {
             let (state, shutdown) = (Arc::clone(&state), shutdown_rx.clone());
-            async move {
+            tasks.push(tokio::spawn(async move {
                 let mut ready = state.ready.subscribe();
                 let mut stop = shutdown.clone();
                 tokio::select! {
                     r = ready.wait_for(|r| *r) => if r.is_err() { return },
                     _ = stop.changed() => return,
                 }
-                crate::server::serve(listener, state, shutdown).await
-            }
-        }));
+                crate::server::serve(socket, name, state, shutdown).await
+            }));
+        }
         if let Some(admin) = admin_listener {
             tasks.push(tokio::spawn(crate::admin_http::serve(
                 admin,
@@ -545,26 +576,31 @@ async fn maintain_isrs(state: Arc<BrokerState>, mut shutdown: watch::Receiver<bo
     }
 }
 
-fn advertised_address(
-    advertise: Option<&str>,
-    local: SocketAddr,
-) -> Result<(String, i32), BrokerError> {
-    match advertise {
-        Some(addr) => {
-            let (host, port) = addr
-                .rsplit_once(':')
-                .ok_or_else(|| BrokerError::BadAdvertise(addr.to_string()))?;
-            let port: u16 = port
-                .parse()
-                .map_err(|_| BrokerError::BadAdvertise(addr.to_string()))?;
-            let port = if port == 0 { local.port() } else { port };
-            Ok((
-                host.trim_matches(|c| c == '[' || c == ']').to_string(),
-                port as i32,
-            ))
-        }
-        None => Ok((local.ip().to_string(), local.port() as i32)),
-    }
+/// The advertised endpoints, a host or port left out taken from the
+/// listener's bound socket.
+fn advertised_endpoints(
+    listeners: &crate::listeners::Listeners,
+    bound: &[(String, TcpListener)],
+) -> Result<Vec<(String, String, u16)>, BrokerError> {
+    listeners
+        .advertised
+        .iter()
+        .map(|a| {
+            let local = bound
+                .iter()
+                .find(|(name, _)| *name == a.name)
+                .map(|(_, socket)| socket.local_addr())
+                .transpose()?
+                .ok_or_else(|| BrokerError::BadAdvertise(a.name.clone()))?;
+            let host = if a.host.is_empty() {
+                local.ip().to_string()
+            } else {
+                a.host.clone()
+            };
+            let port = if a.port == 0 { local.port() } else { a.port };
+            Ok((a.name.clone(), host, port))
+        })
+        .collect()
 }
 
 /// Time-based rolls, retention, compaction and periodic flushes, each on

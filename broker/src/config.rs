@@ -73,6 +73,14 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     // follower fetcher (see replica/fetcher.rs).
     ("leader.replication.throttled.rate", "9223372036854775807"),
     ("follower.replication.throttled.rate", "9223372036854775807"),
+    // Named listeners (listeners.rs); empty = from --listen/--advertise.
+    ("listeners", ""),
+    ("advertised.listeners", ""),
+    (
+        "listener.security.protocol.map",
+        crate::listeners::DEFAULT_PROTOCOL_MAP,
+    ),
+    ("inter.broker.listener.name", ""),
 ];
 
 /// Everything a broker needs to start.
@@ -230,6 +238,24 @@ impl BrokerConfig {
             });
         }
         Ok(())
+    }
+
+    /// The listeners to bind and advertise, checked against each other.
+    pub fn listeners(&self) -> Result<crate::listeners::Listeners, BrokerConfigError> {
+        let set = |key: &str| Some(self.get(key)).filter(|v| !v.trim().is_empty());
+        crate::listeners::resolve(&crate::listeners::ListenerSettings {
+            listeners: set("listeners"),
+            advertised: set("advertised.listeners"),
+            protocol_map: self.get("listener.security.protocol.map"),
+            inter_broker: set("inter.broker.listener.name"),
+            legacy_listen: &self.listen,
+            legacy_advertise: self.advertise.as_deref(),
+        })
+        .map_err(|reason| BrokerConfigError::Invalid {
+            key: "listeners".into(),
+            value: self.get("listeners").to_owned(),
+            reason,
+        })
     }
 
     /// Consumer groups' settings, for the coordinator.
@@ -543,6 +569,20 @@ pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfi
         .iter()
         .find(|(k, _)| *k == key)
         .ok_or_else(|| BrokerConfigError::UnknownKey(key.to_string()))?;
+    match key {
+        "listeners" | "advertised.listeners" => {
+            return crate::listeners::parse_list(value)
+                .map(|_| ())
+                .map_err(invalid);
+        }
+        "listener.security.protocol.map" => {
+            return crate::listeners::parse_protocol_map(value)
+                .map(|_| ())
+                .map_err(invalid);
+        }
+        "inter.broker.listener.name" => return Ok(()),
+        _ => {}
+    }
     if key == "group.consumer.assignors" {
         let names: Vec<&str> = value.split(',').map(str::trim).collect();
         if let Some(bad) = names.iter().find(|a| assignor_name(a).is_none()) {

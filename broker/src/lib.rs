@@ -20,6 +20,7 @@ mod group_store;
 mod groups;
 mod handlers;
 mod lifecycle;
+pub mod listeners;
 pub mod metadata;
 pub mod partitions;
 pub mod replica;

@@ -87,18 +87,22 @@ async fn register(
     incarnation: Uuid,
     quorum_addr: Option<SocketAddr>,
 ) -> Result<i64, ControllerError> {
-    let (host, port) = &state.advertised;
+    let (host, _) = &state.advertised;
     let quorum_addr = quorum_addr
         .map(|a| format!("{host}:{}", a.port()))
         .unwrap_or_default();
     let request = ControllerRequest::RegisterBroker {
         node_id: state.config.node_id,
         incarnation_id: incarnation,
-        endpoints: vec![Endpoint {
-            listener: "PLAINTEXT".into(),
-            host: host.clone(),
-            port: *port as u16,
-        }],
+        endpoints: state
+            .endpoints
+            .iter()
+            .map(|(listener, host, port)| Endpoint {
+                listener: listener.clone(),
+                host: host.clone(),
+                port: *port,
+            })
+            .collect(),
         rack: state.config.rack.clone(),
         quorum_addr,
     };

@@ -40,20 +40,25 @@ pub enum ConnectionError {
 }
 
 /// Accepts connections until `shutdown` turns true.
+/// `name` is the listener's (`listeners.rs`): requests that arrive
+/// through it are answered with that listener's endpoints.
 pub async fn serve(
     listener: TcpListener,
+    name: String,
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let name: Arc<str> = name.into();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let state = Arc::clone(&state);
                     let shutdown = shutdown.clone();
+                    let listener = Arc::clone(&name);
                     tokio::spawn(async move {
                         state.metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
-                        let result = handle_connection(stream, peer, Arc::clone(&state), shutdown).await;
+                        let result = handle_connection(stream, peer, listener, Arc::clone(&state), shutdown).await;
                         state.metrics.connections_closed.fetch_add(1, Ordering::Relaxed);
                         match result {
                             Ok(()) => debug!(%peer, "connection closed"),
@@ -89,13 +94,14 @@ enum Queued {
 async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
+    listener: Arc<str>,
     state: Arc<BrokerState>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
     let (reader, writer) = stream.into_split();
     let (queue, queued) = mpsc::channel(MAX_QUEUED_RESPONSES);
-    let reading = read_requests(reader, peer, Arc::clone(&state), shutdown, queue);
+    let reading = read_requests(reader, peer, listener, Arc::clone(&state), shutdown, queue);
     let writing = write_responses(writer, &state, queued);
     tokio::try_join!(reading, writing).map(|_| ())
 }
@@ -104,6 +110,7 @@ async fn handle_connection(
 async fn read_requests(
     mut reader: OwnedReadHalf,
     peer: SocketAddr,
+    listener: Arc<str>,
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
     queue: mpsc::Sender<Queued>,
@@ -131,7 +138,7 @@ async fn read_requests(
                 .metrics
                 .count_request(i16::from_be_bytes([frame[0], frame[1]]));
         }
-        let next = match handle_frame(&state, peer, frame).await? {
+        let next = match handle_frame(&state, peer, &listener, frame).await? {
             Response::None => continue,
             Response::Ready(bytes) => Queued::Ready(bytes),
             Response::Waiting(task) => Queued::Waiting(tokio::spawn(task)),
@@ -188,6 +195,7 @@ enum Response {
 async fn handle_frame(
     state: &Arc<BrokerState>,
     peer: SocketAddr,
+    listener: &Arc<str>,
     frame: Bytes,
 ) -> Result<Response, ConnectionError> {
     let (header, api, version, request) = match decode_request(frame)? {
@@ -207,6 +215,7 @@ async fn handle_frame(
         version,
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
         peer,
+        listener: Arc::clone(listener),
     };
     let correlation_id = header.correlation_id;
     let handled = handlers::handle(state, &ctx, request)

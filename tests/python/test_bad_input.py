@@ -3,6 +3,7 @@ connection (or answers as Kafka does) and keeps serving everyone else."""
 
 import random
 import struct
+import subprocess
 
 import pytest
 
@@ -175,3 +176,24 @@ def test_many_half_open_connections_do_not_block_others(module_broker, healthy):
         for s in socks:
             s.close()
     healthy()
+
+
+@pytest.mark.parametrize(
+    "settings, says",
+    [
+        (["listeners=SECURE://127.0.0.1:0", "listener.security.protocol.map=SECURE:SSL"],
+         "listener SECURE uses security protocol SSL"),
+        (["listeners=OTHER://127.0.0.1:0"], "listener OTHER has no security protocol"),
+        (["listeners=PLAINTEXT://127.0.0.1:0", "advertised.listeners=EXTERNAL://h:1"],
+         "advertised.listeners names EXTERNAL"),
+        (["listeners=PLAINTEXT:127.0.0.1:0"], "is not NAME://HOST:PORT"),
+    ],
+)
+def test_bad_listener_settings_stop_the_broker_with_a_clear_error(weir_bin, tmp_path, settings, says):
+    args = [weir_bin, "broker", "--node-id", "1", "--data-dir", str(tmp_path),
+            "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]
+    for s in settings:
+        args += ["--config", s]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert says in done.stderr, done.stderr

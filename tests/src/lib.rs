@@ -115,11 +115,17 @@ impl BrokerProcess {
     /// Starts a broker on a fresh data directory; `extra` are more
     /// `--config KEY=VALUE` settings.
     pub fn start(extra: &[&str]) -> BrokerProcess {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// As [`Self::start`], with the Kafka listener (`--listen`) on `port`,
+    /// for settings that must name it (e.g. `listeners`).
+    pub fn start_on(port: u16, extra: &[&str]) -> BrokerProcess {
         let temp = tempfile::tempdir().expect("temp dir");
         let mut broker = BrokerProcess {
             child: None,
             node_id: 1,
-            port: free_port(),
+            port,
             data_dir: temp.path().to_path_buf(),
             admin_port: None,
             quorum: None,

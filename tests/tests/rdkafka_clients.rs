@@ -333,3 +333,82 @@ async fn read_all_blocking(bootstrap: &str, topic: &str, at_least: usize) -> Vec
         .await
         .expect("reader task")
 }
+
+/// Named listeners: one broker serves PLAINTEXT on 127.0.0.1 and EXTERNAL
+/// on another port, advertised as `localhost`. librdkafka bootstrapping
+/// through each listener is told that listener's address in Metadata (and
+/// so in FindCoordinator), and a group consumer reached only through
+/// EXTERNAL's advertised address reads what a producer wrote through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_listener_advertises_its_own_address() {
+    let (internal, external) = (weir_e2e::free_port(), weir_e2e::free_port());
+    let listeners =
+        format!("listeners=PLAINTEXT://127.0.0.1:{internal},EXTERNAL://127.0.0.1:{external}");
+    let advertised = format!(
+        "advertised.listeners=PLAINTEXT://127.0.0.1:{internal},EXTERNAL://localhost:{external}"
+    );
+    let _broker = BrokerProcess::start_on(
+        internal,
+        &[
+            &listeners,
+            &advertised,
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,EXTERNAL:PLAINTEXT",
+        ],
+    );
+    let advertised_to = |bootstrap: String| {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &bootstrap)
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .expect("metadata");
+        metadata
+            .brokers()
+            .iter()
+            .map(|b| format!("{}:{}", b.host(), b.port()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        advertised_to(format!("127.0.0.1:{internal}")),
+        vec![format!("127.0.0.1:{internal}")]
+    );
+    assert_eq!(
+        advertised_to(format!("127.0.0.1:{external}")),
+        vec![format!("localhost:{external}")]
+    );
+
+    let bootstrap = format!("localhost:{external}");
+    create_topic(&bootstrap, "through-external", 1).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .expect("producer");
+    producer
+        .send(
+            FutureRecord::to("through-external").key("k").payload("v"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("produce");
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .set("group.id", "external-readers")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer
+        .subscribe(&["through-external"])
+        .expect("subscribe");
+    let mut got = None;
+    wait_until(Duration::from_secs(30), "a record through EXTERNAL", || {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            got = m.payload().map(<[u8]>::to_vec);
+        }
+        got.is_some()
+    });
+    assert_eq!(got.as_deref(), Some(&b"v"[..]));
+    consumer
+        .commit_consumer_state(CommitMode::Sync)
+        .expect("commit through the coordinator EXTERNAL names");
+}

@@ -32,10 +32,11 @@ pub async fn metadata(
     state: &Arc<BrokerState>,
     req: MetadataRequest,
     version: i16,
+    listener: &str,
 ) -> MetadataResponse {
     let mut response = MetadataResponse::default();
     let image = state.cluster.image();
-    response.brokers = live_brokers(&image)
+    response.brokers = live_brokers(&image, listener)
         .map(|(id, host, port, rack)| {
             let mut b = MetadataResponseBroker::default();
             b.node_id = BrokerId(id);
@@ -86,15 +87,18 @@ pub async fn metadata(
 }
 
 /// Unfenced brokers with their first endpoint: (id, host, port, rack).
-fn live_brokers(
-    image: &MetadataImage,
-) -> impl Iterator<Item = (i32, String, i32, Option<String>)> + '_ {
+/// Unfenced brokers with their endpoint on `listener` (Kafka leaves out
+/// a broker that has none).
+fn live_brokers<'a>(
+    image: &'a MetadataImage,
+    listener: &'a str,
+) -> impl Iterator<Item = (i32, String, i32, Option<String>)> + 'a {
     image
         .brokers()
         .values()
         .filter(|b| !b.fenced)
-        .filter_map(|b| {
-            let e = b.endpoints.first()?;
+        .filter_map(move |b| {
+            let e = b.endpoints.iter().find(|e| e.listener == listener)?;
             Some((b.node_id, e.host.clone(), e.port as i32, b.rack.clone()))
         })
 }
@@ -171,12 +175,13 @@ fn topic_entry(topic: &TopicImage) -> MetadataResponseTopic {
 pub fn describe_cluster(
     state: &Arc<BrokerState>,
     _req: DescribeClusterRequest,
+    listener: &str,
 ) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
     response.cluster_id = str_bytes(state.cluster.cluster_id());
     response.controller_id = BrokerId(state.cluster.controller_id());
     let image = state.cluster.image();
-    response.brokers = live_brokers(&image)
+    response.brokers = live_brokers(&image, listener)
         .map(|(id, host, port, rack)| {
             let mut b = DescribeClusterBroker::default();
             b.broker_id = BrokerId(id);
@@ -197,6 +202,7 @@ pub async fn find_coordinator(
     state: &Arc<BrokerState>,
     req: FindCoordinatorRequest,
     version: i16,
+    listener: &str,
 ) -> FindCoordinatorResponse {
     let (topic_ready, topic) = match req.key_type {
         0 => (ensure_offsets_topic(state).await, CONSUMER_OFFSETS_TOPIC),
@@ -206,7 +212,7 @@ pub async fn find_coordinator(
         ),
         _ => (Err(ResponseError::InvalidRequest), CONSUMER_OFFSETS_TOPIC),
     };
-    let locate = |key: &str| topic_ready.and_then(|()| leader_of(state, topic, key));
+    let locate = |key: &str| topic_ready.and_then(|()| leader_of(state, topic, key, listener));
     let fill = |key: kafka_protocol::protocol::StrBytes| {
         let mut c = Coordinator::default();
         match locate(&key) {
@@ -272,7 +278,7 @@ async fn ensure_internal_topic(
     if image.topic_by_name(name).is_some() {
         return Ok(());
     }
-    let live = live_brokers(&image).count().max(1);
+    let live = image.live_brokers().len().max(1);
     let rf = replication_factor.min(live as i16);
     let topic = NewTopic {
         name: name.to_string(),
@@ -298,6 +304,7 @@ fn leader_of(
     state: &BrokerState,
     topic: &str,
     key: &str,
+    listener: &str,
 ) -> Result<(i32, String, i32), ResponseError> {
     let image = state.cluster.image();
     let leader = image
@@ -308,7 +315,7 @@ fn leader_of(
         })
         .map(|p| p.leader)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    live_brokers(&image)
+    live_brokers(&image, listener)
         .find(|(id, ..)| *id == leader)
         .map(|(id, host, port, _)| (id, host, port))
         .ok_or(ResponseError::CoordinatorNotAvailable)

@@ -25,6 +25,8 @@ pub struct RequestContext {
     pub version: i16,
     pub client_id: String,
     pub peer: SocketAddr,
+    /// The listener the request came in through (its name).
+    pub listener: std::sync::Arc<str>,
 }
 
 /// APIs the broker implements and the version range of each (within what
@@ -156,14 +158,14 @@ async fn handle_now(
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),
         RequestKind::Metadata(req) => {
-            ResponseKind::Metadata(metadata::metadata(state, req, v).await)
+            ResponseKind::Metadata(metadata::metadata(state, req, v, &ctx.listener).await)
         }
         RequestKind::DescribeCluster(req) => {
-            ResponseKind::DescribeCluster(metadata::describe_cluster(state, req))
+            ResponseKind::DescribeCluster(metadata::describe_cluster(state, req, &ctx.listener))
         }
-        RequestKind::FindCoordinator(req) => {
-            ResponseKind::FindCoordinator(metadata::find_coordinator(state, req, v).await)
-        }
+        RequestKind::FindCoordinator(req) => ResponseKind::FindCoordinator(
+            metadata::find_coordinator(state, req, v, &ctx.listener).await,
+        ),
         RequestKind::InitProducerId(req) => {
             ResponseKind::InitProducerId(produce::init_producer_id(state, req).await)
         }

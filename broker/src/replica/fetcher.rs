@@ -233,8 +233,7 @@ async fn pause(partitions: &mut watch::Receiver<Vec<Arc<Partition>>>) {
 
 async fn connect(state: &BrokerState, leader: NodeId) -> Option<Arc<Connection>> {
     let image = state.cluster.image();
-    let endpoint = image.broker(leader)?.endpoints.first()?.clone();
-    let addr = format!("{}:{}", endpoint.host, endpoint.port);
+    let addr = state.inter_broker_address(&image.broker(leader)?.endpoints)?;
     let client_id = format!("weir-replica-fetcher-{}", state.config.node_id);
     match Connection::connect(&addr, &client_id, Duration::from_secs(2)).await {
         Ok(c) => Some(c),

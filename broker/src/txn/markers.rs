@@ -207,13 +207,12 @@ async fn send(
             .collect()
     };
     let image = state.cluster.image();
-    let Some(endpoint) = image
+    let Some(addr) = image
         .broker(leader)
-        .and_then(|b| b.endpoints.first().cloned())
+        .and_then(|b| state.inter_broker_address(&b.endpoints))
     else {
         return unreachable(partitions);
     };
-    let addr = format!("{}:{}", endpoint.host, endpoint.port);
     let client_id = format!("weir-txn-markers-{}", state.config.node_id);
     let conn = match Connection::connect(&addr, &client_id, Duration::from_secs(2)).await {
         Ok(c) => c,
