@@ -592,10 +592,13 @@ fn advertised_endpoints(
                 .map(|(_, socket)| socket.local_addr())
                 .transpose()?
                 .ok_or_else(|| BrokerError::BadAdvertise(a.name.clone()))?;
-            let host = if a.host.is_empty() {
-                local.ip().to_string()
-            } else {
-                a.host.clone()
+            // Bound on every interface: say this host's name, as Kafka does.
+            let host = match (a.host.is_empty(), local.ip().is_unspecified()) {
+                (false, _) => a.host.clone(),
+                (true, true) => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                    .map(|h| h.trim().to_owned())
+                    .unwrap_or_else(|_| local.ip().to_string()),
+                (true, false) => local.ip().to_string(),
             };
             let port = if a.port == 0 { local.port() } else { a.port };
             Ok((a.name.clone(), host, port))

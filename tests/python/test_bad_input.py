@@ -197,3 +197,13 @@ def test_bad_listener_settings_stop_the_broker_with_a_clear_error(weir_bin, tmp_
     done = subprocess.run(args, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert says in done.stderr, done.stderr
+
+
+def test_listener_flags_are_the_keys(weir_bin, tmp_path):
+    done = subprocess.run(
+        [weir_bin, "broker", "--data-dir", str(tmp_path), "--admin-listen", "127.0.0.1:0",
+         "--listeners", "SECURE://127.0.0.1:0",
+         "--listener-security-protocol-map", "SECURE:SASL_SSL"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert "listener SECURE uses security protocol SASL_SSL" in done.stderr, done.stderr

@@ -46,6 +46,21 @@ pub struct BrokerArgs {
     /// Rack (failure domain) of this broker, reported to clients.
     #[arg(long, env = "WEIR_RACK")]
     pub rack: Option<String>,
+    /// Named listeners, NAME://HOST:PORT,… (Kafka's `listeners`); replaces
+    /// --listen. Same as --config listeners=….
+    #[arg(long, env = "WEIR_LISTENERS")]
+    pub listeners: Option<String>,
+    /// What each listener tells clients, NAME://HOST:PORT,… (Kafka's
+    /// `advertised.listeners`).
+    #[arg(long, env = "WEIR_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// NAME:PROTOCOL,… (Kafka's `listener.security.protocol.map`).
+    #[arg(long, env = "WEIR_LISTENER_SECURITY_PROTOCOL_MAP")]
+    pub listener_security_protocol_map: Option<String>,
+    /// The listener brokers reach each other through (Kafka's
+    /// `inter.broker.listener.name`).
+    #[arg(long, env = "WEIR_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
     /// Kafka broker setting KEY=VALUE (e.g. log.retention.ms=3600000); repeatable.
     /// From the environment, separate several with ';'.
     #[arg(long = "config", env = "WEIR_CONFIG", value_delimiter = ';')]
@@ -54,8 +69,24 @@ pub struct BrokerArgs {
 
 impl BrokerArgs {
     pub fn broker_config(&self) -> anyhow::Result<BrokerConfig> {
+        // The listener flags are their keys' spelling as flags.
+        let flagged: Vec<String> = [
+            ("listeners", &self.listeners),
+            ("advertised.listeners", &self.advertised_listeners),
+            (
+                "listener.security.protocol.map",
+                &self.listener_security_protocol_map,
+            ),
+            (
+                "inter.broker.listener.name",
+                &self.inter_broker_listener_name,
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key}={v}")))
+        .collect();
         let mut config = BrokerConfig::new(self.node_id, &self.data_dir, &self.listen)
-            .with_settings(self.config.iter().map(String::as_str))?;
+            .with_settings(flagged.iter().chain(&self.config).map(String::as_str))?;
         config.rack = self.rack.clone();
         config.admin_listen = Some(
             self.admin_listen
