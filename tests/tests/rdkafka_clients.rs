@@ -240,7 +240,11 @@ async fn committed_offsets_and_records_survive_restart() {
     commit
         .add_partition_offset("ledger", 1, Offset::Offset(11))
         .unwrap();
-    c.commit(&commit, CommitMode::Sync).expect("commit");
+    // A fresh __consumer_offsets partition may still be loading
+    // (COORDINATOR_LOAD_IN_PROGRESS, retriable): commit as an app would.
+    wait_until(Duration::from_secs(30), "a commit", || {
+        c.commit(&commit, CommitMode::Sync).is_ok()
+    });
     drop(c);
 
     broker.stop();
