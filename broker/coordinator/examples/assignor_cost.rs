@@ -24,12 +24,10 @@
 //!   nice -n 19 cargo run --release -p weir-coordinator --example assignor_cost
 //! ```
 //!
-//! `ASSIGNOR_COST_JSON=path` also writes the results as JSON; `ONLY=range`
-//! or `ONLY=uniform` runs one assignor, `SHAPE=many` (50 topics) or
+//! `ONLY=range` or `ONLY=uniform` runs one assignor, `SHAPE=many` (50 topics) or
 //! `SHAPE=one` one shape (handy under `perf record`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use weir_coordinator::assignor::{self, Assignment, MemberSpec};
@@ -125,7 +123,6 @@ fn check(
 struct Stats {
     median: Duration,
     max: Duration,
-    min: Duration,
 }
 
 fn stats(mut v: Vec<Duration>) -> Stats {
@@ -139,7 +136,6 @@ fn stats(mut v: Vec<Duration>) -> Stats {
     Stats {
         median,
         max: v[n - 1],
-        min: v[0],
     }
 }
 
@@ -290,33 +286,5 @@ fn main() {
             ms(r.full.median),
             ms(r.full.max)
         );
-    }
-    if let Ok(path) = std::env::var("ASSIGNOR_COST_JSON") {
-        let mut json = String::from("[\n");
-        for (i, r) in rows.iter().enumerate() {
-            let _ = write!(
-                json,
-                "  {{\"subscription\": \"{}\", \"assignor\": \"{}\", \"case\": \"{}\", \"members\": {}, \"per_member\": [{}, {}], \"moved\": {}, \
-                 \"assign_ms\": {{\"median\": {:.3}, \"max\": {:.3}, \"min\": {:.3}}}, \
-                 \"specs_and_assign_ms\": {{\"median\": {:.3}, \"max\": {:.3}, \"min\": {:.3}}}, \"iterations\": {}}}{}\n",
-                r.shape,
-                r.assignor,
-                r.case,
-                r.members,
-                r.spread.0,
-                r.spread.1,
-                r.moved,
-                ms(r.assign.median),
-                ms(r.assign.max),
-                ms(r.assign.min),
-                ms(r.full.median),
-                ms(r.full.max),
-                ms(r.full.min),
-                iters,
-                if i + 1 == rows.len() { "" } else { "," }
-            );
-        }
-        json.push_str("]\n");
-        std::fs::write(&path, json).expect("write ASSIGNOR_COST_JSON");
     }
 }

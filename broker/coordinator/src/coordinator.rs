@@ -1754,6 +1754,27 @@ mod tests {
         c.shutdown();
     }
 
+    /// A ConsumerGroupHeartbeat v1 from client "cli" at /10.0.0.2.
+    async fn heartbeat_g(
+        c: &GroupCoordinator,
+        req: ConsumerGroupHeartbeatRequest,
+    ) -> ConsumerGroupHeartbeatResponse {
+        c.consumer_group_heartbeat(req, 1, "cli", "/10.0.0.2").await
+    }
+
+    /// ConsumerGroupDescribe of group "g".
+    async fn describe_g(
+        c: &GroupCoordinator,
+    ) -> kafka_protocol::messages::consumer_group_describe_response::DescribedGroup {
+        c.consumer_group_describe(
+            ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(str_bytes("g"))]),
+            0,
+        )
+        .await
+        .groups
+        .remove(0)
+    }
+
     fn consumer_heartbeat(member_id: &str, epoch: i32) -> ConsumerGroupHeartbeatRequest {
         ConsumerGroupHeartbeatRequest::default()
             .with_group_id(GroupId(str_bytes("g")))
@@ -1771,9 +1792,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn consumer_groups_through_the_shell() {
         let c = coordinator(Arc::default());
-        let r = c
-            .consumer_group_heartbeat(consumer_heartbeat("m1", 0), 1, "cli", "/10.0.0.2")
-            .await;
+        let r = heartbeat_g(&c, consumer_heartbeat("m1", 0)).await;
         assert_eq!(r.error_code, NONE, "{r:?}");
         encodes(&r, 1);
         let epoch = r.member_epoch;
@@ -1829,17 +1848,8 @@ mod tests {
         // Silent past the session timeout: removed by the timer, and the
         // empty group can go back to being a classic one.
         tokio::time::sleep(Duration::from_secs(46)).await;
-        let d = c
-            .consumer_group_describe(
-                ConsumerGroupDescribeRequest::default()
-                    .with_group_ids(vec![GroupId(str_bytes("g"))]),
-                0,
-            )
-            .await;
-        assert_eq!(d.groups[0].group_state.as_str(), "Empty");
-        let r = c
-            .consumer_group_heartbeat(consumer_heartbeat("m1", epoch), 1, "cli", "/10.0.0.2")
-            .await;
+        assert_eq!(describe_g(&c).await.group_state.as_str(), "Empty");
+        let r = heartbeat_g(&c, consumer_heartbeat("m1", epoch)).await;
         assert_eq!(r.error_code, UNKNOWN_MEMBER_ID);
         assert_eq!(join(&c, "").await.error_code, MEMBER_ID_REQUIRED);
         c.shutdown();
@@ -1854,12 +1864,8 @@ mod tests {
     async fn consumer_groups_survive_a_coordinator_move() {
         let store: Arc<MemStore> = Arc::default();
         let c = coordinator(store.clone());
-        let joined = |c: GroupCoordinator, id: &'static str| async move {
-            c.consumer_group_heartbeat(consumer_heartbeat(id, 0), 1, "cli", "/10.0.0.2")
-                .await
-        };
-        let m1 = joined(c.clone(), "m1").await;
-        let m2 = joined(c.clone(), "m2").await;
+        let m1 = heartbeat_g(&c, consumer_heartbeat("m1", 0)).await;
+        let m2 = heartbeat_g(&c, consumer_heartbeat("m2", 0)).await;
         assert_eq!((m1.error_code, m2.error_code), (NONE, NONE));
         // m1 gives up half its partitions and moves to the new epoch.
         let owned = |ps: Vec<i32>| {
@@ -1869,21 +1875,16 @@ mod tests {
                     .with_partitions(ps),
             ]
         };
-        let r = c
-            .consumer_group_heartbeat(
-                consumer_heartbeat("m1", m1.member_epoch)
-                    .with_topic_partitions(Some(owned(vec![0, 1]))),
-                1,
-                "cli",
-                "/10.0.0.2",
-            )
-            .await;
+        let r = heartbeat_g(
+            &c,
+            consumer_heartbeat("m1", m1.member_epoch)
+                .with_topic_partitions(Some(owned(vec![0, 1]))),
+        )
+        .await;
         assert_eq!(r.error_code, NONE);
         let m1_epoch = r.member_epoch;
         let steady_writes = lock(&store.0).len();
-        let again = c
-            .consumer_group_heartbeat(consumer_heartbeat("m1", m1_epoch), 1, "cli", "/10.0.0.2")
-            .await;
+        let again = heartbeat_g(&c, consumer_heartbeat("m1", m1_epoch)).await;
         assert_eq!(again.error_code, NONE);
         assert_eq!(
             lock(&store.0).len(),
@@ -1894,17 +1895,7 @@ mod tests {
 
         let moved = coordinator(store.clone());
         moved.load().await.unwrap();
-        let describe = |c: GroupCoordinator| async move {
-            c.consumer_group_describe(
-                ConsumerGroupDescribeRequest::default()
-                    .with_group_ids(vec![GroupId(str_bytes("g"))]),
-                0,
-            )
-            .await
-            .groups
-            .remove(0)
-        };
-        let d = describe(moved.clone()).await;
+        let d = describe_g(&moved).await;
         assert_eq!(d.error_code, NONE, "{d:?}");
         assert_eq!(d.members.len(), 2);
         let m1_described = d
@@ -1917,30 +1908,24 @@ mod tests {
             m1_described.assignment.topic_partitions[0].partitions,
             vec![0, 1]
         );
-        let r = moved
-            .consumer_group_heartbeat(consumer_heartbeat("m1", m1_epoch), 1, "cli", "/10.0.0.2")
-            .await;
+        let r = heartbeat_g(&moved, consumer_heartbeat("m1", m1_epoch)).await;
         assert_eq!((r.error_code, r.member_epoch), (NONE, m1_epoch), "{r:?}");
         assert_eq!(
-            describe(moved.clone()).await.group_epoch,
+            describe_g(&moved).await.group_epoch,
             d.group_epoch,
             "no new epoch"
         );
 
         // m2 leaves; the move after that replays one member.
-        let leave = moved
-            .consumer_group_heartbeat(consumer_heartbeat("m2", -1), 1, "cli", "/10.0.0.2")
-            .await;
+        let leave = heartbeat_g(&moved, consumer_heartbeat("m2", -1)).await;
         assert_eq!(leave.error_code, NONE);
         moved.shutdown();
         let third = coordinator(store.clone());
         third.load().await.unwrap();
-        let d = describe(third.clone()).await;
+        let d = describe_g(&third).await;
         let ids: Vec<&str> = d.members.iter().map(|m| m.member_id.as_str()).collect();
         assert_eq!(ids, vec!["m1"]);
-        let r = third
-            .consumer_group_heartbeat(consumer_heartbeat("m1", -1), 1, "cli", "/10.0.0.2")
-            .await;
+        let r = heartbeat_g(&third, consumer_heartbeat("m1", -1)).await;
         assert_eq!(r.error_code, NONE);
         let deleted = third
             .delete_groups(
@@ -1952,10 +1937,7 @@ mod tests {
         third.shutdown();
         let fourth = coordinator(store);
         fourth.load().await.unwrap();
-        assert_eq!(
-            describe(fourth.clone()).await.error_code,
-            GROUP_ID_NOT_FOUND
-        );
+        assert_eq!(describe_g(&fourth).await.error_code, GROUP_ID_NOT_FOUND);
         fourth.shutdown();
     }
 
@@ -1973,15 +1955,8 @@ mod tests {
             ..GroupConfig::default()
         };
         let c = GroupCoordinator::new(config, Arc::new(MemStore::default()), Arc::new(Catalog));
-        let hb = |id: &'static str, epoch: i32| {
-            let c = c.clone();
-            async move {
-                c.consumer_group_heartbeat(consumer_heartbeat(id, epoch), 1, "cli", "/10.0.0.2")
-                    .await
-            }
-        };
-        let m1 = hb("m1", 0).await;
-        let m2 = hb("m2", 0).await;
+        let m1 = heartbeat_g(&c, consumer_heartbeat("m1", 0)).await;
+        let m2 = heartbeat_g(&c, consumer_heartbeat("m2", 0)).await;
         assert_eq!(m2.error_code, NONE);
         let assigned = |r: &ConsumerGroupHeartbeatResponse| {
             r.assignment.as_ref().map(|a| {
@@ -1992,23 +1967,16 @@ mod tests {
             })
         };
         assert_eq!(assigned(&m2), Some(0), "answered before the target exists");
-        let describe = || async {
-            c.consumer_group_describe(
-                ConsumerGroupDescribeRequest::default()
-                    .with_group_ids(vec![GroupId(str_bytes("g"))]),
-                0,
-            )
-            .await
-            .groups
-            .remove(0)
-        };
         let mut tries = 0;
-        while describe().await.assignment_epoch < describe().await.group_epoch {
+        while {
+            let d = describe_g(&c).await;
+            d.assignment_epoch < d.group_epoch
+        } {
             tries += 1;
             assert!(tries < 1000, "the job never came back");
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        let r = hb("m1", m1.member_epoch).await;
+        let r = heartbeat_g(&c, consumer_heartbeat("m1", m1.member_epoch)).await;
         assert_eq!(assigned(&r), Some(2), "m1 gives up half: {r:?}");
         c.shutdown();
     }
@@ -2020,35 +1988,26 @@ mod tests {
     async fn a_static_member_away_is_still_expected_after_a_move() {
         let store: Arc<MemStore> = Arc::default();
         let c = coordinator(store.clone());
-        let r = c
-            .consumer_group_heartbeat(
-                consumer_heartbeat("s1", 0).with_instance_id(Some(str_bytes("instance-a"))),
-                1,
-                "cli",
-                "/10.0.0.2",
-            )
-            .await;
+        let r = heartbeat_g(
+            &c,
+            consumer_heartbeat("s1", 0).with_instance_id(Some(str_bytes("instance-a"))),
+        )
+        .await;
         assert_eq!(r.error_code, NONE);
-        let left = c
-            .consumer_group_heartbeat(
-                consumer_heartbeat("s1", -2).with_instance_id(Some(str_bytes("instance-a"))),
-                1,
-                "cli",
-                "/10.0.0.2",
-            )
-            .await;
+        let left = heartbeat_g(
+            &c,
+            consumer_heartbeat("s1", -2).with_instance_id(Some(str_bytes("instance-a"))),
+        )
+        .await;
         assert_eq!(left.error_code, NONE);
         c.shutdown();
         let moved = coordinator(store);
         moved.load().await.unwrap();
-        let back = moved
-            .consumer_group_heartbeat(
-                consumer_heartbeat("s2", 0).with_instance_id(Some(str_bytes("instance-a"))),
-                1,
-                "cli",
-                "/10.0.0.2",
-            )
-            .await;
+        let back = heartbeat_g(
+            &moved,
+            consumer_heartbeat("s2", 0).with_instance_id(Some(str_bytes("instance-a"))),
+        )
+        .await;
         assert_eq!(
             (back.error_code, back.member_epoch),
             (NONE, r.member_epoch),

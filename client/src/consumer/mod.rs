@@ -782,16 +782,17 @@ impl Consumer {
         }
         let mut by_leader: BTreeMap<i32, Wanted> = BTreeMap::new();
         let mut missing_leader = BTreeSet::new();
-        for ((topic, partition), offset) in self.fetchable() {
+        for (tp, offset) in self.fetchable() {
+            let (topic, partition) = tp;
             let meta = self.cluster.topic(topic).and_then(|t| {
                 t.partitions
                     .iter()
                     .find(|p| p.partition == *partition)
                     .cloned()
             });
+            // Not yet checked for truncation under this leader epoch.
             let unchecked = |m: &crate::cluster::PartitionMetadata| {
-                m.leader_epoch >= 0
-                    && self.validated.get(&(topic.clone(), *partition)) != Some(&m.leader_epoch)
+                m.leader_epoch >= 0 && self.validated.get(tp) != Some(&m.leader_epoch)
             };
             if meta.as_ref().is_some_and(|m| m.leader >= 0 && unchecked(m)) {
                 continue;

@@ -51,35 +51,30 @@ impl Consumer {
     /// check and are marked checked under the current leader epoch.
     pub(super) fn positions_to_validate(&mut self) -> BTreeMap<i32, Vec<Check>> {
         let mut out: BTreeMap<i32, Vec<Check>> = BTreeMap::new();
-        let fetchable: Vec<(Tp, i64)> = self
-            .fetchable()
-            .map(|(tp, offset)| (tp.clone(), offset))
-            .collect();
-        for (tp, offset) in fetchable {
-            let Some(meta) = self
-                .cluster
-                .topic(&tp.0)
-                .and_then(|t| t.partitions.iter().find(|p| p.partition == tp.1).cloned())
-            else {
+        // Usually empty: only partitions whose leader epoch moved are cloned.
+        let mut nothing_to_check: Vec<(Tp, i32)> = Vec::new();
+        for (tp, offset) in self.fetchable() {
+            let Some((leader, leader_epoch)) = self.cluster.topic(&tp.0).and_then(|t| {
+                t.partitions
+                    .iter()
+                    .find(|p| p.partition == tp.1)
+                    .map(|p| (p.leader, p.leader_epoch))
+            }) else {
                 continue;
             };
-            if meta.leader < 0 || meta.leader_epoch < 0 {
+            if leader < 0 || leader_epoch < 0 || self.validated.get(tp) == Some(&leader_epoch) {
                 continue;
             }
-            if self.validated.get(&tp) == Some(&meta.leader_epoch) {
-                continue;
-            }
-            match self.epochs.get(&tp) {
+            match self.epochs.get(tp) {
                 Some(&epoch) if epoch >= 0 => {
-                    out.entry(meta.leader)
+                    out.entry(leader)
                         .or_default()
-                        .push((tp, offset, epoch, meta.leader_epoch))
+                        .push((tp.clone(), offset, epoch, leader_epoch))
                 }
-                _ => {
-                    self.validated.insert(tp, meta.leader_epoch);
-                }
+                _ => nothing_to_check.push((tp.clone(), leader_epoch)),
             }
         }
+        self.validated.extend(nothing_to_check);
         out
     }
 
