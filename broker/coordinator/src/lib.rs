@@ -18,6 +18,7 @@ pub mod errors;
 pub mod group;
 pub mod offsets;
 pub mod records;
+pub mod tasks;
 pub mod txn;
 
 use std::time::Duration;
