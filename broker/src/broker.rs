@@ -68,6 +68,8 @@ pub struct BrokerState {
     pub fetchers: Fetchers,
     pub fetch_sessions: FetchSessions,
     pub metrics: crate::admin_http::Metrics,
+    /// Connections the listeners found speaking HTTP/2: task-group gRPC.
+    pub grpc: crate::task_groups::GrpcConnections,
     /// Whether the controller has admitted (unfenced) this broker.
     admitted: watch::Sender<bool>,
     /// Admitted, and its partitions follow the image: clients are served.
@@ -290,6 +292,7 @@ impl Broker {
         let (admitted, _) = watch::channel(false);
         let groups = Groups::new(&config, &logs, &cluster);
         let txns = crate::txn::Txns::new(&config);
+        let (grpc, grpc_connections) = tokio::sync::mpsc::channel(64);
         let state = Arc::new(BrokerState {
             config,
             advertised,
@@ -302,6 +305,7 @@ impl Broker {
             fetchers: Fetchers::default(),
             fetch_sessions: FetchSessions::new(),
             metrics: Default::default(),
+            grpc,
             admitted,
             ready,
         });
@@ -314,6 +318,11 @@ impl Broker {
         )));
         tasks.push(tokio::spawn(follow_image(
             Arc::clone(&state),
+            shutdown_rx.clone(),
+        )));
+        tasks.push(tokio::spawn(crate::task_groups::serve(
+            Arc::clone(&state),
+            grpc_connections,
             shutdown_rx.clone(),
         )));
         // Clients are served once the controller has admitted this broker

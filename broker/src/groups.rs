@@ -228,6 +228,24 @@ fn single_group_id(request: &RequestKind) -> Option<&str> {
     })
 }
 
+/// The coordinator of `group_id`, if this broker has it loaded; else the
+/// error its clients should see (they look the coordinator up again on
+/// NOT_COORDINATOR and wait on COORDINATOR_LOAD_IN_PROGRESS).
+pub(crate) fn local_coordinator(
+    state: &Arc<BrokerState>,
+    group_id: &str,
+) -> Result<GroupCoordinator, ResponseError> {
+    let partition = partition_of(state, group_id).ok_or(ResponseError::NotCoordinator)?;
+    match state.groups.shards.lookup(partition) {
+        Lookup::Active(coordinator) => Ok(coordinator),
+        Lookup::Loading => Err(ResponseError::CoordinatorLoadInProgress),
+        Lookup::NotHere if shards::leads_in_metadata(state, CONSUMER_OFFSETS_TOPIC, partition) => {
+            Err(ResponseError::CoordinatorLoadInProgress)
+        }
+        Lookup::NotHere => Err(ResponseError::NotCoordinator),
+    }
+}
+
 /// A request about one group, on that group's shard if it is here.
 async fn on_shard(
     state: &Arc<BrokerState>,

@@ -26,6 +26,7 @@ pub mod partitions;
 pub mod replica;
 mod server;
 mod shards;
+mod task_groups;
 pub mod topic_config;
 mod txn;
 

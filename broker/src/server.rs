@@ -91,14 +91,33 @@ enum Queued {
     Waiting(JoinHandle<Result<Bytes, ConnectionError>>),
 }
 
+/// The first byte of the HTTP/2 connection preface (`PRI * HTTP/2.0…`).
+/// Read as the top byte of a Kafka frame size it would mean a frame over
+/// 1.3 GB, which no Kafka client sends (and the broker refuses anyway).
+const HTTP2_PREFACE_START: u8 = b'P';
+
 async fn handle_connection(
     stream: TcpStream,
     peer: SocketAddr,
     listener: Arc<str>,
     state: Arc<BrokerState>,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        peeked = stream.peek(&mut first) => peeked?,
+        _ = shutdown.changed() => return Ok(()),
+    };
+    if peeked == 1 && first[0] == HTTP2_PREFACE_START {
+        // A task-group member: the gRPC server takes the connection over.
+        debug!(%peer, "HTTP/2 connection: task-group service");
+        return state
+            .grpc
+            .send(stream)
+            .await
+            .map_err(|_| std::io::Error::other("the task-group service has stopped").into());
+    }
     let (reader, writer) = stream.into_split();
     let (queue, queued) = mpsc::channel(MAX_QUEUED_RESPONSES);
     let reading = read_requests(reader, peer, listener, Arc::clone(&state), shutdown, queue);

@@ -60,6 +60,8 @@ fn committed_of(v: OffsetValue) -> CommittedOffset {
 mod classic_wire;
 mod consumer;
 mod slot;
+mod tasks;
+pub use tasks::TaskHeartbeat;
 mod txn_offsets;
 
 use slot::{Classic, GroupKind, Slot};
@@ -267,6 +269,9 @@ impl GroupCoordinator {
     }
 
     async fn append(&self, records: Records) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
         let store = self.inner.store.clone();
         tokio::task::spawn_blocking(move || store.append(records))
             .await
@@ -430,6 +435,7 @@ impl GroupCoordinator {
         let now = Instant::now();
         match &mut slot.kind {
             GroupKind::Consumer(group) => self.expire_consumer_members(group, now).await,
+            GroupKind::Tasks(group) => self.expire_task_members(group, now),
             GroupKind::Classic(classic) => {
                 let effects = classic.group.on_timer(now);
                 self.apply_classic(classic, effects).await;
@@ -489,7 +495,7 @@ impl GroupCoordinator {
         let requested_id = input.member_id.clone();
         let rx = {
             let mut slot = slot.lock().await;
-            if slot.consumer_group().is_some() {
+            if slot.classic_group().is_none() {
                 if !slot.is_empty() {
                     return classic_wire::join_error(
                         &requested_id,
@@ -497,8 +503,12 @@ impl GroupCoordinator {
                         version,
                     );
                 }
-                // An empty consumer group becomes a classic one again.
-                if let Err(e) = self.append(consumer::group_tombstones(&group_id)).await {
+                // An empty consumer or task group becomes a classic one.
+                let tombstones = match slot.kind {
+                    GroupKind::Consumer(_) => consumer::group_tombstones(&group_id),
+                    _ => Vec::new(),
+                };
+                if let Err(e) = self.append(tombstones).await {
                     tracing::warn!(group = %group_id, error = %e, "failed to convert a consumer group");
                     return classic_wire::join_error(
                         &requested_id,
@@ -665,6 +675,7 @@ impl GroupCoordinator {
                 GroupKind::Consumer(consumer) => {
                     consumer.validate_commit(&req.member_id, generation, version)
                 }
+                GroupKind::Tasks(tasks) => tasks.validate_commit(&req.member_id, generation),
                 GroupKind::Classic(classic) => classic.group.validate_commit(
                     generation,
                     &req.member_id,

@@ -23,7 +23,7 @@ pub mod txn;
 
 use std::time::Duration;
 
-pub use coordinator::GroupCoordinator;
+pub use coordinator::{GroupCoordinator, TaskHeartbeat};
 
 /// Broker-wide settings of the coordinator, named after Kafka's broker configs.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub struct GroupConfig {
     pub max_group_size: usize,
     /// KIP-848 consumer groups' settings.
     pub consumer: consumer_group::ConsumerConfig,
+    /// Task groups' settings.
+    pub tasks: tasks::group::TaskGroupConfig,
 }
 
 impl Default for GroupConfig {
@@ -57,6 +59,7 @@ impl Default for GroupConfig {
             offsets_retention_check_interval: Duration::from_secs(600),
             max_group_size: i32::MAX as usize,
             consumer: consumer_group::ConsumerConfig::default(),
+            tasks: tasks::group::TaskGroupConfig::default(),
         }
     }
 }
@@ -115,4 +118,13 @@ pub trait TopicCatalog: Send + Sync + 'static {
     /// Every topic a consumer may subscribe to (internal ones left out),
     /// with its partition count.
     fn topics(&self) -> std::collections::BTreeMap<String, i32>;
+    /// One topic's partition count.
+    fn partitions(&self, topic: &str) -> Option<i32> {
+        self.topics().get(topic).copied()
+    }
+    /// The end of a partition's log, if this broker holds a replica.
+    fn end_offset(&self, topic: &str, partition: i32) -> Option<i64> {
+        let _ = (topic, partition);
+        None
+    }
 }

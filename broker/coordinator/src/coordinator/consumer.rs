@@ -114,12 +114,13 @@ impl GroupCoordinator {
                     &format!("Group {group_id} is not a consumer group."),
                 );
             }
-            // An empty classic group becomes a consumer group; its offsets
-            // stay, its classic metadata goes.
-            if let Err(e) = self
-                .append(vec![records::group_record(&group_id, None)])
-                .await
-            {
+            // An empty classic (or task) group becomes a consumer group;
+            // its offsets stay, its classic metadata goes.
+            let tombstones = match slot.kind {
+                GroupKind::Classic(_) => vec![records::group_record(&group_id, None)],
+                _ => Vec::new(),
+            };
+            if let Err(e) = self.append(tombstones).await {
                 tracing::warn!(group = %group_id, error = %e, "failed to convert a classic group");
                 return error(COORDINATOR_NOT_AVAILABLE, "The group could not be written.");
             }

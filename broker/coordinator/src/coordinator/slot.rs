@@ -11,10 +11,12 @@ use crate::GroupConfig;
 use crate::consumer_group::ConsumerGroup;
 use crate::group::{Group, GroupState, JoinResult, SyncResult};
 use crate::offsets::{GroupOffsets, Retention};
+use crate::tasks::group::TaskGroup;
 
 /// ListGroups v5 filters on these names.
 pub(super) const CLASSIC_GROUP_TYPE: &str = "classic";
 pub(super) const CONSUMER_GROUP_TYPE: &str = "consumer";
+pub(super) const TASK_GROUP_TYPE: &str = "task";
 
 /// A classic group plus the JoinGroup/SyncGroup responses held for its
 /// members.
@@ -34,12 +36,13 @@ impl Classic {
     }
 }
 
-/// One kind per group type; the task groups of stream apps and Connect
-/// workers become a third.
+/// One kind per group type.
 pub(super) enum GroupKind {
     Classic(Classic),
     /// KIP-848: membership driven by ConsumerGroupHeartbeat.
     Consumer(ConsumerGroup),
+    /// Stream apps and Connect workers, over the task-group gRPC service.
+    Tasks(TaskGroup),
 }
 
 pub(super) struct Slot {
@@ -80,6 +83,7 @@ impl Slot {
         match &self.kind {
             GroupKind::Classic(c) => c.group.id(),
             GroupKind::Consumer(c) => c.id(),
+            GroupKind::Tasks(t) => t.id(),
         }
     }
 
@@ -87,6 +91,7 @@ impl Slot {
         match self.kind {
             GroupKind::Classic(_) => CLASSIC_GROUP_TYPE,
             GroupKind::Consumer(_) => CONSUMER_GROUP_TYPE,
+            GroupKind::Tasks(_) => TASK_GROUP_TYPE,
         }
     }
 
@@ -94,7 +99,7 @@ impl Slot {
     pub fn classic_group(&mut self) -> Option<&mut Classic> {
         match &mut self.kind {
             GroupKind::Classic(c) => Some(c),
-            GroupKind::Consumer(_) => None,
+            GroupKind::Consumer(_) | GroupKind::Tasks(_) => None,
         }
     }
 
@@ -102,7 +107,15 @@ impl Slot {
     pub fn consumer_group(&self) -> Option<&ConsumerGroup> {
         match &self.kind {
             GroupKind::Consumer(c) => Some(c),
-            GroupKind::Classic(_) => None,
+            GroupKind::Classic(_) | GroupKind::Tasks(_) => None,
+        }
+    }
+
+    /// The task group this slot holds, if it is one.
+    pub fn task_group(&self) -> Option<&TaskGroup> {
+        match &self.kind {
+            GroupKind::Tasks(t) => Some(t),
+            GroupKind::Classic(_) | GroupKind::Consumer(_) => None,
         }
     }
 
@@ -114,6 +127,7 @@ impl Slot {
                 matches!(c.group.state(), GroupState::Empty | GroupState::Dead)
             }
             GroupKind::Consumer(c) => c.is_empty(),
+            GroupKind::Tasks(t) => t.is_empty(),
         }
     }
 
@@ -130,6 +144,7 @@ impl Slot {
         match &self.kind {
             GroupKind::Classic(c) => c.group.state().as_str(),
             GroupKind::Consumer(c) => c.state().as_str(),
+            GroupKind::Tasks(t) => t.state().as_str(),
         }
     }
 
@@ -138,6 +153,7 @@ impl Slot {
         match &self.kind {
             GroupKind::Classic(c) => c.group.protocol_type().unwrap_or_default(),
             GroupKind::Consumer(_) => CONSUMER_GROUP_TYPE,
+            GroupKind::Tasks(_) => TASK_GROUP_TYPE,
         }
     }
 
@@ -155,6 +171,7 @@ impl Slot {
         match &self.kind {
             GroupKind::Classic(c) => c.group.next_deadline(),
             GroupKind::Consumer(c) => c.next_deadline(),
+            GroupKind::Tasks(t) => t.next_deadline(),
         }
     }
 
@@ -167,6 +184,12 @@ impl Slot {
             },
             GroupKind::Consumer(c) => {
                 Retention::KeepSubscribed(c.subscribed_topics().into_iter().collect())
+            }
+            GroupKind::Tasks(t) if t.is_empty() => Retention::Empty {
+                since: self.empty_since_ms,
+            },
+            GroupKind::Tasks(t) => {
+                Retention::KeepSubscribed(t.source_topics().into_iter().collect())
             }
         }
     }
@@ -181,6 +204,8 @@ impl Slot {
             GroupKind::Classic(c) => c.group.offset_delete_guard(),
             GroupKind::Consumer(c) if c.is_empty() => Ok(None),
             GroupKind::Consumer(c) => Ok(Some(c.subscribed_topics().into_iter().collect())),
+            GroupKind::Tasks(t) if t.is_empty() => Ok(None),
+            GroupKind::Tasks(t) => Ok(Some(t.source_topics().into_iter().collect())),
         }
     }
 }

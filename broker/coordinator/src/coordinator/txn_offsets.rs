@@ -42,6 +42,9 @@ impl GroupCoordinator {
                 GroupKind::Consumer(consumer) => {
                     consumer.validate_commit(&req.member_id, generation, 0)
                 }
+                GroupKind::Tasks(tasks) => tasks
+                    .validate_commit(&req.member_id, generation)
+                    .map_err(|_| ILLEGAL_GENERATION),
                 GroupKind::Classic(classic) => classic.group.validate_commit(
                     generation,
                     &req.member_id,

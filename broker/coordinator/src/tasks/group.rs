@@ -74,6 +74,9 @@ pub struct HeartbeatInput {
     /// Per task, how far the member's local state is: the sum of its
     /// changelog offsets.
     pub offsets: Option<HashMap<TaskId, i64>>,
+    /// Per active task, the end of its changelogs as its owner sees them
+    /// (the coordinator may host none of them).
+    pub end_offsets: Option<HashMap<TaskId, i64>>,
     /// The endpoint map version the member has.
     pub endpoint_epoch: i32,
     pub client_id: String,
@@ -219,6 +222,8 @@ pub struct TaskGroup {
     /// Who holds each active task (assigned or revoking): at most one.
     holders: HashMap<TaskId, String>,
     endpoint_epoch: i32,
+    /// The furthest changelog end reported per task.
+    ends: HashMap<TaskId, i64>,
 }
 
 impl TaskGroup {
@@ -234,6 +239,7 @@ impl TaskGroup {
             target: BTreeMap::new(),
             holders: HashMap::new(),
             endpoint_epoch: 0,
+            ends: HashMap::new(),
         }
     }
 
@@ -523,6 +529,11 @@ impl TaskGroup {
         if let Some(offsets) = input.offsets {
             member.offsets = offsets;
         }
+        for (t, end) in input.end_offsets.into_iter().flatten() {
+            let known = self.ends.entry(t).or_insert(end);
+            *known = (*known).max(end);
+        }
+        let member = self.members.get_mut(&id).expect("caller checked");
         member.client_id = input.client_id;
         member.client_host = input.client_host;
         member.session_deadline = now + member.session_timeout;
@@ -542,7 +553,7 @@ impl TaskGroup {
             .iter()
             .filter(|t| !member.warm.contains(*t))
             .filter(|t| {
-                lag_of(self.topology.as_ref(), topics, t, member.offsets.get(*t))
+                self.lag(topics, t, member.offsets.get(*t))
                     .is_some_and(|lag| lag <= acceptable)
             })
             .cloned()
@@ -600,7 +611,6 @@ impl TaskGroup {
             return;
         }
         let tasks = self.configured.task_specs();
-        let topology = self.topology.as_ref();
         let specs: Vec<MemberSpec> = self
             .members
             .values()
@@ -614,7 +624,7 @@ impl TaskGroup {
                     .offsets
                     .iter()
                     .filter_map(|(t, &offset)| {
-                        Some((t.clone(), lag_of(topology, topics, t, Some(&offset))?))
+                        Some((t.clone(), self.lag(topics, t, Some(&offset))?))
                     })
                     .collect(),
             })
@@ -737,6 +747,29 @@ impl TaskGroup {
         expired
     }
 
+    /// How far a reported state offset sum is behind the end of task `t`'s
+    /// changelogs — the furthest of what its owners reported and what this
+    /// broker holds; `None` for a stateless task or no report.
+    fn lag(&self, topics: &dyn TopicView, t: &TaskId, offset: Option<&i64>) -> Option<i64> {
+        let offset = *offset?;
+        let sub = self
+            .topology
+            .as_ref()?
+            .subtopologies
+            .iter()
+            .find(|s| s.id == t.subtopology)?;
+        if sub.changelogs.is_empty() {
+            return None;
+        }
+        let here: i64 = sub
+            .changelogs
+            .iter()
+            .map(|c| topics.end_offset(&c.name, t.partition).unwrap_or(0))
+            .sum();
+        let end = here.max(self.ends.get(t).copied().unwrap_or(0));
+        Some((end - offset).max(0))
+    }
+
     /// Who serves which source partitions, from what members run now.
     fn endpoints(&self) -> Vec<EndpointPartitions> {
         let sources: HashMap<&str, Vec<&str>> = self
@@ -781,7 +814,6 @@ impl TaskGroup {
     }
 
     pub fn describe(&self, topics: &dyn TopicView) -> DescribedTaskGroup {
-        let topology = self.topology.as_ref();
         DescribedTaskGroup {
             state: self.state(),
             group_epoch: self.group_epoch,
@@ -797,38 +829,12 @@ impl TaskGroup {
                     lags: m
                         .offsets
                         .iter()
-                        .filter_map(|(t, &o)| {
-                            Some((t.clone(), lag_of(topology, topics, t, Some(&o))?))
-                        })
+                        .filter_map(|(t, &o)| Some((t.clone(), self.lag(topics, t, Some(&o))?)))
                         .collect(),
                 })
                 .collect(),
         }
     }
-}
-
-/// How far a reported state offset sum is behind the end of task `t`'s
-/// changelogs; `None` for a stateless task or no report.
-fn lag_of(
-    topology: Option<&Topology>,
-    topics: &dyn TopicView,
-    t: &TaskId,
-    offset: Option<&i64>,
-) -> Option<i64> {
-    let offset = *offset?;
-    let sub = topology?
-        .subtopologies
-        .iter()
-        .find(|s| s.id == t.subtopology)?;
-    if sub.changelogs.is_empty() {
-        return None;
-    }
-    let end: i64 = sub
-        .changelogs
-        .iter()
-        .map(|c| topics.end_offset(&c.name, t.partition).unwrap_or(0))
-        .sum();
-    Some((end - offset).max(0))
 }
 
 #[cfg(test)]

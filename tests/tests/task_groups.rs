@@ -1,0 +1,219 @@
+//! Task groups against the real `weir broker`: weir-client members speak
+//! the task-group gRPC service on the broker's Kafka listener, and a
+//! simulated runtime runs what they are told, checking that no task ever
+//! runs on two members at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use weir_client::ClientConfig;
+use weir_client::admin::{Admin, ConfigResource, NewTopic};
+use weir_client::cluster::Cluster;
+use weir_client::task_group::{
+    self, MemberConfig, OffsetReporter, TaskEvent, TaskGroupMember, TaskId, proto,
+};
+use weir_e2e::BrokerProcess;
+
+const CHANGELOG: &str = "app-counts-changelog";
+const REPARTITION: &str = "app-rekey-repartition";
+
+/// Subtopology 0 reads `clicks` and repartitions by key; subtopology 1
+/// counts per key in a store backed by a changelog.
+fn topology() -> proto::Topology {
+    let internal = |name: &str| proto::InternalTopic {
+        name: name.into(),
+        partitions: 0,
+        replication_factor: 0,
+        configs: Default::default(),
+    };
+    proto::Topology {
+        epoch: 1,
+        subtopologies: vec![
+            proto::Subtopology {
+                id: "0".into(),
+                source_topics: vec!["clicks".into()],
+                repartition_sinks: vec![REPARTITION.into()],
+                ..Default::default()
+            },
+            proto::Subtopology {
+                id: "1".into(),
+                repartition_sources: vec![internal(REPARTITION)],
+                changelogs: vec![internal(CHANGELOG)],
+                ..Default::default()
+            },
+        ],
+    }
+}
+
+/// Which member runs each active task; a second runner fails the test.
+#[derive(Default)]
+struct Runners {
+    active: BTreeMap<TaskId, String>,
+    violations: Vec<String>,
+}
+
+/// Runs what a member is told: starts and stops tasks in `runners`, and
+/// reports its standby and warm-up state as caught up (this runtime
+/// restores instantly), so stateful tasks may move to it.
+fn run_member(
+    name: &str,
+    reporter: OffsetReporter,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<TaskEvent>,
+    runners: Arc<Mutex<Runners>>,
+) {
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            let mut r = runners.lock().unwrap();
+            match event {
+                TaskEvent::Assigned(tasks) => {
+                    for t in &tasks.active {
+                        match r.active.get(t) {
+                            Some(other) if *other != name => {
+                                let v = format!("{t} started on {name} while {other} runs it");
+                                r.violations.push(v);
+                            }
+                            _ => {
+                                r.active.insert(t.clone(), name.clone());
+                            }
+                        }
+                    }
+                    let restored: HashMap<TaskId, i64> = tasks
+                        .standby
+                        .iter()
+                        .chain(&tasks.warmup)
+                        .map(|t| (t.clone(), 0))
+                        .collect();
+                    reporter.report(restored, HashMap::new());
+                }
+                TaskEvent::Revoked { tasks, done } => {
+                    for t in &tasks {
+                        r.active.remove(t);
+                    }
+                    let _ = done.send(());
+                }
+                TaskEvent::Lost(tasks) => {
+                    for t in &tasks {
+                        if r.active.get(t) == Some(&name) {
+                            r.active.remove(t);
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn join(cluster: &Arc<Cluster>, name: &str, runners: &Arc<Mutex<Runners>>) -> TaskGroupMember {
+    let mut config = MemberConfig::new("counting-app", topology());
+    config.member_id = name.into();
+    config.session_timeout = Some(Duration::from_secs(2));
+    config.endpoint = Some((format!("{name}.local"), 8080));
+    let (member, events) = TaskGroupMember::join(Arc::clone(cluster), config);
+    run_member(name, member.reporter(), events, Arc::clone(runners));
+    member
+}
+
+fn running(runners: &Arc<Mutex<Runners>>) -> BTreeMap<String, usize> {
+    let mut by_member = BTreeMap::new();
+    for m in runners.lock().unwrap().active.values() {
+        *by_member.entry(m.clone()).or_insert(0) += 1;
+    }
+    by_member
+}
+
+async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn spread(runners: &Arc<Mutex<Runners>>, want: &[(&str, usize)]) -> bool {
+    let want: BTreeMap<String, usize> = want.iter().map(|(m, n)| (m.to_string(), *n)).collect();
+    running(runners) == want
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_spread_move_on_crash_and_leave_and_never_run_twice() {
+    let broker = BrokerProcess::start(&[]);
+    let client = ClientConfig::new(broker.bootstrap());
+    let admin = Admin::connect(client.clone()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new("clicks", 6, 1))
+        .await
+        .expect("create clicks");
+    let cluster = Cluster::connect(client.clone()).await.expect("cluster");
+    let runners = Arc::new(Mutex::new(Runners::default()));
+
+    let a = join(&cluster, "a", &runners);
+    wait_for("a to run all 12 tasks", || spread(&runners, &[("a", 12)])).await;
+    // The coordinator created the internal topics, one partition per task.
+    let changelog = admin
+        .wait_for_topic(CHANGELOG, Duration::from_secs(10))
+        .await
+        .expect("changelog created");
+    assert_eq!(changelog.partitions.len(), 6);
+    let configs = admin
+        .describe_configs(&ConfigResource::topic(CHANGELOG))
+        .await
+        .expect("changelog configs");
+    let policy = configs
+        .iter()
+        .find(|c| c.name == "cleanup.policy")
+        .expect("cleanup.policy");
+    assert_eq!(policy.value.as_deref(), Some("compact"));
+    let repartition = admin
+        .wait_for_topic(REPARTITION, Duration::from_secs(10))
+        .await
+        .expect("repartition topic created");
+    assert_eq!(repartition.partitions.len(), 6);
+
+    let b = join(&cluster, "b", &runners);
+    wait_for("a and b to share", || {
+        spread(&runners, &[("a", 6), ("b", 6)])
+    })
+    .await;
+    let c = join(&cluster, "c", &runners);
+    wait_for("three to share", || {
+        spread(&runners, &[("a", 4), ("b", 4), ("c", 4)])
+    })
+    .await;
+
+    let described = task_group::describe(&cluster, "counting-app")
+        .await
+        .expect("describe");
+    assert_eq!(described.state, "Stable", "{described:?}");
+    assert_eq!(described.members.len(), 3);
+    let endpoints = a.status().borrow().endpoints.clone();
+    assert_eq!(
+        endpoints.len(),
+        3,
+        "every member's endpoint is known: {endpoints:?}"
+    );
+
+    // c crashes (it runs nothing from now on, and never says goodbye):
+    // its tasks move once its 2 s session is over.
+    runners.lock().unwrap().active.retain(|_, m| m != "c");
+    c.abandon();
+    wait_for("a and b to take c's tasks", || {
+        spread(&runners, &[("a", 6), ("b", 6)])
+    })
+    .await;
+
+    // b stops its tasks and leaves: they move at once.
+    runners.lock().unwrap().active.retain(|_, m| m != "b");
+    b.leave().await;
+    wait_for("a to run everything again", || {
+        spread(&runners, &[("a", 12)])
+    })
+    .await;
+    let violations = runners.lock().unwrap().violations.clone();
+    assert!(violations.is_empty(), "{violations:?}");
+    a.leave().await;
+}
