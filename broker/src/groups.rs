@@ -234,10 +234,10 @@ fn single_group_id(request: &RequestKind) -> Option<&str> {
 pub(crate) fn local_coordinator(
     state: &Arc<BrokerState>,
     group_id: &str,
-) -> Result<GroupCoordinator, ResponseError> {
+) -> Result<(GroupCoordinator, i32), ResponseError> {
     let partition = partition_of(state, group_id).ok_or(ResponseError::NotCoordinator)?;
     match state.groups.shards.lookup(partition) {
-        Lookup::Active(coordinator) => Ok(coordinator),
+        Lookup::Active(coordinator) => Ok((coordinator, partition)),
         Lookup::Loading => Err(ResponseError::CoordinatorLoadInProgress),
         Lookup::NotHere if shards::leads_in_metadata(state, CONSUMER_OFFSETS_TOPIC, partition) => {
             Err(ResponseError::CoordinatorLoadInProgress)
@@ -543,7 +543,11 @@ async fn await_partition_replicated(state: &Arc<BrokerState>, partition: i32) ->
 /// that is already an error is sent as it is. Like Kafka's coordinator, a
 /// request that wrote nothing still waits for the writes before it: what
 /// it answers may rest on them.
-async fn await_membership_replicated(state: &Arc<BrokerState>, partition: i32, code: &mut i16) {
+pub(crate) async fn await_membership_replicated(
+    state: &Arc<BrokerState>,
+    partition: i32,
+    code: &mut i16,
+) {
     if *code != 0 {
         return;
     }

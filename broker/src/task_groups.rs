@@ -347,10 +347,11 @@ impl TaskGroups for Service {
             .unwrap_or_default();
         let req = request.into_inner();
         let group_id = req.group_id.clone();
-        let coordinator = match crate::groups::local_coordinator(&self.state, &group_id) {
-            Ok(c) => c,
-            Err(e) => return Ok(Response::new(refusal(e.code(), e.to_string()))),
-        };
+        let (coordinator, partition) =
+            match crate::groups::local_coordinator(&self.state, &group_id) {
+                Ok(c) => c,
+                Err(e) => return Ok(Response::new(refusal(e.code(), e.to_string()))),
+            };
         let input = match input_of(req, host) {
             Ok(input) => input,
             Err(message) => {
@@ -360,7 +361,11 @@ impl TaskGroups for Service {
                 )));
             }
         };
-        let beat = coordinator.task_group_heartbeat(&group_id, input).await;
+        let mut beat = coordinator.task_group_heartbeat(&group_id, input).await;
+        // As for consumer groups: answered once the in-sync replicas hold
+        // what it wrote, so a failover never takes an answer back.
+        crate::groups::await_membership_replicated(&self.state, partition, &mut beat.output.error)
+            .await;
         self.create_missing(beat.missing_topics);
         Ok(Response::new(response_of(beat.output)))
     }
@@ -372,7 +377,7 @@ impl TaskGroups for Service {
         let mut groups = Vec::new();
         for group_id in request.into_inner().group_ids {
             let found = match crate::groups::local_coordinator(&self.state, &group_id) {
-                Ok(c) => c.describe_task_group(&group_id).await,
+                Ok((c, _)) => c.describe_task_group(&group_id).await,
                 Err(e) => Err((e.code(), e.to_string())),
             };
             groups.push(match found {

@@ -13,7 +13,7 @@ use weir_client::cluster::Cluster;
 use weir_client::task_group::{
     self, MemberConfig, OffsetReporter, TaskEvent, TaskGroupMember, TaskId, proto,
 };
-use weir_e2e::BrokerProcess;
+use weir_e2e::{BrokerProcess, ClusterProcesses};
 
 const CHANGELOG: &str = "app-counts-changelog";
 const REPARTITION: &str = "app-rekey-repartition";
@@ -51,6 +51,8 @@ fn topology() -> proto::Topology {
 struct Runners {
     active: BTreeMap<TaskId, String>,
     violations: Vec<String>,
+    /// Times a member was told it lost its place.
+    lost: usize,
 }
 
 /// Runs what a member is told: starts and stops tasks in `runners`, and
@@ -94,6 +96,7 @@ fn run_member(
                     let _ = done.send(());
                 }
                 TaskEvent::Lost(tasks) => {
+                    r.lost += 1;
                     for t in &tasks {
                         if r.active.get(t) == Some(&name) {
                             r.active.remove(t);
@@ -106,9 +109,18 @@ fn run_member(
 }
 
 fn join(cluster: &Arc<Cluster>, name: &str, runners: &Arc<Mutex<Runners>>) -> TaskGroupMember {
+    join_with_session(cluster, name, runners, Duration::from_secs(2))
+}
+
+fn join_with_session(
+    cluster: &Arc<Cluster>,
+    name: &str,
+    runners: &Arc<Mutex<Runners>>,
+    session: Duration,
+) -> TaskGroupMember {
     let mut config = MemberConfig::new("counting-app", topology());
     config.member_id = name.into();
-    config.session_timeout = Some(Duration::from_secs(2));
+    config.session_timeout = Some(session);
     config.endpoint = Some((format!("{name}.local"), 8080));
     let (member, events) = TaskGroupMember::join(Arc::clone(cluster), config);
     run_member(name, member.reporter(), events, Arc::clone(runners));
@@ -124,7 +136,7 @@ fn running(runners: &Arc<Mutex<Runners>>) -> BTreeMap<String, usize> {
 }
 
 async fn wait_for(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while !check() {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -216,4 +228,55 @@ async fn tasks_spread_move_on_crash_and_leave_and_never_run_twice() {
     let violations = runners.lock().unwrap().violations.clone();
     assert!(violations.is_empty(), "{violations:?}");
     a.leave().await;
+}
+
+/// The coordinator's broker is killed -9 while a member is joining: the
+/// new coordinator replays the group from `__consumer_offsets`, members
+/// carry on with their epochs (nobody is told it lost its tasks), and the
+/// rebalance completes with no task run twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_carries_on_when_its_coordinator_is_killed_mid_rebalance() {
+    let mut brokers = ClusterProcesses::start(3, &[]);
+    let client = ClientConfig::new(brokers.bootstrap());
+    let admin = Admin::connect(client.clone()).await.expect("admin");
+    admin
+        .create_topic(NewTopic::new("clicks", 6, 3))
+        .await
+        .expect("create clicks");
+    let cluster = Cluster::connect(client.clone()).await.expect("cluster");
+    let runners = Arc::new(Mutex::new(Runners::default()));
+    let session = Duration::from_secs(20);
+    let a = join_with_session(&cluster, "a", &runners, session);
+    let b = join_with_session(&cluster, "b", &runners, session);
+    wait_for("a and b to share", || {
+        spread(&runners, &[("a", 6), ("b", 6)])
+    })
+    .await;
+
+    let (coordinator, _) = admin
+        .cluster()
+        .coordinator("counting-app", 0)
+        .await
+        .expect("coordinator");
+    let c = join_with_session(&cluster, "c", &runners, session);
+    // Mid-rebalance: c has joined and a and b are revoking.
+    wait_for("c to join", || c.status().borrow().member_epoch > 0).await;
+    brokers.broker(coordinator).kill9();
+    wait_for("three to share after the failover", || {
+        spread(&runners, &[("a", 4), ("b", 4), ("c", 4)])
+    })
+    .await;
+    let (moved, _) = admin
+        .cluster()
+        .coordinator("counting-app", 0)
+        .await
+        .expect("coordinator after the kill");
+    assert_ne!(moved, coordinator);
+    let r = runners.lock().unwrap();
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!(r.lost, 0, "a member lost its place across the failover");
+    drop(r);
+    for m in [a, b, c] {
+        m.leave().await;
+    }
 }

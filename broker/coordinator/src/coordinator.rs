@@ -137,6 +137,7 @@ impl GroupCoordinator {
         let mut offsets: HashMap<String, BTreeMap<(String, i32), CommittedOffset>> = HashMap::new();
         let mut metadata: HashMap<String, GroupValue> = HashMap::new();
         let mut consumers = consumer::ReplayedConsumers::default();
+        let mut task_records = tasks::ReplayedTasks::default();
         for (key, value) in stored {
             let key = match RecordKey::decode(&key) {
                 Ok(key) => key,
@@ -145,7 +146,7 @@ impl GroupCoordinator {
                     continue;
                 }
             };
-            if consumers.absorb(&key, value.as_ref()) {
+            if consumers.absorb(&key, value.as_ref()) || task_records.absorb(&key, value.as_ref()) {
                 continue;
             }
             match (key, value) {
@@ -195,10 +196,12 @@ impl GroupCoordinator {
             }
         }
         let mut consumer_groups = consumers.into_groups(self.inner.catalog.as_ref());
+        let mut task_groups = task_records.into_groups();
         let topics = self.inner.catalog.topics();
         let now = Instant::now();
         let mut ids: Vec<String> = metadata.keys().cloned().collect();
         ids.extend(consumer_groups.keys().cloned());
+        ids.extend(task_groups.keys().cloned());
         ids.extend(
             offsets
                 .iter()
@@ -208,7 +211,12 @@ impl GroupCoordinator {
         ids.sort();
         ids.dedup();
         for id in ids {
+            let stored_tasks = task_groups.remove(&id);
             let mut slot = match (consumer_groups.remove(&id), metadata.remove(&id)) {
+                _ if stored_tasks.is_some() => {
+                    let (group, members) = stored_tasks.expect("checked");
+                    self.restore_task_group(&id, group, members, now)
+                }
                 (Some(stored), _) => Slot::consumer(ConsumerGroup::restore(
                     id.clone(),
                     self.inner.config.consumer.clone(),
@@ -435,7 +443,7 @@ impl GroupCoordinator {
         let now = Instant::now();
         match &mut slot.kind {
             GroupKind::Consumer(group) => self.expire_consumer_members(group, now).await,
-            GroupKind::Tasks(group) => self.expire_task_members(group, now),
+            GroupKind::Tasks(group) => self.expire_task_members(group, now).await,
             GroupKind::Classic(classic) => {
                 let effects = classic.group.on_timer(now);
                 self.apply_classic(classic, effects).await;
@@ -504,11 +512,7 @@ impl GroupCoordinator {
                     );
                 }
                 // An empty consumer or task group becomes a classic one.
-                let tombstones = match slot.kind {
-                    GroupKind::Consumer(_) => consumer::group_tombstones(&group_id),
-                    _ => Vec::new(),
-                };
-                if let Err(e) = self.append(tombstones).await {
+                if let Err(e) = self.append(consumer::group_tombstones(&group_id)).await {
                     tracing::warn!(group = %group_id, error = %e, "failed to convert a consumer group");
                     return classic_wire::join_error(
                         &requested_id,
@@ -2030,5 +2034,87 @@ mod tests {
             .unwrap_or_default();
         assert_eq!(partitions, 4);
         moved.shutdown();
+    }
+
+    fn task_beat(
+        member: &str,
+        epoch: i32,
+        owned: Option<crate::tasks::Tasks>,
+    ) -> crate::tasks::group::HeartbeatInput {
+        use crate::tasks::topology::{Subtopology, Topology};
+        crate::tasks::group::HeartbeatInput {
+            member_id: member.into(),
+            member_epoch: epoch,
+            topology: (epoch == 0).then(|| Topology {
+                epoch: 1,
+                subtopologies: vec![Subtopology {
+                    id: "0".into(),
+                    source_topics: vec!["t".into()],
+                    ..Subtopology::default()
+                }],
+            }),
+            owned,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_task_group_continues_on_a_new_coordinator_mid_rebalance() {
+        let store = Arc::new(MemStore::default());
+        let first = coordinator(Arc::clone(&store));
+        let a = first
+            .task_group_heartbeat("app", task_beat("a", 0, None))
+            .await
+            .output;
+        let a_tasks = a.assignment.clone().unwrap();
+        assert_eq!(a_tasks.active.len(), 4);
+        let b = first
+            .task_group_heartbeat("app", task_beat("b", 0, None))
+            .await
+            .output;
+        assert!(b.assignment.unwrap().active.is_empty());
+        // a is asked to give up two tasks; the coordinator dies before it
+        // acknowledges.
+        let a2 = first
+            .task_group_heartbeat("app", task_beat("a", a.member_epoch, Some(a_tasks.clone())))
+            .await
+            .output;
+        let kept = a2.assignment.unwrap();
+        assert_eq!(kept.active.len(), 2);
+        first.shutdown();
+
+        let second = coordinator(Arc::clone(&store));
+        second.load().await.expect("load");
+        let listed = second.list_groups(ListGroupsRequest::default(), 5).await;
+        assert_eq!(&*listed.groups[0].group_type, "task");
+        // b still may not take what a has not released.
+        let b2 = second
+            .task_group_heartbeat(
+                "app",
+                task_beat("b", b.member_epoch, Some(Default::default())),
+            )
+            .await
+            .output;
+        assert_eq!(b2.error, NONE, "{b2:?}");
+        assert!(b2.assignment.unwrap().active.is_empty());
+        let a3 = second
+            .task_group_heartbeat("app", task_beat("a", a.member_epoch, Some(kept.clone())))
+            .await
+            .output;
+        assert_eq!(a3.error, NONE, "{a3:?}");
+        assert_eq!(a3.member_epoch, b.member_epoch);
+        let b3 = second
+            .task_group_heartbeat(
+                "app",
+                task_beat("b", b.member_epoch, Some(Default::default())),
+            )
+            .await
+            .output;
+        let b_tasks = b3.assignment.unwrap();
+        assert_eq!(b_tasks.active.len(), 2);
+        assert!(b_tasks.active.is_disjoint(&kept.active));
+        let described = second.describe_task_group("app").await.expect("describe");
+        assert_eq!(described.members.len(), 2);
+        second.shutdown();
     }
 }

@@ -12,6 +12,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 pub mod consumer;
+pub mod tasks;
 
 /// Why a stored record could not be decoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub enum RecordError {
     UnsupportedVersion(&'static str, i16),
     #[error("{0} is not valid UTF-8")]
     InvalidUtf8(&'static str),
+    #[error("{0} is malformed: {1}")]
+    Malformed(&'static str, String),
     #[error("{0} has invalid length {1}")]
     InvalidLength(&'static str, i64),
 }
@@ -66,7 +69,21 @@ pub enum RecordKey {
         group: String,
         member: String,
     },
+    /// Weir's own: a task group's epochs and topology ([`tasks`]).
+    TaskGroup {
+        group: String,
+    },
+    /// Weir's own: one task-group member, its tasks and target.
+    TaskMember {
+        group: String,
+        member: String,
+    },
 }
+
+/// Key versions of Weir's own record types, far above Kafka's so the two
+/// never meet ("WG", "WM").
+const TASK_GROUP_KEY_VERSION: i16 = 0x5747;
+const TASK_MEMBER_KEY_VERSION: i16 = 0x574D;
 
 impl RecordKey {
     pub fn group(&self) -> &str {
@@ -77,7 +94,9 @@ impl RecordKey {
             | RecordKey::ConsumerMember { group, .. }
             | RecordKey::TargetMetadata { group }
             | RecordKey::TargetMember { group, .. }
-            | RecordKey::CurrentAssignment { group, .. } => group,
+            | RecordKey::CurrentAssignment { group, .. }
+            | RecordKey::TaskGroup { group }
+            | RecordKey::TaskMember { group, .. } => group,
         }
     }
 
@@ -91,6 +110,8 @@ impl RecordKey {
             RecordKey::TargetMetadata { .. } => 6,
             RecordKey::TargetMember { .. } => 7,
             RecordKey::CurrentAssignment { .. } => 8,
+            RecordKey::TaskGroup { .. } => TASK_GROUP_KEY_VERSION,
+            RecordKey::TaskMember { .. } => TASK_MEMBER_KEY_VERSION,
         }
     }
 
@@ -111,13 +132,16 @@ impl RecordKey {
                 buf.put_i16(GROUP_KEY_VERSION);
                 put_string(&mut buf, group);
             }
-            RecordKey::ConsumerGroup { group } | RecordKey::TargetMetadata { group } => {
+            RecordKey::ConsumerGroup { group }
+            | RecordKey::TargetMetadata { group }
+            | RecordKey::TaskGroup { group } => {
                 buf.put_i16(self.kind());
                 put_string(&mut buf, group);
             }
             RecordKey::ConsumerMember { group, member }
             | RecordKey::TargetMember { group, member }
-            | RecordKey::CurrentAssignment { group, member } => {
+            | RecordKey::CurrentAssignment { group, member }
+            | RecordKey::TaskMember { group, member } => {
                 buf.put_i16(self.kind());
                 put_string(&mut buf, group);
                 put_string(&mut buf, member);
@@ -153,6 +177,13 @@ impl RecordKey {
                     _ => RecordKey::CurrentAssignment { group, member },
                 })
             }
+            TASK_GROUP_KEY_VERSION => Ok(RecordKey::TaskGroup {
+                group: r.string("group")?,
+            }),
+            TASK_MEMBER_KEY_VERSION => Ok(RecordKey::TaskMember {
+                group: r.string("group")?,
+                member: r.string("member")?,
+            }),
             v => Err(RecordError::UnsupportedVersion("key", v)),
         }
     }

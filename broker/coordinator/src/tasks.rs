@@ -19,8 +19,10 @@ pub mod topology;
 use std::collections::BTreeSet;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// One task: a subtopology's partition, or a connector's task index.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TaskId {
     pub subtopology: String,
     pub partition: i32,
@@ -42,7 +44,8 @@ impl fmt::Display for TaskId {
 }
 
 /// What one member runs: each task in at most one of the three roles.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Tasks {
     /// Processing, the only copy that writes.
     pub active: BTreeSet<TaskId>,

@@ -115,12 +115,8 @@ impl GroupCoordinator {
                 );
             }
             // An empty classic (or task) group becomes a consumer group;
-            // its offsets stay, its classic metadata goes.
-            let tombstones = match slot.kind {
-                GroupKind::Classic(_) => vec![records::group_record(&group_id, None)],
-                _ => Vec::new(),
-            };
-            if let Err(e) = self.append(tombstones).await {
+            // its offsets stay, its other metadata goes.
+            if let Err(e) = self.append(group_tombstones(&group_id)).await {
                 tracing::warn!(group = %group_id, error = %e, "failed to convert a classic group");
                 return error(COORDINATOR_NOT_AVAILABLE, "The group could not be written.");
             }
@@ -354,11 +350,13 @@ fn by_name(catalog: &dyn TopicCatalog, tps: TopicPartitions) -> Assignment {
         .collect()
 }
 
-/// The tombstones that erase a group's metadata of either type.
+/// The tombstones that erase a group's metadata of any type (an empty
+/// group's: members' records went when they left).
 pub(super) fn group_tombstones(group: &str) -> Records {
     let group = group.to_owned();
     vec![
         records::group_record(&group, None),
+        records::tasks::group_record(&group, None),
         consumer_record(
             RecordKey::ConsumerGroup {
                 group: group.clone(),
@@ -473,7 +471,10 @@ impl ReplayedConsumers {
             RecordKey::ConsumerMember { group, member }
             | RecordKey::TargetMember { group, member }
             | RecordKey::CurrentAssignment { group, member } => (group, Some(member.clone())),
-            RecordKey::Offset { .. } | RecordKey::Group { .. } => return false,
+            RecordKey::Offset { .. }
+            | RecordKey::Group { .. }
+            | RecordKey::TaskGroup { .. }
+            | RecordKey::TaskMember { .. } => return false,
         };
         let decoded = match value.map(|v| ConsumerRecord::decode(key, v)).transpose() {
             Ok(decoded) => decoded,

@@ -75,6 +75,15 @@ impl Slot {
         }
     }
 
+    pub fn tasks(group: TaskGroup) -> Self {
+        Self {
+            kind: GroupKind::Tasks(group),
+            offsets: GroupOffsets::default(),
+            empty_since_ms: None,
+            deleted: false,
+        }
+    }
+
     pub fn new_classic(id: &str, config: &GroupConfig) -> Self {
         Self::classic(Group::new(id, config.clone()))
     }

@@ -6,20 +6,26 @@
 //! heartbeat converts an empty classic or consumer group (its offsets
 //! stay) and is refused for one with members.
 //!
-//! Task groups live in the coordinator's memory: a new coordinator starts
-//! them empty, and their members rejoin (UNKNOWN_MEMBER_ID), dropping
-//! their tasks first.
+//! Every durable change (epochs, topology, each member's tasks and
+//! target) is written to `__consumer_offsets` before the heartbeat is
+//! answered, so a new coordinator replays the group and no task gets a
+//! second owner across a failover: its holder is still known.
 
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
 use tokio::time::Instant;
 
-use super::GroupCoordinator;
-use super::slot::GroupKind;
-use crate::TopicCatalog;
+use super::slot::{GroupKind, Slot};
+use super::{GroupCoordinator, Records};
 use crate::errors::*;
+use crate::records::{self, RecordKey};
 use crate::tasks::group::{
-    DescribedTaskGroup, HeartbeatInput, HeartbeatOutput, JOIN_EPOCH, TaskGroup, TopicView,
+    DescribedTaskGroup, HeartbeatInput, HeartbeatOutput, JOIN_EPOCH, StoredTaskGroup,
+    StoredTaskMember, TaskGroup, TaskGroupChange, TopicView,
 };
 use crate::tasks::topology::InternalTopic;
+use crate::{StoreError, TopicCatalog};
 
 /// The broker's topics as the task groups read them.
 struct CatalogView<'a>(&'a dyn TopicCatalog);
@@ -83,12 +89,10 @@ impl GroupCoordinator {
                     ),
                 );
             }
-            let tombstones = match slot.kind {
-                GroupKind::Classic(_) => vec![crate::records::group_record(group_id, None)],
-                GroupKind::Consumer(_) => super::consumer::group_tombstones(group_id),
-                GroupKind::Tasks(_) => Vec::new(),
-            };
-            if let Err(e) = self.append(tombstones).await {
+            if let Err(e) = self
+                .append(super::consumer::group_tombstones(group_id))
+                .await
+            {
                 tracing::warn!(group = %group_id, error = %e, "failed to convert a group to a task group");
                 return refuse(
                     COORDINATOR_NOT_AVAILABLE,
@@ -102,6 +106,15 @@ impl GroupCoordinator {
         };
         let view = CatalogView(self.inner.catalog.as_ref());
         let output = group.heartbeat(input, &view, Instant::now());
+        if let Err(e) = self.persist_tasks(group).await {
+            // Memory is ahead of the store: the member retries and the
+            // next write carries the whole group.
+            tracing::warn!(group = %group_id, error = %e, "failed to persist task group");
+            return refuse(
+                COORDINATOR_NOT_AVAILABLE,
+                "The group could not be written.".into(),
+            );
+        }
         let missing_topics = group.missing_internal_topics().to_vec();
         let deadline = slot.next_deadline();
         slot.note_state(super::wall_clock_ms());
@@ -132,10 +145,124 @@ impl GroupCoordinator {
     }
 
     /// Task groups' sessions and revocation deadlines, from the timer.
-    pub(super) fn expire_task_members(&self, group: &mut TaskGroup, now: Instant) {
+    pub(super) async fn expire_task_members(&self, group: &mut TaskGroup, now: Instant) {
         let view = CatalogView(self.inner.catalog.as_ref());
         for member in group.on_timer(now, &view) {
             tracing::info!(group = %group.id(), %member, "task group member removed: session or rebalance timeout");
         }
+        if let Err(e) = self.persist_tasks(group).await {
+            tracing::warn!(group = %group.id(), error = %e, "failed to persist task group");
+        }
+    }
+
+    /// Writes what changed in the group since its last write.
+    async fn persist_tasks(&self, group: &mut TaskGroup) -> Result<(), StoreError> {
+        let changes = group.take_changes();
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let id = group.id().to_owned();
+        let records: Records = changes
+            .into_iter()
+            .map(|c| match c {
+                TaskGroupChange::Group(g) => records::tasks::group_record(&id, Some(&g)),
+                TaskGroupChange::Member(m) => {
+                    records::tasks::member_record(&id, &m.member_id, Some(&m))
+                }
+                TaskGroupChange::Removed(member) => {
+                    records::tasks::member_record(&id, &member, None)
+                }
+            })
+            .collect();
+        let result = self.append(records).await;
+        if result.is_err() {
+            group.mark_all_changed();
+        }
+        result
+    }
+
+    pub(super) fn restore_task_group(
+        &self,
+        id: &str,
+        group: StoredTaskGroup,
+        members: Vec<StoredTaskMember>,
+        now: Instant,
+    ) -> Slot {
+        let view = CatalogView(self.inner.catalog.as_ref());
+        Slot::tasks(TaskGroup::restore(
+            id,
+            self.inner.config.tasks.clone(),
+            group,
+            members,
+            &view,
+            now,
+        ))
+    }
+}
+
+/// Task-group records met while replaying `__consumer_offsets`.
+#[derive(Default)]
+pub(super) struct ReplayedTasks {
+    groups: BTreeMap<String, StoredTaskGroup>,
+    members: BTreeMap<String, BTreeMap<String, StoredTaskMember>>,
+}
+
+impl ReplayedTasks {
+    /// Takes in a task-group record; false for other records.
+    pub fn absorb(&mut self, key: &RecordKey, value: Option<&Bytes>) -> bool {
+        match (key, value) {
+            (RecordKey::TaskGroup { group }, Some(v)) => {
+                match records::tasks::decode_group(v) {
+                    Ok(g) => {
+                        self.groups.insert(group.clone(), g);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%group, error = %e, "skipping undecodable task group record")
+                    }
+                }
+                true
+            }
+            (RecordKey::TaskGroup { group }, None) => {
+                self.groups.remove(group);
+                self.members.remove(group);
+                true
+            }
+            (RecordKey::TaskMember { group, member }, Some(v)) => {
+                match records::tasks::decode_member(v) {
+                    Ok(m) => {
+                        self.members
+                            .entry(group.clone())
+                            .or_default()
+                            .insert(member.clone(), m);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%group, %member, error = %e, "skipping undecodable task member record")
+                    }
+                }
+                true
+            }
+            (RecordKey::TaskMember { group, member }, None) => {
+                if let Some(ms) = self.members.get_mut(group) {
+                    ms.remove(member);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The groups with their members (members of no group are dropped).
+    pub fn into_groups(mut self) -> BTreeMap<String, (StoredTaskGroup, Vec<StoredTaskMember>)> {
+        self.groups
+            .into_iter()
+            .map(|(id, g)| {
+                let members = self
+                    .members
+                    .remove(&id)
+                    .map(|ms| ms.into_values().collect())
+                    .unwrap_or_default();
+                (id, (g, members))
+            })
+            .collect()
     }
 }

@@ -131,7 +131,10 @@ impl ConsumerRecord {
                     pending_revocation: r.topic_partitions("partitions pending revocation")?,
                 })
             }
-            RecordKey::Offset { .. } | RecordKey::Group { .. } => {
+            RecordKey::Offset { .. }
+            | RecordKey::Group { .. }
+            | RecordKey::TaskGroup { .. }
+            | RecordKey::TaskMember { .. } => {
                 return Err(RecordError::UnsupportedVersion("consumer group key", -1));
             }
         };

@@ -11,6 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::assignor::{self, AssignorConfig, MemberSpec};
@@ -48,7 +49,7 @@ pub const JOIN_EPOCH: i32 = 0;
 pub const LEAVE_EPOCH: i32 = -1;
 
 /// Where a member serves interactive queries.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,
@@ -116,7 +117,7 @@ impl HeartbeatOutput {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MemberState {
     Stable,
     /// Waiting for the member to acknowledge revoking active tasks.
@@ -191,6 +192,46 @@ pub trait TopicView {
     fn end_offset(&self, topic: &str, partition: i32) -> Option<i64>;
 }
 
+/// A member as it is persisted: everything but its timers and its state
+/// reports (members report those again to a new coordinator).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTaskMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub process_id: String,
+    pub endpoint: Option<Endpoint>,
+    pub weight: u32,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: u64,
+    pub topology_epoch: i32,
+    pub member_epoch: i32,
+    pub previous_epoch: i32,
+    pub state: MemberState,
+    pub assigned: Tasks,
+    pub revoking: BTreeSet<TaskId>,
+    pub target: Tasks,
+}
+
+/// The group's own record.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTaskGroup {
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub topology: Option<Topology>,
+}
+
+/// One change for the shell to persist, in the order given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskGroupChange {
+    Group(StoredTaskGroup),
+    Member(Box<StoredTaskMember>),
+    /// The member left: its record goes.
+    Removed(String),
+}
+
 #[derive(Debug, Clone)]
 pub struct DescribedTaskMember {
     pub member: TaskMember,
@@ -224,6 +265,10 @@ pub struct TaskGroup {
     endpoint_epoch: i32,
     /// The furthest changelog end reported per task.
     ends: HashMap<TaskId, i64>,
+    /// What changed since the shell last persisted the group.
+    dirty_group: bool,
+    dirty_members: BTreeSet<String>,
+    removed: BTreeSet<String>,
 }
 
 impl TaskGroup {
@@ -240,7 +285,120 @@ impl TaskGroup {
             holders: HashMap::new(),
             endpoint_epoch: 0,
             ends: HashMap::new(),
+            dirty_group: false,
+            dirty_members: BTreeSet::new(),
+            removed: BTreeSet::new(),
         }
+    }
+
+    /// Rebuilds a group from its records on a new coordinator: members
+    /// keep their epochs and tasks, with fresh sessions (and revocation
+    /// deadlines) from `now`.
+    pub fn restore(
+        id: impl Into<String>,
+        config: TaskGroupConfig,
+        stored: StoredTaskGroup,
+        members: Vec<StoredTaskMember>,
+        topics: &dyn TopicView,
+        now: Instant,
+    ) -> Self {
+        let mut group = Self::new(id, config);
+        group.group_epoch = stored.group_epoch;
+        group.assignment_epoch = stored.assignment_epoch;
+        // Members learn the endpoint map again.
+        group.endpoint_epoch = 1;
+        if let Some(t) = &stored.topology {
+            group.configured = topology::configure(t, &|name| topics.partitions(name));
+        }
+        group.topology = stored.topology;
+        for m in members {
+            for t in m.assigned.active.iter().chain(&m.revoking) {
+                group.holders.insert(t.clone(), m.member_id.clone());
+            }
+            group.target.insert(m.member_id.clone(), m.target);
+            let session_timeout = Duration::from_millis(m.session_timeout_ms);
+            let revoke_deadline = (m.state == MemberState::UnrevokedTasks)
+                .then(|| now + Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64));
+            group.members.insert(
+                m.member_id.clone(),
+                TaskMember {
+                    member_id: m.member_id,
+                    instance_id: m.instance_id,
+                    rack_id: m.rack_id,
+                    process_id: m.process_id,
+                    endpoint: m.endpoint,
+                    weight: m.weight.max(1),
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    session_timeout,
+                    topology_epoch: m.topology_epoch,
+                    member_epoch: m.member_epoch,
+                    previous_epoch: m.previous_epoch,
+                    state: m.state,
+                    assigned: m.assigned,
+                    revoking: m.revoking,
+                    offsets: HashMap::new(),
+                    warm: BTreeSet::new(),
+                    session_deadline: now + session_timeout,
+                    revoke_deadline,
+                },
+            );
+        }
+        group
+    }
+
+    fn stored_member(&self, m: &TaskMember) -> StoredTaskMember {
+        StoredTaskMember {
+            member_id: m.member_id.clone(),
+            instance_id: m.instance_id.clone(),
+            rack_id: m.rack_id.clone(),
+            process_id: m.process_id.clone(),
+            endpoint: m.endpoint.clone(),
+            weight: m.weight,
+            client_id: m.client_id.clone(),
+            client_host: m.client_host.clone(),
+            rebalance_timeout_ms: m.rebalance_timeout_ms,
+            session_timeout_ms: u64::try_from(m.session_timeout.as_millis()).unwrap_or(u64::MAX),
+            topology_epoch: m.topology_epoch,
+            member_epoch: m.member_epoch,
+            previous_epoch: m.previous_epoch,
+            state: m.state,
+            assigned: m.assigned.clone(),
+            revoking: m.revoking.clone(),
+            target: self.target.get(&m.member_id).cloned().unwrap_or_default(),
+        }
+    }
+
+    /// Everything that changed since the last call, to be persisted in
+    /// this order. Empty when a heartbeat changed nothing durable.
+    pub fn take_changes(&mut self) -> Vec<TaskGroupChange> {
+        let mut out = Vec::new();
+        if std::mem::take(&mut self.dirty_group) {
+            out.push(TaskGroupChange::Group(StoredTaskGroup {
+                group_epoch: self.group_epoch,
+                assignment_epoch: self.assignment_epoch,
+                topology: self.topology.clone(),
+            }));
+        }
+        for id in std::mem::take(&mut self.removed) {
+            if !self.members.contains_key(&id) {
+                out.push(TaskGroupChange::Removed(id));
+            }
+        }
+        for id in std::mem::take(&mut self.dirty_members) {
+            if let Some(m) = self.members.get(&id) {
+                out.push(TaskGroupChange::Member(Box::new(self.stored_member(m))));
+            }
+        }
+        out
+    }
+
+    /// After a failed write: the next [`Self::take_changes`] rewrites the
+    /// whole group.
+    pub fn mark_all_changed(&mut self) {
+        self.dirty_group = true;
+        self.dirty_members = self.members.keys().cloned().collect();
     }
 
     pub fn id(&self) -> &str {
@@ -493,6 +651,7 @@ impl TaskGroup {
 
     fn bump(&mut self) {
         self.group_epoch += 1;
+        self.dirty_group = true;
     }
 
     fn beat_known(
@@ -504,6 +663,7 @@ impl TaskGroup {
     ) -> HeartbeatOutput {
         let id = input.member_id.clone();
         let acceptable = self.config.assignor.acceptable_recovery_lag;
+        let before = self.stored_member(&self.members[&id]);
         let member = self.members.get_mut(&id).expect("caller checked");
         let mut changed = false;
         let mut endpoint_changed = false;
@@ -569,6 +729,9 @@ impl TaskGroup {
         self.maybe_assign(topics);
         let changed = self.reconcile(&id, input.owned.as_ref(), now);
         let member = &self.members[&id];
+        if self.stored_member(member) != before {
+            self.dirty_members.insert(id.clone());
+        }
         let mut statuses = self.configured.statuses.clone();
         if let Some(t) = &self.topology
             && member.topology_epoch < t.epoch
@@ -629,8 +792,15 @@ impl TaskGroup {
                     .collect(),
             })
             .collect();
-        self.target = assignor::assign(&tasks, &specs, &self.config.assignor);
+        let target = assignor::assign(&tasks, &specs, &self.config.assignor);
+        for (id, t) in &target {
+            if self.target.get(id) != Some(t) {
+                self.dirty_members.insert(id.clone());
+            }
+        }
+        self.target = target;
         self.assignment_epoch = self.group_epoch;
+        self.dirty_group = true;
         for m in self.members.values_mut() {
             m.warm.clear();
         }
@@ -717,6 +887,7 @@ impl TaskGroup {
             m.member_epoch = JOIN_EPOCH;
             m.previous_epoch = JOIN_EPOCH;
             self.endpoint_epoch += 1;
+            self.dirty_members.insert(id.to_owned());
         }
         self.holders.retain(|_, holder| holder != id);
     }
@@ -725,6 +896,8 @@ impl TaskGroup {
         self.release_all(id);
         if self.members.remove(id).is_some() {
             self.target.remove(id);
+            self.dirty_members.remove(id);
+            self.removed.insert(id.to_owned());
             self.bump();
         }
     }

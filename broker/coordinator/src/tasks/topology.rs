@@ -4,11 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::{Deserialize, Serialize};
+
 use super::TaskId;
 use super::assignor::TaskSpec;
 
 /// A topic the app owns: created by the coordinator when missing.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct InternalTopic {
     pub name: String,
     /// 0: derived (a repartition topic takes its writers' partition count,
@@ -19,7 +22,8 @@ pub struct InternalTopic {
     pub configs: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Subtopology {
     pub id: String,
     /// User topics it reads.
@@ -37,7 +41,8 @@ pub struct Subtopology {
     pub task_count: i32,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Topology {
     /// Raised by the app when its topology changes.
     pub epoch: i32,
