@@ -208,6 +208,29 @@ async fn tasks_spread_move_on_crash_and_leave_and_never_run_twice() {
         3,
         "every member's endpoint is known: {endpoints:?}"
     );
+    let out = tokio::process::Command::new(weir_e2e::weir_bin())
+        .args(["group", "describe", "counting-app", "--bootstrap-server"])
+        .arg(broker.bootstrap())
+        .output()
+        .await
+        .expect("weir group describe");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.starts_with("Group: counting-app\tType: task\tState: Stable"),
+        "{text}"
+    );
+    for member in ["a", "b", "c"] {
+        assert!(
+            text.contains(&format!("\n{member}\t")),
+            "{member} missing: {text}"
+        );
+    }
+    assert_eq!(text.matches("\tactive\t").count(), 12, "{text}");
 
     // c crashes (it runs nothing from now on, and never says goodbye):
     // its tasks move once its 2 s session is over.

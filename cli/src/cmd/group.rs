@@ -92,7 +92,17 @@ pub async fn run(args: GroupArgs) -> anyhow::Result<()> {
         GroupCommand::Describe { group } => {
             let desc = match admin.describe_group(&group).await {
                 Err(e) if e.kafka_error() == Some(ResponseError::GroupIdNotFound) => {
-                    bail!("group {group:?} does not exist")
+                    // Neither classic nor consumer: a task group, or none.
+                    match weir_client::task_group::describe(admin.cluster(), &group).await {
+                        Ok(tasks) => {
+                            print!("{}", super::group_tasks::describe_text(&tasks));
+                            return Ok(());
+                        }
+                        Err(e) if e.kafka_error() == Some(ResponseError::GroupIdNotFound) => {
+                            bail!("group {group:?} does not exist")
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 other => other?,
             };

@@ -5,6 +5,7 @@ pub mod cluster;
 pub mod consume;
 pub mod dev;
 pub mod group;
+mod group_tasks;
 pub mod operator;
 pub mod produce;
 pub mod reset_offsets;

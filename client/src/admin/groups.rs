@@ -23,6 +23,9 @@ pub enum GroupType {
     Classic,
     /// ConsumerGroupHeartbeat, assignment computed by the coordinator.
     Consumer,
+    /// Weir's task groups (stream apps, Connect workers), see
+    /// [`crate::task_group`].
+    Task,
     /// A type this client does not know (named as the broker lists it).
     Other,
 }
@@ -33,6 +36,7 @@ impl GroupType {
             // Brokers before ListGroups v5 know only classic groups.
             "" | "classic" => GroupType::Classic,
             "consumer" => GroupType::Consumer,
+            "task" => GroupType::Task,
             _ => GroupType::Other,
         }
     }
@@ -41,6 +45,7 @@ impl GroupType {
         match self {
             GroupType::Classic => "classic",
             GroupType::Consumer => "consumer",
+            GroupType::Task => "task",
             GroupType::Other => "other",
         }
     }
