@@ -28,6 +28,18 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     ("group.consumer.max.heartbeat.interval.ms", "15000"),
     ("group.consumer.max.size", "2147483647"),
     ("group.consumer.assignors", "uniform,range"),
+    // Task groups (stream apps, Connect workers). Heartbeats are frequent
+    // so tasks move within a second; a member may ask for its own session
+    // timeout within the bounds. The assignment settings are the defaults
+    // of apps that do not set their own.
+    ("group.tasks.session.timeout.ms", "45000"),
+    ("group.tasks.min.session.timeout.ms", "1000"),
+    ("group.tasks.max.session.timeout.ms", "1800000"),
+    ("group.tasks.heartbeat.interval.ms", "500"),
+    ("group.tasks.max.size", "2147483647"),
+    ("group.tasks.num.standby.replicas", "0"),
+    ("group.tasks.acceptable.recovery.lag", "10000"),
+    ("group.tasks.max.warmup.replicas", "2"),
     ("offsets.retention.check.interval.ms", "600000"),
     ("log.retention.check.interval.ms", "300000"),
     ("log.cleaner.backoff.ms", "15000"),
@@ -207,6 +219,7 @@ impl BrokerConfig {
             self = self.with_setting(key.trim(), value.trim())?;
         }
         self.check_consumer_group_bounds()?;
+        self.check_task_group_bounds()?;
         Ok(self)
     }
 
@@ -236,6 +249,36 @@ impl BrokerConfig {
                 value: self.get("group.consumer.heartbeat.interval.ms").into(),
                 reason: "must be less than group.consumer.session.timeout.ms".into(),
             });
+        }
+        Ok(())
+    }
+
+    /// A task group's default session must fit its bounds and outlast a
+    /// heartbeat interval.
+    fn check_task_group_bounds(&self) -> Result<(), BrokerConfigError> {
+        let session = self.long("group.tasks.session.timeout.ms");
+        let (min, max) = (
+            self.long("group.tasks.min.session.timeout.ms"),
+            self.long("group.tasks.max.session.timeout.ms"),
+        );
+        let invalid = |key: &str, reason: String| BrokerConfigError::Invalid {
+            key: key.into(),
+            value: self.get(key).into(),
+            reason,
+        };
+        if session < min || session > max {
+            return Err(invalid(
+                "group.tasks.session.timeout.ms",
+                format!(
+                    "must be between group.tasks.min.session.timeout.ms ({min}) and group.tasks.max.session.timeout.ms ({max})"
+                ),
+            ));
+        }
+        if self.long("group.tasks.heartbeat.interval.ms") >= min.min(session) {
+            return Err(invalid(
+                "group.tasks.heartbeat.interval.ms",
+                "must be less than group.tasks.min.session.timeout.ms and group.tasks.session.timeout.ms".into(),
+            ));
         }
         Ok(())
     }
@@ -271,6 +314,26 @@ impl BrokerConfig {
                 .collect(),
             max_size: self.long("group.consumer.max.size").max(1) as usize,
             ..Default::default()
+        }
+    }
+
+    /// Task groups' settings, for the coordinator.
+    pub fn task_group_config(&self) -> weir_coordinator::tasks::group::TaskGroupConfig {
+        weir_coordinator::tasks::group::TaskGroupConfig {
+            session_timeout: self.millis("group.tasks.session.timeout.ms"),
+            min_session_timeout: self.millis("group.tasks.min.session.timeout.ms"),
+            max_session_timeout: self.millis("group.tasks.max.session.timeout.ms"),
+            heartbeat_interval: self.millis("group.tasks.heartbeat.interval.ms"),
+            max_size: self.long("group.tasks.max.size").max(1) as usize,
+            assignor: weir_coordinator::tasks::assignor::AssignorConfig {
+                num_standby_replicas: self
+                    .long("group.tasks.num.standby.replicas")
+                    .clamp(0, i64::from(u32::MAX)) as u32,
+                acceptable_recovery_lag: self.long("group.tasks.acceptable.recovery.lag"),
+                max_warmup_replicas: self
+                    .long("group.tasks.max.warmup.replicas")
+                    .clamp(0, i64::from(u32::MAX)) as u32,
+            },
         }
     }
 
@@ -638,6 +701,19 @@ mod tests {
             base().with_settings(["group.consumer.session.timeout.ms=1000"]),
             Err(BrokerConfigError::Invalid { .. })
         ));
+        assert!(matches!(
+            base().with_settings(["group.tasks.heartbeat.interval.ms=5000"]),
+            Err(BrokerConfigError::Invalid { key, .. }) if key == "group.tasks.heartbeat.interval.ms"
+        ));
+        let tasks = base()
+            .with_settings([
+                "group.tasks.num.standby.replicas=1",
+                "group.tasks.session.timeout.ms=10000",
+            ])
+            .expect("valid task group settings")
+            .task_group_config();
+        assert_eq!(tasks.assignor.num_standby_replicas, 1);
+        assert_eq!(tasks.session_timeout, Duration::from_secs(10));
         assert!(matches!(
             base().with_settings(["group.consumer.assignors=uniform,sticky"]),
             Err(BrokerConfigError::Invalid { .. })

@@ -86,6 +86,7 @@ impl Groups {
             offsets_retention: config.offsets_retention(),
             offsets_retention_check_interval: config.offsets_retention_check_interval(),
             consumer: config.consumer_group_config(),
+            tasks: config.task_group_config(),
             ..GroupConfig::default()
         };
         Groups {

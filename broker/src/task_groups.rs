@@ -141,6 +141,9 @@ fn topology_of(t: proto::Topology) -> Result<topology::Topology, String> {
     Ok(topology::Topology {
         epoch: t.epoch,
         subtopologies,
+        num_standby_replicas: t.num_standby_replicas,
+        acceptable_recovery_lag: t.acceptable_recovery_lag,
+        max_warmup_replicas: t.max_warmup_replicas,
     })
 }
 

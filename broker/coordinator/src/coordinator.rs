@@ -2052,6 +2052,7 @@ mod tests {
                     source_topics: vec!["t".into()],
                     ..Subtopology::default()
                 }],
+                ..Topology::default()
             }),
             owned,
             ..Default::default()

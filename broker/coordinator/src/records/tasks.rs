@@ -77,6 +77,7 @@ mod tests {
                     source_topics: vec!["in".into()],
                     ..Subtopology::default()
                 }],
+                ..Topology::default()
             }),
         };
         let (key, value) = group_record("app", Some(&group));

@@ -662,7 +662,7 @@ impl TaskGroup {
         joined: bool,
     ) -> HeartbeatOutput {
         let id = input.member_id.clone();
-        let acceptable = self.config.assignor.acceptable_recovery_lag;
+        let acceptable = self.assignor_config().acceptable_recovery_lag;
         let before = self.stored_member(&self.members[&id]);
         let member = self.members.get_mut(&id).expect("caller checked");
         let mut changed = false;
@@ -750,13 +750,31 @@ impl TaskGroup {
             message: None,
             member_id: id,
             member_epoch: member.member_epoch,
-            heartbeat_interval_ms: i32::try_from(self.config.heartbeat_interval.as_millis())
+            heartbeat_interval_ms: i32::try_from(self.heartbeat_interval(member).as_millis())
                 .unwrap_or(i32::MAX),
             assignment: (changed || joined || input.owned.is_some())
                 .then(|| member.assigned.clone()),
             statuses,
             endpoint_epoch: self.endpoint_epoch,
             endpoints,
+        }
+    }
+
+    /// A member waiting for others to release its tasks asks again soon,
+    /// so a move takes one revocation round trip, not several intervals.
+    fn heartbeat_interval(&self, member: &TaskMember) -> Duration {
+        let interval = self.config.heartbeat_interval;
+        if member.state == MemberState::UnreleasedTasks {
+            (interval / 5).max(Duration::from_millis(50)).min(interval)
+        } else {
+            interval
+        }
+    }
+
+    fn assignor_config(&self) -> AssignorConfig {
+        match &self.topology {
+            Some(t) => t.assignor_config(&self.config.assignor),
+            None => self.config.assignor.clone(),
         }
     }
 
@@ -792,7 +810,7 @@ impl TaskGroup {
                     .collect(),
             })
             .collect();
-        let target = assignor::assign(&tasks, &specs, &self.config.assignor);
+        let target = assignor::assign(&tasks, &specs, &self.assignor_config());
         for (id, t) in &target {
             if self.target.get(id) != Some(t) {
                 self.dirty_members.insert(id.clone());

@@ -47,6 +47,7 @@ fn topology() -> Topology {
                 ..Subtopology::default()
             },
         ],
+        ..Topology::default()
     }
 }
 
@@ -166,9 +167,13 @@ fn members_join_one_by_one_and_tasks_move_only_once_released() {
         a2.member_epoch, a.member_epoch,
         "epoch waits for the revocation"
     );
-    // Not yet acknowledged: b still gets nothing.
+    // Not yet acknowledged: b still gets nothing, and asks again soon.
     let b2 = beat(&mut g, "b", b.member_epoch, &Tasks::default(), &topics, now);
     assert!(b2.assignment.unwrap().active.is_empty());
+    assert_eq!(
+        b2.heartbeat_interval_ms, 200,
+        "a fifth of the interval while waiting"
+    );
     assert_eq!(g.state(), TaskGroupState::Reconciling);
     let a3 = beat(&mut g, "a", a.member_epoch, &a_kept, &topics, now);
     assert_eq!(a3.member_epoch, b.member_epoch);
@@ -176,6 +181,7 @@ fn members_join_one_by_one_and_tasks_move_only_once_released() {
     let b_tasks = b3.assignment.unwrap();
     assert_eq!(b_tasks.active.len(), 6);
     assert!(b_tasks.active.is_disjoint(&a_kept.active));
+    assert_eq!(b3.heartbeat_interval_ms, 1000);
     assert_eq!(g.state(), TaskGroupState::Stable);
 }
 

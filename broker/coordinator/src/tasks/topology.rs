@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use super::TaskId;
-use super::assignor::TaskSpec;
+use super::assignor::{AssignorConfig, TaskSpec};
 
 /// A topic the app owns: created by the coordinator when missing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +47,28 @@ pub struct Topology {
     /// Raised by the app when its topology changes.
     pub epoch: i32,
     pub subtopologies: Vec<Subtopology>,
+    /// The app's own `num.standby.replicas`, `acceptable.recovery.lag`
+    /// and `max.warmup.replicas`; unset ones are the broker's.
+    pub num_standby_replicas: Option<u32>,
+    pub acceptable_recovery_lag: Option<i64>,
+    pub max_warmup_replicas: Option<u32>,
+}
+
+impl Topology {
+    /// The assignment settings: the app's over the broker's defaults.
+    pub fn assignor_config(&self, defaults: &AssignorConfig) -> AssignorConfig {
+        AssignorConfig {
+            num_standby_replicas: self
+                .num_standby_replicas
+                .unwrap_or(defaults.num_standby_replicas),
+            acceptable_recovery_lag: self
+                .acceptable_recovery_lag
+                .unwrap_or(defaults.acceptable_recovery_lag),
+            max_warmup_replicas: self
+                .max_warmup_replicas
+                .unwrap_or(defaults.max_warmup_replicas),
+        }
+    }
 }
 
 /// KIP-1071's status codes, reported to members in every heartbeat until
@@ -248,6 +270,12 @@ pub fn validate(topology: &Topology) -> Result<(), String> {
         if !ids.insert(&s.id) {
             return Err(format!("Subtopology {} is declared twice.", s.id));
         }
+        if s.task_count > 100_000 {
+            return Err(format!(
+                "Subtopology {} asks for {} tasks; at most 100000.",
+                s.id, s.task_count
+            ));
+        }
         if s.task_count < 0 {
             return Err(format!("Subtopology {} has a negative task count.", s.id));
         }
@@ -298,6 +326,7 @@ mod tests {
                     ..Subtopology::default()
                 },
             ],
+            ..Topology::default()
         }
     }
 
@@ -358,6 +387,7 @@ mod tests {
                 copartition_groups: vec![vec!["left".into(), "right".into()]],
                 ..Subtopology::default()
             }],
+            ..Topology::default()
         };
         let uneven = |t: &str| Some(if t == "left" { 4 } else { 3 });
         let c = configure(&join, &uneven);
@@ -383,6 +413,7 @@ mod tests {
                     ..Subtopology::default()
                 },
             ],
+            ..Topology::default()
         };
         let c = configure(&connect, &|_| None);
         assert!(c.is_ready());
