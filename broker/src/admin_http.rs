@@ -13,6 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use weir_coordinator::tasks::group::TaskGroupStats;
 
 use crate::broker::BrokerState;
 
@@ -111,6 +112,96 @@ impl Metrics {
     }
 }
 
+/// A Prometheus label value: group ids may hold any character.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Per task group this broker coordinates: members, epochs, rebalances
+/// and tasks by role (warm-ups are the moves in progress).
+fn task_group_metrics(groups: &[TaskGroupStats]) -> String {
+    let mut out = String::new();
+    if groups.is_empty() {
+        return out;
+    }
+    let header = |out: &mut String, name: &str, kind: &str, help: &str| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    };
+    type Stat = fn(&TaskGroupStats) -> u64;
+    let series: [(&str, &str, &str, Stat); 5] = [
+        (
+            "weir_task_group_members",
+            "gauge",
+            "Members of the task group.",
+            |g| g.members as u64,
+        ),
+        (
+            "weir_task_group_epoch",
+            "gauge",
+            "The group epoch: bumped by every change of members or topology.",
+            |g| g.group_epoch.max(0) as u64,
+        ),
+        (
+            "weir_task_group_assignment_epoch",
+            "gauge",
+            "The group epoch the target assignment was computed for.",
+            |g| g.assignment_epoch.max(0) as u64,
+        ),
+        (
+            "weir_task_group_rebalances_total",
+            "counter",
+            "Assignments computed by this coordinator.",
+            |g| g.rebalances,
+        ),
+        (
+            "weir_task_group_warmups",
+            "gauge",
+            "Warm-up tasks in progress: stateful tasks that move once caught up.",
+            |g| g.warmup as u64,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        header(&mut out, name, kind, help);
+        for g in groups {
+            let _ = writeln!(
+                out,
+                "{name}{{group=\"{}\"}} {}",
+                label(&g.group_id),
+                value(g)
+            );
+        }
+    }
+    let name = "weir_task_group_tasks";
+    header(
+        &mut out,
+        name,
+        "gauge",
+        "Tasks members run, by role (revoking: active tasks being handed over).",
+    );
+    for g in groups {
+        let roles = [
+            ("active", g.active),
+            ("standby", g.standby),
+            ("warmup", g.warmup),
+            ("revoking", g.revoking),
+        ];
+        for (role, n) in roles {
+            let group = label(&g.group_id);
+            let _ = writeln!(out, "{name}{{group=\"{group}\",role=\"{role}\"}} {n}");
+        }
+    }
+    let name = "weir_task_group_state";
+    header(&mut out, name, "gauge", "1 for the group's state.");
+    for g in groups {
+        let (group, state) = (label(&g.group_id), g.state.as_str());
+        let _ = writeln!(out, "{name}{{group=\"{group}\",state=\"{state}\"}} 1");
+    }
+    out
+}
+
 async fn healthz() -> &'static str {
     "ok\n"
 }
@@ -135,7 +226,8 @@ async fn ready(State(state): State<Arc<BrokerState>>) -> (StatusCode, String) {
 }
 
 async fn metrics(State(state): State<Arc<BrokerState>>) -> impl IntoResponse {
-    let body = state.metrics.render(&state);
+    let mut body = state.metrics.render(&state);
+    body.push_str(&task_group_metrics(&state.groups.task_group_stats().await));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }
 
@@ -158,5 +250,43 @@ pub async fn serve(
         .await
     {
         tracing::warn!(error = %e, "admin HTTP server failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use weir_coordinator::tasks::group::TaskGroupState;
+
+    use super::*;
+
+    #[test]
+    fn task_groups_are_labelled_by_group_and_role() {
+        let stats = TaskGroupStats {
+            group_id: "app \"eu\"".into(),
+            state: TaskGroupState::Reconciling,
+            members: 3,
+            group_epoch: 7,
+            assignment_epoch: 6,
+            rebalances: 4,
+            active: 10,
+            standby: 9,
+            warmup: 2,
+            revoking: 1,
+        };
+        let text = task_group_metrics(&[stats]);
+        for line in [
+            "weir_task_group_members{group=\"app \\\"eu\\\"\"} 3",
+            "weir_task_group_rebalances_total{group=\"app \\\"eu\\\"\"} 4",
+            "weir_task_group_warmups{group=\"app \\\"eu\\\"\"} 2",
+            "weir_task_group_tasks{group=\"app \\\"eu\\\"\",role=\"revoking\"} 1",
+            "weir_task_group_state{group=\"app \\\"eu\\\"\",state=\"Reconciling\"} 1",
+            "# TYPE weir_task_group_rebalances_total counter",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
+        assert!(task_group_metrics(&[]).is_empty());
     }
 }

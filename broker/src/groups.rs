@@ -109,6 +109,16 @@ impl Groups {
         self.shards.shutdown();
     }
 
+    /// The task groups this broker coordinates, for `/metrics`.
+    pub async fn task_group_stats(&self) -> Vec<weir_coordinator::tasks::group::TaskGroupStats> {
+        let mut out = Vec::new();
+        for (_, coordinator) in self.shards.active() {
+            out.extend(coordinator.task_group_stats().await);
+        }
+        out.sort_by(|a, b| a.group_id.cmp(&b.group_id));
+        out
+    }
+
     /// A transaction marker reached `__consumer_offsets` partition
     /// `partition`: that shard's pending transactional offsets of the
     /// producer are committed or dropped.

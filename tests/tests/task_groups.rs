@@ -43,6 +43,10 @@ fn topology() -> proto::Topology {
                 ..Default::default()
             },
         ],
+        // Each stateful task keeps a standby: a crashed member's state is
+        // already elsewhere.
+        num_standby_replicas: Some(1),
+        ..Default::default()
     }
 }
 
@@ -295,6 +299,19 @@ async fn the_group_carries_on_when_its_coordinator_is_killed_mid_rebalance() {
         .await
         .expect("coordinator after the kill");
     assert_ne!(moved, coordinator);
+    let admin_port = brokers.broker(moved).admin_port.expect("admin port");
+    let (_, metrics) = weir_e2e::http_get(admin_port, "/metrics").expect("/metrics");
+    for line in [
+        "weir_task_group_members{group=\"counting-app\"} 3",
+        "weir_task_group_tasks{group=\"counting-app\",role=\"active\"} 12",
+        "weir_task_group_tasks{group=\"counting-app\",role=\"standby\"} 6",
+        "weir_task_group_state{group=\"counting-app\",state=\"Stable\"} 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing:\n{metrics}"
+        );
+    }
     let r = runners.lock().unwrap();
     assert!(r.violations.is_empty(), "{:?}", r.violations);
     assert_eq!(r.lost, 0, "a member lost its place across the failover");

@@ -22,7 +22,7 @@ use crate::errors::*;
 use crate::records::{self, RecordKey};
 use crate::tasks::group::{
     DescribedTaskGroup, HeartbeatInput, HeartbeatOutput, JOIN_EPOCH, StoredTaskGroup,
-    StoredTaskMember, TaskGroup, TaskGroupChange, TopicView,
+    StoredTaskMember, TaskGroup, TaskGroupChange, TaskGroupStats, TopicView,
 };
 use crate::tasks::topology::InternalTopic;
 use crate::{StoreError, TopicCatalog};
@@ -142,6 +142,18 @@ impl GroupCoordinator {
             .task_group()
             .ok_or_else(|| not_found("is not a task group"))?;
         Ok(group.describe(&CatalogView(self.inner.catalog.as_ref())))
+    }
+
+    /// Every task group here, for `/metrics`.
+    pub async fn task_group_stats(&self) -> Vec<TaskGroupStats> {
+        let slots: Vec<_> = super::lock(&self.inner.groups).values().cloned().collect();
+        let mut out = Vec::new();
+        for slot in slots {
+            if let Some(group) = slot.lock().await.task_group() {
+                out.push(group.stats());
+            }
+        }
+        out
     }
 
     /// Task groups' sessions and revocation deadlines, from the timer.

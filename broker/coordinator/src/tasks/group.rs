@@ -232,6 +232,24 @@ pub enum TaskGroupChange {
     Removed(String),
 }
 
+/// What `/metrics` shows of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskGroupStats {
+    pub group_id: String,
+    pub state: TaskGroupState,
+    pub members: usize,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    /// Assignments computed by this coordinator.
+    pub rebalances: u64,
+    /// Tasks members run now, by role; `revoking` counts active tasks
+    /// waiting for their holder to let go.
+    pub active: usize,
+    pub standby: usize,
+    pub warmup: usize,
+    pub revoking: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct DescribedTaskMember {
     pub member: TaskMember,
@@ -269,6 +287,7 @@ pub struct TaskGroup {
     dirty_group: bool,
     dirty_members: BTreeSet<String>,
     removed: BTreeSet<String>,
+    rebalances: u64,
 }
 
 impl TaskGroup {
@@ -288,6 +307,7 @@ impl TaskGroup {
             dirty_group: false,
             dirty_members: BTreeSet::new(),
             removed: BTreeSet::new(),
+            rebalances: 0,
         }
     }
 
@@ -818,6 +838,7 @@ impl TaskGroup {
         }
         self.target = target;
         self.assignment_epoch = self.group_epoch;
+        self.rebalances += 1;
         self.dirty_group = true;
         for m in self.members.values_mut() {
             m.warm.clear();
@@ -1002,6 +1023,22 @@ impl TaskGroup {
                 })
             })
             .collect()
+    }
+
+    pub fn stats(&self) -> TaskGroupStats {
+        let count = |f: fn(&TaskMember) -> usize| self.members.values().map(f).sum();
+        TaskGroupStats {
+            group_id: self.id.clone(),
+            state: self.state(),
+            members: self.members.len(),
+            group_epoch: self.group_epoch,
+            assignment_epoch: self.assignment_epoch,
+            rebalances: self.rebalances,
+            active: count(|m| m.assigned.active.len()),
+            standby: count(|m| m.assigned.standby.len()),
+            warmup: count(|m| m.assigned.warmup.len()),
+            revoking: count(|m| m.revoking.len()),
+        }
     }
 
     pub fn describe(&self, topics: &dyn TopicView) -> DescribedTaskGroup {
