@@ -63,8 +63,9 @@ pub fn describe_text(g: &DescribedGroup) -> String {
         "MEMBER\tEPOCH\tSTATE\tPROCESS\tHOST\tENDPOINT\tACTIVE\tSTANDBY\tWARMUP"
     );
     let empty = TaskSet::default();
-    // Each task's holders and, per holder, its lag.
-    let mut owners: BTreeMap<(String, i32), Vec<(&str, &str, Option<i64>)>> = BTreeMap::new();
+    // Each task's holders: (role, member, lag).
+    type Holder<'a> = (&'a str, &'a str, Option<i64>);
+    let mut owners: BTreeMap<(String, i32), Vec<Holder>> = BTreeMap::new();
     for m in &g.members {
         let assigned = m.assigned.as_ref().unwrap_or(&empty);
         let _ = writeln!(
