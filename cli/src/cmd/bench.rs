@@ -1,4 +1,5 @@
-//! `weir bench produce|consume`: throughput and latency, with a live
+//! `weir bench produce|consume`: throughput and latency (`tasks`, in
+//! `bench_tasks.rs`: task-group moves), with a live
 //! progress line on stderr and a summary (or JSON) at the end.
 
 use std::io::{IsTerminal, Write};
@@ -29,6 +30,8 @@ enum BenchCommand {
     Produce(ProduceBench),
     /// Read N records from the start of a topic.
     Consume(ConsumeBench),
+    /// Time a task group's moves: a member joining, leaving, crashing.
+    Tasks(super::bench_tasks::TasksBench),
 }
 
 #[derive(clap::Args, Debug)]
@@ -90,6 +93,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Produce(b) => produce(&args.client, b).await,
         BenchCommand::Consume(b) => consume(&args.client, b).await,
+        BenchCommand::Tasks(b) => super::bench_tasks::run(&args.client, b).await,
     }
 }
 

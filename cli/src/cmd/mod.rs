@@ -1,4 +1,5 @@
 pub mod bench;
+mod bench_tasks;
 pub mod broker;
 pub mod client_args;
 pub mod cluster;
