@@ -3,7 +3,7 @@
 //! simulated runtime runs what they are told, checking that no task ever
 //! runs on two members at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,6 +57,15 @@ struct Runners {
     violations: Vec<String>,
     /// Times a member was told it lost its place.
     lost: usize,
+    /// Stateful tasks that have run somewhere: from then on a member may
+    /// take one only with its state restored (as standby or warm-up).
+    ran: BTreeSet<TaskId>,
+    /// Per member, the tasks it held as standby or warm-up.
+    replicas: BTreeMap<String, BTreeSet<TaskId>>,
+}
+
+fn stateful(t: &TaskId) -> bool {
+    t.subtopology == "1"
 }
 
 /// Runs what a member is told: starts and stops tasks in `runners`, and
@@ -74,7 +83,19 @@ fn run_member(
             let mut r = runners.lock().unwrap();
             match event {
                 TaskEvent::Assigned(tasks) => {
+                    let restored = r.replicas.entry(name.clone()).or_default();
+                    restored.extend(tasks.standby.iter().chain(&tasks.warmup).cloned());
+                    let restored = restored.clone();
                     for t in &tasks.active {
+                        let owned_here = r.active.get(t) == Some(&name);
+                        if stateful(t) && !owned_here && r.ran.contains(t) && !restored.contains(t)
+                        {
+                            r.violations
+                                .push(format!("{t} moved to {name}, which has no state of it"));
+                        }
+                        if stateful(t) {
+                            r.ran.insert(t.clone());
+                        }
                         match r.active.get(t) {
                             Some(other) if *other != name => {
                                 let v = format!("{t} started on {name} while {other} runs it");
