@@ -423,4 +423,37 @@ impl Drop for BrokerProcess {
 }
 
 pub mod containers;
+
+/// The task groups tests' topology: subtopology 0 reads `clicks` and
+/// repartitions by key; subtopology 1 counts per key in a store backed by
+/// a changelog, with a standby per task.
+pub fn task_topology() -> weir_client::task_group::proto::Topology {
+    use weir_client::task_group::proto;
+    let internal = |name: &str| proto::InternalTopic {
+        name: name.into(),
+        ..Default::default()
+    };
+    proto::Topology {
+        epoch: 1,
+        subtopologies: vec![
+            proto::Subtopology {
+                id: "0".into(),
+                source_topics: vec!["clicks".into()],
+                repartition_sinks: vec![TASK_REPARTITION.into()],
+                ..Default::default()
+            },
+            proto::Subtopology {
+                id: "1".into(),
+                repartition_sources: vec![internal(TASK_REPARTITION)],
+                changelogs: vec![internal(TASK_CHANGELOG)],
+                ..Default::default()
+            },
+        ],
+        num_standby_replicas: Some(1),
+        ..Default::default()
+    }
+}
+
+pub const TASK_CHANGELOG: &str = "app-counts-changelog";
+pub const TASK_REPARTITION: &str = "app-rekey-repartition";
 pub mod history;

@@ -11,44 +11,11 @@ use weir_client::ClientConfig;
 use weir_client::admin::{Admin, ConfigResource, NewTopic};
 use weir_client::cluster::Cluster;
 use weir_client::task_group::{
-    self, MemberConfig, OffsetReporter, TaskEvent, TaskGroupMember, TaskId, proto,
+    self, MemberConfig, OffsetReporter, TaskEvent, TaskGroupMember, TaskId,
 };
 use weir_e2e::{BrokerProcess, ClusterProcesses};
 
-const CHANGELOG: &str = "app-counts-changelog";
-const REPARTITION: &str = "app-rekey-repartition";
-
-/// Subtopology 0 reads `clicks` and repartitions by key; subtopology 1
-/// counts per key in a store backed by a changelog.
-fn topology() -> proto::Topology {
-    let internal = |name: &str| proto::InternalTopic {
-        name: name.into(),
-        partitions: 0,
-        replication_factor: 0,
-        configs: Default::default(),
-    };
-    proto::Topology {
-        epoch: 1,
-        subtopologies: vec![
-            proto::Subtopology {
-                id: "0".into(),
-                source_topics: vec!["clicks".into()],
-                repartition_sinks: vec![REPARTITION.into()],
-                ..Default::default()
-            },
-            proto::Subtopology {
-                id: "1".into(),
-                repartition_sources: vec![internal(REPARTITION)],
-                changelogs: vec![internal(CHANGELOG)],
-                ..Default::default()
-            },
-        ],
-        // Each stateful task keeps a standby: a crashed member's state is
-        // already elsewhere.
-        num_standby_replicas: Some(1),
-        ..Default::default()
-    }
-}
+use weir_e2e::{TASK_CHANGELOG as CHANGELOG, TASK_REPARTITION as REPARTITION};
 
 /// Which member runs each active task; a second runner fails the test.
 #[derive(Default)]
@@ -143,7 +110,7 @@ fn join_with_session(
     runners: &Arc<Mutex<Runners>>,
     session: Duration,
 ) -> TaskGroupMember {
-    let mut config = MemberConfig::new("counting-app", topology());
+    let mut config = MemberConfig::new("counting-app", weir_e2e::task_topology());
     config.member_id = name.into();
     config.session_timeout = Some(session);
     config.endpoint = Some((format!("{name}.local"), 8080));
@@ -340,4 +307,196 @@ async fn the_group_carries_on_when_its_coordinator_is_killed_mid_rebalance() {
     for m in [a, b, c] {
         m.leave().await;
     }
+}
+
+/// One line of a member process: when (wall clock, ns), who, what, which.
+#[derive(Debug, Clone)]
+struct Line {
+    nanos: u128,
+    member: String,
+    kind: String,
+    tasks: Vec<TaskId>,
+}
+
+fn now_nanos() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn parse_task(s: &str) -> TaskId {
+    let (sub, p) = s.rsplit_once('_').expect("SUB_PARTITION");
+    TaskId::new(sub, p.parse().expect("partition"))
+}
+
+/// `src/bin/weir-task-member.rs` running as its own process.
+struct MemberProcess {
+    name: String,
+    child: std::process::Child,
+}
+
+impl MemberProcess {
+    fn start(bootstrap: &str, name: &str, lines: &Arc<Mutex<Vec<Line>>>) -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_weir-task-member"))
+            .args([bootstrap, "counting-app", name, "2000"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("start weir-task-member");
+        let stdout = child.stdout.take().expect("stdout");
+        let (lines, member) = (Arc::clone(lines), name.to_owned());
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let mut parts = l.split(' ');
+                let (Some(nanos), Some(kind), Some(tasks)) =
+                    (parts.next(), parts.next(), parts.next())
+                else {
+                    continue;
+                };
+                lines.lock().unwrap().push(Line {
+                    nanos: nanos.parse().expect("nanos"),
+                    member: member.clone(),
+                    kind: kind.into(),
+                    tasks: tasks.split(',').map(parse_task).collect(),
+                });
+            }
+        });
+        MemberProcess {
+            name: name.into(),
+            child,
+        }
+    }
+
+    /// The member stops its tasks now (as its runtime would), and leaves
+    /// (stdin closed) or is killed -9.
+    fn stop(mut self, lines: &Arc<Mutex<Vec<Line>>>, kill: bool) {
+        let tasks = replay(&lines.lock().unwrap())
+            .0
+            .into_iter()
+            .filter(|(_, on)| on.contains(&self.name))
+            .map(|(t, _)| t)
+            .collect();
+        lines.lock().unwrap().push(Line {
+            nanos: now_nanos(),
+            member: self.name.clone(),
+            kind: "stop".into(),
+            tasks,
+        });
+        if kill {
+            self.child.kill().expect("kill -9");
+        } else {
+            drop(self.child.stdin.take());
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// Replays the members' lines in time order: who runs each task at the
+/// end, and every moment a task ran twice or moved to a member without its
+/// state.
+fn replay(lines: &[Line]) -> (BTreeMap<TaskId, Vec<String>>, Vec<String>) {
+    let mut sorted = lines.to_vec();
+    sorted.sort_by_key(|l| l.nanos);
+    let mut running: BTreeMap<TaskId, Vec<String>> = BTreeMap::new();
+    let mut replicas: BTreeMap<&str, BTreeSet<TaskId>> = BTreeMap::new();
+    let mut ran = BTreeSet::new();
+    let mut violations = Vec::new();
+    for l in &sorted {
+        for t in &l.tasks {
+            match l.kind.as_str() {
+                "start" => {
+                    let on = running.entry(t.clone()).or_default();
+                    if let Some(other) = on.iter().find(|m| **m != l.member) {
+                        violations
+                            .push(format!("{t} started on {} while {other} runs it", l.member));
+                    }
+                    let restored = replicas
+                        .get(l.member.as_str())
+                        .is_some_and(|r| r.contains(t));
+                    if stateful(t) && ran.contains(t) && !restored {
+                        violations.push(format!(
+                            "{t} moved to {}, which has no state of it",
+                            l.member
+                        ));
+                    }
+                    ran.insert(t.clone());
+                    on.push(l.member.clone());
+                }
+                "stop" => {
+                    if let Some(on) = running.get_mut(t) {
+                        on.retain(|m| *m != l.member);
+                    }
+                }
+                _ => {
+                    replicas.entry(&l.member).or_default().insert(t.clone());
+                }
+            }
+        }
+    }
+    running.retain(|_, on| !on.is_empty());
+    (running, violations)
+}
+
+fn spread_of(lines: &Arc<Mutex<Vec<Line>>>) -> BTreeMap<String, usize> {
+    let (running, _) = replay(&lines.lock().unwrap());
+    let mut by_member = BTreeMap::new();
+    for on in running.values() {
+        for m in on {
+            *by_member.entry(m.clone()).or_insert(0) += 1;
+        }
+    }
+    by_member
+}
+
+/// Members in their own processes against three brokers: they join one
+/// by one and the tasks spread; one is killed -9 and its tasks reach the
+/// others after its session; one leaves. Replayed in time order, no task
+/// ever ran on two processes at once, and none moved without its state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_processes_spread_tasks_and_survive_a_kill() {
+    let brokers = ClusterProcesses::start(3, &[]);
+    let bootstrap = brokers.bootstrap();
+    let admin = Admin::connect(ClientConfig::new(bootstrap.clone()))
+        .await
+        .expect("admin");
+    admin
+        .create_topic(NewTopic::new("clicks", 6, 3))
+        .await
+        .expect("create clicks");
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let want = |pairs: &[(&str, usize)]| -> BTreeMap<String, usize> {
+        pairs.iter().map(|(m, n)| (m.to_string(), *n)).collect()
+    };
+    let a = MemberProcess::start(&bootstrap, "a", &lines);
+    wait_for("a to run all 12 tasks", || {
+        spread_of(&lines) == want(&[("a", 12)])
+    })
+    .await;
+    let b = MemberProcess::start(&bootstrap, "b", &lines);
+    wait_for("a and b to share", || {
+        spread_of(&lines) == want(&[("a", 6), ("b", 6)])
+    })
+    .await;
+    let c = MemberProcess::start(&bootstrap, "c", &lines);
+    wait_for("three to share", || {
+        spread_of(&lines) == want(&[("a", 4), ("b", 4), ("c", 4)])
+    })
+    .await;
+    c.stop(&lines, true);
+    wait_for("a and b to take the killed member's tasks", || {
+        spread_of(&lines) == want(&[("a", 6), ("b", 6)])
+    })
+    .await;
+    b.stop(&lines, false);
+    wait_for("a to run everything", || {
+        spread_of(&lines) == want(&[("a", 12)])
+    })
+    .await;
+    let (_, violations) = replay(&lines.lock().unwrap());
+    assert!(violations.is_empty(), "{violations:?}");
+    a.stop(&lines, false);
 }
