@@ -500,3 +500,31 @@ async fn member_processes_spread_tasks_and_survive_a_kill() {
     assert!(violations.is_empty(), "{violations:?}");
     a.stop(&lines, false);
 }
+
+/// A malformed topology is refused with the reason, and the member stops
+/// with that error instead of retrying.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_topology_is_refused_with_its_reason() {
+    let broker = BrokerProcess::start(&[]);
+    let cluster = Cluster::connect(ClientConfig::new(broker.bootstrap()))
+        .await
+        .expect("cluster");
+    let mut topology = weir_e2e::task_topology();
+    topology.subtopologies[1].id = "0".into();
+    let (member, _events) =
+        TaskGroupMember::join(Arc::clone(&cluster), MemberConfig::new("bad-app", topology));
+    let mut status = member.status();
+    let error = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(e) = status.borrow().error.clone() {
+                return e;
+            }
+            status.changed().await.expect("member gone");
+        }
+    })
+    .await
+    .expect("the member gives up");
+    let text = error.to_string();
+    assert!(text.contains("INVALID_REQUEST"), "{text}");
+    assert!(text.contains("Subtopology 0 is declared twice"), "{text}");
+}

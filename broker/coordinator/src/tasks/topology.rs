@@ -262,6 +262,26 @@ pub fn configure(topology: &Topology, partitions: &dyn Fn(&str) -> Option<i32>) 
 
 /// Checks a topology a member sent: the error message for a malformed one.
 pub fn validate(topology: &Topology) -> Result<(), String> {
+    // Bounds that keep one member from making the coordinator hold an
+    // absurd group (tasks are counted from partitions otherwise).
+    const MAX_SUBTOPOLOGIES: usize = 10_000;
+    const MAX_FIXED_TASKS: i64 = 1_000_000;
+    if topology.subtopologies.len() > MAX_SUBTOPOLOGIES {
+        return Err(format!(
+            "The topology has {} subtopologies; at most {MAX_SUBTOPOLOGIES}.",
+            topology.subtopologies.len()
+        ));
+    }
+    let fixed: i64 = topology
+        .subtopologies
+        .iter()
+        .map(|s| i64::from(s.task_count.max(0)))
+        .sum();
+    if fixed > MAX_FIXED_TASKS {
+        return Err(format!(
+            "The topology asks for {fixed} tasks in all; at most {MAX_FIXED_TASKS}."
+        ));
+    }
     let mut ids = BTreeSet::new();
     for s in &topology.subtopologies {
         if s.id.is_empty() {
@@ -433,5 +453,14 @@ mod tests {
         t.subtopologies[0].source_topics.push(String::new());
         assert!(validate(&t).unwrap_err().contains("empty topic"));
         assert!(validate(&counting()).is_ok());
+        let mut huge = counting();
+        huge.subtopologies = (0..20)
+            .map(|i| Subtopology {
+                id: i.to_string(),
+                task_count: 100_000,
+                ..Subtopology::default()
+            })
+            .collect();
+        assert!(validate(&huge).unwrap_err().contains("2000000 tasks"));
     }
 }
