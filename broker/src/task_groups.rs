@@ -257,7 +257,7 @@ fn described(group_id: String, d: DescribedTaskGroup) -> proto::DescribedGroup {
             .members
             .into_iter()
             .map(|m| {
-                let member = m.member;
+                let member = m.member.record;
                 proto::DescribedMember {
                     member_id: member.member_id,
                     instance_id: member.instance_id,

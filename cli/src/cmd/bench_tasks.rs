@@ -127,6 +127,23 @@ async fn until_settled(
     Ok(since.elapsed())
 }
 
+/// Takes the first member out: its runtime stops every task it runs.
+fn stop_first(
+    names: &mut Vec<String>,
+    members: &mut Vec<TaskGroupMember>,
+    running: &Running,
+) -> TaskGroupMember {
+    let name = names.remove(0);
+    for on in running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .values_mut()
+    {
+        on.retain(|m| *m != name);
+    }
+    members.remove(0)
+}
+
 pub async fn run(client: &ClientArgs, b: TasksBench) -> anyhow::Result<()> {
     if b.members < 2 || b.tasks < 1 {
         bail!("--members must be at least 2 and --tasks at least 1");
@@ -160,15 +177,7 @@ pub async fn run(client: &ClientArgs, b: TasksBench) -> anyhow::Result<()> {
             .push(until_settled(&running, b.tasks, &names, start).await?);
 
         // A graceful leave: the runtime stops its tasks, then leaves.
-        let leaving = names.remove(0);
-        let member = members.remove(0);
-        for on in running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values_mut()
-        {
-            on.retain(|m| *m != leaving);
-        }
+        let member = stop_first(&mut names, &mut members, &running);
         let start = Instant::now();
         member.leave().await;
         results
@@ -177,15 +186,7 @@ pub async fn run(client: &ClientArgs, b: TasksBench) -> anyhow::Result<()> {
             .push(until_settled(&running, b.tasks, &names, start).await?);
 
         // A crash: it runs nothing from now on and never says goodbye.
-        let crashed = names.remove(0);
-        let member = members.remove(0);
-        for on in running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .values_mut()
-        {
-            on.retain(|m| *m != crashed);
-        }
+        let member = stop_first(&mut names, &mut members, &running);
         let start = Instant::now();
         member.abandon();
         results

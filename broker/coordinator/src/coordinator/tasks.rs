@@ -179,7 +179,7 @@ impl GroupCoordinator {
             .map(|c| match c {
                 TaskGroupChange::Group(g) => records::tasks::group_record(&id, Some(&g)),
                 TaskGroupChange::Member(m) => {
-                    records::tasks::member_record(&id, &m.member_id, Some(&m))
+                    records::tasks::member_record(&id, &m.member.member_id, Some(&m))
                 }
                 TaskGroupChange::Removed(member) => {
                     records::tasks::member_record(&id, &member, None)

@@ -61,7 +61,7 @@ pub fn decode_member(bytes: &[u8]) -> Result<StoredTaskMember, RecordError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tasks::group::MemberState;
+    use crate::tasks::group::{MemberRecord, MemberState};
     use crate::tasks::topology::{Subtopology, Topology};
     use crate::tasks::{TaskId, Tasks};
 
@@ -89,25 +89,27 @@ mod tests {
         );
         assert_eq!(decode_group(&value.unwrap()).unwrap(), group);
         let member = StoredTaskMember {
-            member_id: "m".into(),
-            instance_id: None,
-            rack_id: Some("r1".into()),
-            process_id: "p".into(),
-            endpoint: None,
-            weight: 2,
-            client_id: "c".into(),
-            client_host: "/127.0.0.1".into(),
-            rebalance_timeout_ms: 1000,
-            session_timeout_ms: 2000,
-            topology_epoch: 2,
-            member_epoch: 6,
-            previous_epoch: 5,
-            state: MemberState::UnrevokedTasks,
-            assigned: Tasks {
-                active: [TaskId::new("0", 1)].into(),
-                ..Tasks::default()
+            member: MemberRecord {
+                member_id: "m".into(),
+                instance_id: None,
+                rack_id: Some("r1".into()),
+                process_id: "p".into(),
+                endpoint: None,
+                weight: 2,
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                rebalance_timeout_ms: 1000,
+                session_timeout_ms: 2000,
+                topology_epoch: 2,
+                member_epoch: 6,
+                previous_epoch: 5,
+                state: MemberState::UnrevokedTasks,
+                assigned: Tasks {
+                    active: [TaskId::new("0", 1)].into(),
+                    ..Tasks::default()
+                },
+                revoking: [TaskId::new("0", 2)].into(),
             },
-            revoking: [TaskId::new("0", 2)].into(),
             target: Tasks::default(),
         };
         let (key, value) = member_record("app", "m", Some(&member));

@@ -158,44 +158,10 @@ impl TaskGroupState {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct TaskMember {
-    pub member_id: String,
-    pub instance_id: Option<String>,
-    pub rack_id: Option<String>,
-    pub process_id: String,
-    pub endpoint: Option<Endpoint>,
-    pub weight: u32,
-    pub client_id: String,
-    pub client_host: String,
-    pub rebalance_timeout_ms: i32,
-    pub session_timeout: Duration,
-    pub topology_epoch: i32,
-    pub member_epoch: i32,
-    previous_epoch: i32,
-    pub state: MemberState,
-    /// What the member has been told it runs.
-    pub assigned: Tasks,
-    /// Active tasks it has been asked to give up and has not yet.
-    pub revoking: BTreeSet<TaskId>,
-    /// Its last report of its local state per task.
-    pub offsets: HashMap<TaskId, i64>,
-    /// Warm-ups that caught up since the last assignment.
-    warm: BTreeSet<TaskId>,
-    session_deadline: Instant,
-    revoke_deadline: Option<Instant>,
-}
-
-/// What the coordinator reads of topics: partition counts and log ends.
-pub trait TopicView {
-    fn partitions(&self, topic: &str) -> Option<i32>;
-    fn end_offset(&self, topic: &str, partition: i32) -> Option<i64>;
-}
-
-/// A member as it is persisted: everything but its timers and its state
-/// reports (members report those again to a new coordinator).
+/// What is persisted of a member: everything but its timers and its
+/// state reports (members report those again to a new coordinator).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredTaskMember {
+pub struct MemberRecord {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub rack_id: Option<String>,
@@ -210,8 +176,67 @@ pub struct StoredTaskMember {
     pub member_epoch: i32,
     pub previous_epoch: i32,
     pub state: MemberState,
+    /// What the member has been told it runs.
     pub assigned: Tasks,
+    /// Active tasks it has been asked to give up and has not yet.
     pub revoking: BTreeSet<TaskId>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TaskMember {
+    pub record: MemberRecord,
+    /// Its last report of its local state per task.
+    pub offsets: HashMap<TaskId, i64>,
+    /// Warm-ups that caught up since the last assignment.
+    warm: BTreeSet<TaskId>,
+    session_deadline: Instant,
+    revoke_deadline: Option<Instant>,
+}
+
+/// A member reads as its record; the rest is the coordinator's own.
+impl std::ops::Deref for TaskMember {
+    type Target = MemberRecord;
+    fn deref(&self) -> &MemberRecord {
+        &self.record
+    }
+}
+
+impl std::ops::DerefMut for TaskMember {
+    fn deref_mut(&mut self) -> &mut MemberRecord {
+        &mut self.record
+    }
+}
+
+impl TaskMember {
+    fn new(record: MemberRecord, now: Instant, revoke_deadline: Option<Instant>) -> Self {
+        let session_deadline = now + record.session_timeout();
+        Self {
+            record,
+            offsets: HashMap::new(),
+            warm: BTreeSet::new(),
+            session_deadline,
+            revoke_deadline,
+        }
+    }
+}
+
+impl MemberRecord {
+    pub fn session_timeout(&self) -> Duration {
+        Duration::from_millis(self.session_timeout_ms)
+    }
+}
+
+/// What the coordinator reads of topics: partition counts and log ends.
+pub trait TopicView {
+    fn partitions(&self, topic: &str) -> Option<i32>;
+    fn end_offset(&self, topic: &str, partition: i32) -> Option<i64>;
+}
+
+/// A member's record as stored, with its target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredTaskMember {
+    #[serde(flatten)]
+    pub member: MemberRecord,
     pub target: Tasks,
 }
 
@@ -331,61 +356,25 @@ impl TaskGroup {
             group.configured = topology::configure(t, &|name| topics.partitions(name));
         }
         group.topology = stored.topology;
-        for m in members {
-            for t in m.assigned.active.iter().chain(&m.revoking) {
-                group.holders.insert(t.clone(), m.member_id.clone());
+        for StoredTaskMember { mut member, target } in members {
+            for t in member.assigned.active.iter().chain(&member.revoking) {
+                group.holders.insert(t.clone(), member.member_id.clone());
             }
-            group.target.insert(m.member_id.clone(), m.target);
-            let session_timeout = Duration::from_millis(m.session_timeout_ms);
-            let revoke_deadline = (m.state == MemberState::UnrevokedTasks)
-                .then(|| now + Duration::from_millis(m.rebalance_timeout_ms.max(0) as u64));
-            group.members.insert(
-                m.member_id.clone(),
-                TaskMember {
-                    member_id: m.member_id,
-                    instance_id: m.instance_id,
-                    rack_id: m.rack_id,
-                    process_id: m.process_id,
-                    endpoint: m.endpoint,
-                    weight: m.weight.max(1),
-                    client_id: m.client_id,
-                    client_host: m.client_host,
-                    rebalance_timeout_ms: m.rebalance_timeout_ms,
-                    session_timeout,
-                    topology_epoch: m.topology_epoch,
-                    member_epoch: m.member_epoch,
-                    previous_epoch: m.previous_epoch,
-                    state: m.state,
-                    assigned: m.assigned,
-                    revoking: m.revoking,
-                    offsets: HashMap::new(),
-                    warm: BTreeSet::new(),
-                    session_deadline: now + session_timeout,
-                    revoke_deadline,
-                },
-            );
+            group.target.insert(member.member_id.clone(), target);
+            member.weight = member.weight.max(1);
+            let revoke_deadline = (member.state == MemberState::UnrevokedTasks)
+                .then(|| now + Duration::from_millis(member.rebalance_timeout_ms.max(0) as u64));
+            let id = member.member_id.clone();
+            group
+                .members
+                .insert(id, TaskMember::new(member, now, revoke_deadline));
         }
         group
     }
 
     fn stored_member(&self, m: &TaskMember) -> StoredTaskMember {
         StoredTaskMember {
-            member_id: m.member_id.clone(),
-            instance_id: m.instance_id.clone(),
-            rack_id: m.rack_id.clone(),
-            process_id: m.process_id.clone(),
-            endpoint: m.endpoint.clone(),
-            weight: m.weight,
-            client_id: m.client_id.clone(),
-            client_host: m.client_host.clone(),
-            rebalance_timeout_ms: m.rebalance_timeout_ms,
-            session_timeout_ms: u64::try_from(m.session_timeout.as_millis()).unwrap_or(u64::MAX),
-            topology_epoch: m.topology_epoch,
-            member_epoch: m.member_epoch,
-            previous_epoch: m.previous_epoch,
-            state: m.state,
-            assigned: m.assigned.clone(),
-            revoking: m.revoking.clone(),
+            member: m.record.clone(),
             target: self.target.get(&m.member_id).cloned().unwrap_or_default(),
         }
     }
@@ -600,34 +589,32 @@ impl TaskGroup {
                     ),
                 );
             }
-            self.members.insert(
-                id.clone(),
-                TaskMember {
-                    member_id: id.clone(),
-                    instance_id: input.instance_id.clone(),
-                    rack_id: None,
-                    process_id: id.clone(),
-                    endpoint: None,
-                    weight: 1,
-                    client_id: String::new(),
-                    client_host: String::new(),
-                    rebalance_timeout_ms: 300_000,
-                    session_timeout,
-                    topology_epoch: topology.epoch,
-                    member_epoch: JOIN_EPOCH,
-                    previous_epoch: JOIN_EPOCH,
-                    state: MemberState::Stable,
-                    assigned: Tasks::default(),
-                    revoking: BTreeSet::new(),
-                    offsets: HashMap::new(),
-                    warm: BTreeSet::new(),
-                    session_deadline: now,
-                    revoke_deadline: None,
-                },
-            );
+            let record = MemberRecord {
+                member_id: id.clone(),
+                instance_id: input.instance_id.clone(),
+                rack_id: None,
+                process_id: id.clone(),
+                endpoint: None,
+                weight: 1,
+                client_id: String::new(),
+                client_host: String::new(),
+                rebalance_timeout_ms: 300_000,
+                session_timeout_ms: 0,
+                topology_epoch: topology.epoch,
+                member_epoch: JOIN_EPOCH,
+                previous_epoch: JOIN_EPOCH,
+                state: MemberState::Stable,
+                assigned: Tasks::default(),
+                revoking: BTreeSet::new(),
+            };
+            self.members
+                .insert(id.clone(), TaskMember::new(record, now, None));
             self.bump();
         }
-        self.members.get_mut(&id).expect("inserted").session_timeout = session_timeout;
+        self.members
+            .get_mut(&id)
+            .expect("inserted")
+            .session_timeout_ms = u64::try_from(session_timeout.as_millis()).unwrap_or(u64::MAX);
         let input = HeartbeatInput {
             owned: Some(input.owned.clone().unwrap_or_default()),
             ..input
@@ -716,7 +703,7 @@ impl TaskGroup {
         let member = self.members.get_mut(&id).expect("caller checked");
         member.client_id = input.client_id;
         member.client_host = input.client_host;
-        member.session_deadline = now + member.session_timeout;
+        member.session_deadline = now + member.session_timeout();
         let mut topology_changed = false;
         if let Some(t) = input.topology {
             member.topology_epoch = t.epoch;

@@ -400,6 +400,43 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
+/// A simulated member takes in a heartbeat's answer; `ack` = it stops
+/// revoked tasks at once.
+fn apply(sim: &mut SimMember, out: &HeartbeatOutput, ack: bool) {
+    if out.error != NONE {
+        // Fenced or unknown: it stops everything and rejoins later.
+        sim.running.clear();
+        sim.epoch = -1;
+        return;
+    }
+    sim.epoch = out.member_epoch;
+    if let Some(a) = &out.assignment {
+        sim.told = a.clone();
+        sim.running.extend(a.active.iter().cloned());
+    }
+    if ack {
+        sim.running.retain(|t| sim.told.active.contains(t));
+    }
+}
+
+/// Time passes beyond crashed members' sessions (the live ones beat in
+/// between) and the crashed ones are dropped.
+fn expire(g: &mut TaskGroup, sims: &mut BTreeMap<String, SimMember>, now: &mut Instant) {
+    let topics = topics();
+    *now += Duration::from_secs(30);
+    for (id, sim) in sims.iter_mut().filter(|(_, s)| !s.crashed && s.epoch > 0) {
+        let owned = Tasks {
+            active: sim.running.clone(),
+            ..sim.told.clone()
+        };
+        let out = beat(g, id, sim.epoch, &owned, &topics, *now);
+        apply(sim, &out, false);
+    }
+    *now += Duration::from_secs(20);
+    g.on_timer(*now, &topics);
+    sims.retain(|_, s| !s.crashed);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
     #[test]
@@ -411,22 +448,6 @@ proptest! {
         let mut now = Instant::now();
         let mut sims: BTreeMap<String, SimMember> = BTreeMap::new();
         let mut next = 0;
-        let apply = |sim: &mut SimMember, out: &HeartbeatOutput, ack: bool| {
-            if out.error != NONE {
-                // Fenced or unknown: it stops everything and rejoins later.
-                sim.running.clear();
-                sim.epoch = -1;
-                return;
-            }
-            sim.epoch = out.member_epoch;
-            if let Some(a) = &out.assignment {
-                sim.told = a.clone();
-                sim.running.extend(a.active.iter().cloned());
-            }
-            if ack {
-                sim.running.retain(|t| sim.told.active.contains(t));
-            }
-        };
         for s in steps {
             let ids: Vec<String> = sims.keys().cloned().collect();
             let pick = |n: usize| ids.get(n % ids.len().max(1)).cloned();
@@ -468,17 +489,7 @@ proptest! {
                     sim.crashed = true;
                     sim.running.clear();
                 }
-                Step::Expire => {
-                    now += Duration::from_secs(30);
-                    for (id, sim) in sims.iter_mut().filter(|(_, s)| !s.crashed && s.epoch > 0) {
-                        let owned = Tasks { active: sim.running.clone(), ..sim.told.clone() };
-                        let out = beat(&mut g, id, sim.epoch, &owned, &topics, now);
-                        apply(sim, &out, false);
-                    }
-                    now += Duration::from_secs(20);
-                    g.on_timer(now, &topics);
-                    sims.retain(|_, s| !s.crashed);
-                }
+                Step::Expire => expire(&mut g, &mut sims, &mut now),
                 Step::Report(n, offset) => {
                     let Some(id) = pick(n) else { continue };
                     let sim = sims.get_mut(&id).unwrap();
@@ -507,15 +518,7 @@ proptest! {
         }
         // Crashed members expire; then everyone beating and acknowledging
         // converges: every task runs once.
-        now += Duration::from_secs(30);
-        for (id, sim) in sims.iter_mut().filter(|(_, s)| !s.crashed && s.epoch > 0) {
-            let owned = Tasks { active: sim.running.clone(), ..sim.told.clone() };
-            let out = beat(&mut g, id, sim.epoch, &owned, &topics, now);
-            apply(sim, &out, false);
-        }
-        now += Duration::from_secs(20);
-        g.on_timer(now, &topics);
-        sims.retain(|_, s| !s.crashed);
+        expire(&mut g, &mut sims, &mut now);
         if !sims.is_empty() {
             for _ in 0..8 {
                 for (id, sim) in sims.iter_mut().filter(|(_, s)| !s.crashed) {
