@@ -227,6 +227,23 @@ impl Broker {
         let listeners = config
             .listeners()
             .map_err(|e| BrokerError::Invalid(e.to_string()))?;
+        // TLS settings are checked before anything is bound: a missing or
+        // unreadable keystore stops the broker with its path and reason.
+        let mut acceptors = std::collections::HashMap::new();
+        for l in &listeners.bind {
+            if listeners.protocols[&l.name] != "SSL" {
+                continue;
+            }
+            let keystore = config.ssl_keystore(&l.name).ok_or_else(|| {
+                BrokerError::Invalid(format!(
+                    "listener {} is SSL but has no keystore: set ssl.keystore.location or listener.name.{}.ssl.keystore.location",
+                    l.name,
+                    l.name.to_ascii_lowercase()
+                ))
+            })?;
+            let acceptor = crate::tls::acceptor(&keystore).map_err(BrokerError::Invalid)?;
+            acceptors.insert(l.name.clone(), acceptor);
+        }
         let mut bound = Vec::with_capacity(listeners.bind.len());
         for l in &listeners.bind {
             let socket = bind(&l.bind_address()).await?;
@@ -330,6 +347,7 @@ impl Broker {
         // until then connections wait in the listen backlog.
         for (name, socket) in bound {
             let (state, shutdown) = (Arc::clone(&state), shutdown_rx.clone());
+            let tls = acceptors.get(&name).cloned();
             tasks.push(tokio::spawn(async move {
                 let mut ready = state.ready.subscribe();
                 let mut stop = shutdown.clone();
@@ -337,7 +355,7 @@ impl Broker {
                     r = ready.wait_for(|r| *r) => if r.is_err() { return },
                     _ = stop.changed() => return,
                 }
-                crate::server::serve(socket, name, state, shutdown).await
+                crate::server::serve(socket, name, state, shutdown, tls).await
             }));
         }
         if let Some(admin) = admin_listener {

@@ -9,6 +9,9 @@ use crate::topic_config::{TOPIC_CONFIGS, validate_topic_config};
 
 /// Broker-only keys and their defaults (the topic defaults' broker names come
 /// from the topic table).
+/// Keys a listener may set for itself as `listener.name.<name>.<key>`.
+const PER_LISTENER_KEYS: &[&str] = &["ssl.keystore.location", "ssl.keystore.type"];
+
 static BROKER_KEYS: &[(&str, &str)] = &[
     ("auto.create.topics.enable", "false"),
     ("num.partitions", "1"),
@@ -40,6 +43,10 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     ("group.tasks.num.standby.replicas", "0"),
     ("group.tasks.acceptable.recovery.lag", "10000"),
     ("group.tasks.max.warmup.replicas", "2"),
+    // TLS on SSL listeners: a PEM file with the certificate chain and the
+    // private key (per listener as listener.name.<name>.ssl.keystore.location).
+    ("ssl.keystore.type", "PEM"),
+    ("ssl.keystore.location", ""),
     ("offsets.retention.check.interval.ms", "600000"),
     ("log.retention.check.interval.ms", "300000"),
     ("log.cleaner.backoff.ms", "15000"),
@@ -337,6 +344,19 @@ impl BrokerConfig {
         }
     }
 
+    /// The PEM keystore of listener `name`: its own, else the broker's.
+    pub fn ssl_keystore(&self, name: &str) -> Option<PathBuf> {
+        // Kafka writes the name in lower case; either case is taken.
+        let own = format!("listener.name.{name}.ssl.keystore.location");
+        let path = self
+            .settings
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&own))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| self.get("ssl.keystore.location"));
+        (!path.is_empty()).then(|| PathBuf::from(path))
+    }
+
     /// Sets one broker key after checking it.
     pub fn with_setting(mut self, key: &str, value: &str) -> Result<Self, BrokerConfigError> {
         validate_broker_setting(key, value)?;
@@ -625,6 +645,28 @@ pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfi
         value: value.into(),
         reason,
     };
+    // Per-listener keys: `listener.name.<name>.<key>` for the keys a
+    // listener may set for itself.
+    if let Some(rest) = key.strip_prefix("listener.name.") {
+        return match rest.split_once('.') {
+            Some((name, inner)) if !name.is_empty() && PER_LISTENER_KEYS.contains(&inner) => {
+                validate_broker_setting(inner, value)
+            }
+            _ => Err(BrokerConfigError::UnknownKey(key.to_string())),
+        };
+    }
+    if key == "ssl.keystore.type" {
+        return if value.eq_ignore_ascii_case("PEM") {
+            Ok(())
+        } else {
+            Err(invalid(
+                "only PEM keystores are read (a file with the certificate chain and the private key)".into(),
+            ))
+        };
+    }
+    if key == "ssl.keystore.location" {
+        return Ok(());
+    }
     if let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.broker_key == Some(key)) {
         return validate_topic_config(def.name, value).map_err(|e| invalid(e.to_string()));
     }

@@ -27,6 +27,7 @@ pub mod replica;
 mod server;
 mod shards;
 mod task_groups;
+pub mod tls;
 pub mod topic_config;
 mod txn;
 

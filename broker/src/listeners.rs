@@ -6,8 +6,9 @@
 //! reach each other through the inter-broker listener.
 //!
 //! Without `listeners`, `--listen`/`--advertise` make the one listener
-//! `PLAINTEXT`, as before. Only the PLAINTEXT security protocol is served
-//! so far: a listener mapped to SSL or SASL is refused at start, by name.
+//! `PLAINTEXT`, as before. PLAINTEXT and SSL (TLS, `tls.rs`) are served;
+//! a listener mapped to SASL is refused at start, by name, and so is an
+//! SSL inter-broker listener (brokers still replicate in plaintext).
 
 use std::collections::BTreeMap;
 
@@ -101,6 +102,8 @@ pub fn parse_protocol_map(value: &str) -> Result<BTreeMap<String, String>, Strin
 pub struct Listeners {
     /// What to bind, in the order given.
     pub bind: Vec<ListenerAddress>,
+    /// Each bound listener's security protocol (`PLAINTEXT` or `SSL`).
+    pub protocols: BTreeMap<String, String>,
     /// What to register per listener name; a host or port left out (empty
     /// host, port 0) is filled in from the bound socket at start.
     pub advertised: Vec<ListenerAddress>,
@@ -138,10 +141,10 @@ pub fn resolve(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
                     l.name
                 ));
             }
-            Some("PLAINTEXT") => {}
+            Some("PLAINTEXT" | "SSL") => {}
             Some(other) => {
                 return Err(format!(
-                    "listener {} uses security protocol {other}, which Weir does not serve yet (only PLAINTEXT)",
+                    "listener {} uses security protocol {other}, which Weir does not serve yet (only PLAINTEXT and SSL)",
                     l.name
                 ));
             }
@@ -176,8 +179,18 @@ pub fn resolve(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
             "inter.broker.listener.name {inter_broker} is not an advertised listener"
         ));
     }
+    if protocols.get(&inter_broker).map(String::as_str) != Some("PLAINTEXT") {
+        return Err(format!(
+            "inter.broker.listener.name {inter_broker} must be a PLAINTEXT listener: brokers do not replicate over TLS yet"
+        ));
+    }
+    let protocols = bind
+        .iter()
+        .map(|l| (l.name.clone(), protocols[&l.name].clone()))
+        .collect();
     Ok(Listeners {
         bind,
+        protocols,
         advertised,
         inter_broker,
     })
@@ -250,7 +263,12 @@ mod tests {
         assert_eq!(l.inter_broker, "PLAINTEXT");
         let err = |s: ListenerSettings<'_>| resolve(&s).unwrap_err();
         assert!(err(settings(Some("OTHER://:1"), None)).contains("no security protocol"));
-        assert!(err(settings(Some("SECURE://:1"), None)).contains("does not serve yet"));
+        let tls = resolve(&settings(Some("PLAINTEXT://:1,SECURE://:2"), None)).unwrap();
+        assert_eq!(tls.protocols["SECURE"], "SSL");
+        assert!(err(settings(Some("SECURE://:1"), None)).contains("must be a PLAINTEXT listener"));
+        let mut s = settings(Some("PLAINTEXT://:1,S://:2"), None);
+        s.protocol_map = "PLAINTEXT:PLAINTEXT,S:SASL_SSL";
+        assert!(err(s).contains("does not serve yet"));
         assert!(
             err(settings(Some("PLAINTEXT://:1"), Some("EXTERNAL://h:2")))
                 .contains("not in listeners")

@@ -17,11 +17,11 @@ use std::sync::atomic::Ordering;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseKind};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::broker::BrokerState;
@@ -42,11 +42,13 @@ pub enum ConnectionError {
 /// Accepts connections until `shutdown` turns true.
 /// `name` is the listener's (`listeners.rs`): requests that arrive
 /// through it are answered with that listener's endpoints.
+/// `tls`: the listener speaks TLS (an `SSL` listener).
 pub async fn serve(
     listener: TcpListener,
     name: String,
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
 ) {
     let name: Arc<str> = name.into();
     loop {
@@ -56,9 +58,10 @@ pub async fn serve(
                     let state = Arc::clone(&state);
                     let shutdown = shutdown.clone();
                     let listener = Arc::clone(&name);
+                    let tls = tls.clone();
                     tokio::spawn(async move {
                         state.metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
-                        let result = handle_connection(stream, peer, listener, Arc::clone(&state), shutdown).await;
+                        let result = handle_connection(stream, peer, listener, Arc::clone(&state), shutdown, tls).await;
                         state.metrics.connections_closed.fetch_add(1, Ordering::Relaxed);
                         match result {
                             Ok(()) => debug!(%peer, "connection closed"),
@@ -102,8 +105,29 @@ async fn handle_connection(
     listener: Arc<str>,
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
+    tls: Option<TlsAcceptor>,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
+    if let Some(tls) = tls {
+        // A client that connects and says nothing must not hold a task for
+        // ever.
+        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream));
+        let stream = tokio::select! {
+            done = handshake => match done {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "TLS handshake failed");
+                    return Ok(());
+                }
+                Err(_) => {
+                    debug!(%peer, "TLS handshake timed out");
+                    return Ok(());
+                }
+            },
+            _ = shutdown.changed() => return Ok(()),
+        };
+        return serve_kafka(stream, peer, listener, state, shutdown).await;
+    }
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
         peeked = stream.peek(&mut first) => peeked?,
@@ -118,7 +142,24 @@ async fn handle_connection(
             .await
             .map_err(|_| std::io::Error::other("the task-group service has stopped").into());
     }
-    let (reader, writer) = stream.into_split();
+    serve_kafka(stream, peer, listener, state, shutdown).await
+}
+
+/// How long a client has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The Kafka protocol over a connection, plain or TLS.
+async fn serve_kafka<S>(
+    stream: S,
+    peer: SocketAddr,
+    listener: Arc<str>,
+    state: Arc<BrokerState>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), ConnectionError>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (reader, writer) = tokio::io::split(stream);
     let (queue, queued) = mpsc::channel(MAX_QUEUED_RESPONSES);
     let reading = read_requests(reader, peer, listener, Arc::clone(&state), shutdown, queue);
     let writing = write_responses(writer, &state, queued);
@@ -127,7 +168,7 @@ async fn handle_connection(
 
 /// Reads, decodes and handles requests in order, queueing their responses.
 async fn read_requests(
-    mut reader: OwnedReadHalf,
+    mut reader: impl AsyncRead + Unpin,
     peer: SocketAddr,
     listener: Arc<str>,
     state: Arc<BrokerState>,
@@ -171,7 +212,7 @@ async fn read_requests(
 
 /// Writes queued responses in request order, waiting for each in turn.
 async fn write_responses(
-    writer: OwnedWriteHalf,
+    writer: impl AsyncWrite + Unpin,
     state: &BrokerState,
     mut queued: mpsc::Receiver<Queued>,
 ) -> Result<(), ConnectionError> {

@@ -182,7 +182,9 @@ def test_many_half_open_connections_do_not_block_others(module_broker, healthy):
     "settings, says",
     [
         (["listeners=SECURE://127.0.0.1:0", "listener.security.protocol.map=SECURE:SSL"],
-         "listener SECURE uses security protocol SSL"),
+         "inter.broker.listener.name SECURE must be a PLAINTEXT listener"),
+        (["listeners=SECURE://127.0.0.1:0", "listener.security.protocol.map=SECURE:SASL_SSL"],
+         "listener SECURE uses security protocol SASL_SSL"),
         (["listeners=OTHER://127.0.0.1:0"], "listener OTHER has no security protocol"),
         (["listeners=PLAINTEXT://127.0.0.1:0", "advertised.listeners=EXTERNAL://h:1"],
          "advertised.listeners names EXTERNAL"),
