@@ -211,6 +211,20 @@ pub struct Broker {
 }
 
 impl Broker {
+    /// The TLS acceptor of listener `name` from its keystore.
+    fn tls_acceptor(
+        config: &BrokerConfig,
+        name: &str,
+    ) -> Result<tokio_rustls::TlsAcceptor, BrokerError> {
+        let keystore = config.ssl_keystore(name).ok_or_else(|| {
+            BrokerError::Invalid(format!(
+                "listener {name} uses TLS but has no keystore: set ssl.keystore.location or listener.name.{}.ssl.keystore.location",
+                name.to_ascii_lowercase()
+            ))
+        })?;
+        crate::tls::acceptor(&keystore).map_err(BrokerError::Invalid)
+    }
+
     /// Recovers the data directory, joins the metadata quorum, binds the
     /// listeners and starts serving. A broker alone in its quorum is ready
     /// when this returns; a broker of a larger cluster becomes ready (see
@@ -227,22 +241,23 @@ impl Broker {
         let listeners = config
             .listeners()
             .map_err(|e| BrokerError::Invalid(e.to_string()))?;
-        // TLS settings are checked before anything is bound: a missing or
-        // unreadable keystore stops the broker with its path and reason.
-        let mut acceptors = std::collections::HashMap::new();
+        // TLS and SASL settings are checked before anything is bound: a
+        // missing or unreadable keystore, or a bad JAAS config, stops the
+        // broker naming it.
+        let mut security = std::collections::HashMap::new();
         for l in &listeners.bind {
-            if listeners.protocols[&l.name] != "SSL" {
-                continue;
+            let protocol = listeners.protocols[&l.name].as_str();
+            let mut secured = crate::server::ListenerSecurity::default();
+            if protocol.starts_with("SASL_") {
+                let sasl = config
+                    .listener_sasl(&l.name)
+                    .map_err(|e| BrokerError::Invalid(e.to_string()))?;
+                secured.sasl = Some(Arc::new(sasl));
             }
-            let keystore = config.ssl_keystore(&l.name).ok_or_else(|| {
-                BrokerError::Invalid(format!(
-                    "listener {} is SSL but has no keystore: set ssl.keystore.location or listener.name.{}.ssl.keystore.location",
-                    l.name,
-                    l.name.to_ascii_lowercase()
-                ))
-            })?;
-            let acceptor = crate::tls::acceptor(&keystore).map_err(BrokerError::Invalid)?;
-            acceptors.insert(l.name.clone(), acceptor);
+            if protocol.ends_with("SSL") {
+                secured.tls = Some(Self::tls_acceptor(&config, &l.name)?);
+            }
+            security.insert(l.name.clone(), secured);
         }
         let mut bound = Vec::with_capacity(listeners.bind.len());
         for l in &listeners.bind {
@@ -347,7 +362,7 @@ impl Broker {
         // until then connections wait in the listen backlog.
         for (name, socket) in bound {
             let (state, shutdown) = (Arc::clone(&state), shutdown_rx.clone());
-            let tls = acceptors.get(&name).cloned();
+            let secured = security.get(&name).cloned().unwrap_or_default();
             tasks.push(tokio::spawn(async move {
                 let mut ready = state.ready.subscribe();
                 let mut stop = shutdown.clone();
@@ -355,7 +370,7 @@ impl Broker {
                     r = ready.wait_for(|r| *r) => if r.is_err() { return },
                     _ = stop.changed() => return,
                 }
-                crate::server::serve(socket, name, state, shutdown, tls).await
+                crate::server::serve(socket, name, state, shutdown, secured).await
             }));
         }
         if let Some(admin) = admin_listener {

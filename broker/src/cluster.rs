@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use uuid::Uuid;
 use weir_quorum::image::{PartitionRegistration, TopicImage};
-use weir_quorum::records::ConfigResource;
+use weir_quorum::records::{ConfigResource, ScramCredentialRecord, ScramMechanism};
 use weir_quorum::rpc::{
     ControllerError, ControllerRequest, ControllerResponse, NewTopic, OngoingReassignment,
     PartitionReassignment,
@@ -376,6 +376,38 @@ impl ClusterMetadata {
 
     /// Waits (briefly) until this node's image satisfies `done`: a change
     /// the controller committed reaches every node a moment later.
+    /// Removes and sets SCRAM credentials; one outcome per user, in order
+    /// of first mention. Accepted changes are in this node's image on
+    /// return, so a login right after sees them.
+    pub async fn alter_scram_credentials(
+        &self,
+        deletions: Vec<(String, ScramMechanism)>,
+        upsertions: Vec<ScramCredentialRecord>,
+    ) -> Result<Vec<(String, Result<(), ControllerError>)>, ControllerError> {
+        let response = self
+            .send(ControllerRequest::AlterScramCredentials {
+                deletions: deletions.clone(),
+                upsertions: upsertions.clone(),
+            })
+            .await?;
+        let ControllerResponse::AlterScramCredentials(results) = response else {
+            return Err(unexpected(response));
+        };
+        let accepted = |user: &str| results.iter().any(|(u, r)| u == user && r.is_ok());
+        self.wait_for_image(|image| {
+            deletions
+                .iter()
+                .filter(|(u, _)| accepted(u))
+                .all(|(u, m)| image.scram_credential(u, *m).is_none())
+                && upsertions
+                    .iter()
+                    .filter(|r| accepted(&r.user))
+                    .all(|r| image.scram_credential(&r.user, r.mechanism) == Some(&r.credential))
+        })
+        .await;
+        Ok(results)
+    }
+
     pub async fn wait_for_image(&self, done: impl Fn(&MetadataImage) -> bool) {
         let mut watch = self.quorum.watch();
         let wait = watch.wait_for(|applied| done(&applied.image));

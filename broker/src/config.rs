@@ -10,7 +10,17 @@ use crate::topic_config::{TOPIC_CONFIGS, validate_topic_config};
 /// Broker-only keys and their defaults (the topic defaults' broker names come
 /// from the topic table).
 /// Keys a listener may set for itself as `listener.name.<name>.<key>`.
-const PER_LISTENER_KEYS: &[&str] = &["ssl.keystore.location", "ssl.keystore.type"];
+const PER_LISTENER_KEYS: &[&str] = &[
+    "ssl.keystore.location",
+    "ssl.keystore.type",
+    "sasl.enabled.mechanisms",
+    "connections.max.reauth.ms",
+];
+
+/// Keys whose values are secrets: never shown in errors or answers.
+pub fn is_sensitive(key: &str) -> bool {
+    key.ends_with("sasl.jaas.config") || key.ends_with(".password")
+}
 
 static BROKER_KEYS: &[(&str, &str)] = &[
     ("auto.create.topics.enable", "false"),
@@ -47,6 +57,16 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     // private key (per listener as listener.name.<name>.ssl.keystore.location).
     ("ssl.keystore.type", "PEM"),
     ("ssl.keystore.location", ""),
+    // SASL listeners (sasl/): the mechanisms offered (per listener as
+    // listener.name.<name>.sasl.enabled.mechanisms), KIP-368's session
+    // lifetime (0: no re-authentication asked for) and the largest frame
+    // a client may send before it has logged in.
+    (
+        "sasl.enabled.mechanisms",
+        "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+    ),
+    ("connections.max.reauth.ms", "0"),
+    ("sasl.server.max.receive.size", "524288"),
     ("offsets.retention.check.interval.ms", "600000"),
     ("log.retention.check.interval.ms", "300000"),
     ("log.cleaner.backoff.ms", "15000"),
@@ -347,14 +367,68 @@ impl BrokerConfig {
     /// The PEM keystore of listener `name`: its own, else the broker's.
     pub fn ssl_keystore(&self, name: &str) -> Option<PathBuf> {
         // Kafka writes the name in lower case; either case is taken.
-        let own = format!("listener.name.{name}.ssl.keystore.location");
         let path = self
-            .settings
+            .listener_setting(name, "ssl.keystore.location")
+            .unwrap_or_else(|| self.get("ssl.keystore.location"));
+        (!path.is_empty()).then(|| PathBuf::from(path))
+    }
+
+    /// A listener's own value of a per-listener key
+    /// (`listener.name.<name>.<key>`, the name in either case).
+    fn listener_setting(&self, name: &str, key: &str) -> Option<&str> {
+        let own = format!("listener.name.{name}.{key}");
+        self.settings
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(&own))
             .map(|(_, v)| v.as_str())
-            .unwrap_or_else(|| self.get("ssl.keystore.location"));
-        (!path.is_empty()).then(|| PathBuf::from(path))
+    }
+
+    /// The SASL settings of listener `name` (a SASL_PLAINTEXT or SASL_SSL
+    /// one); the error names the key that is wrong.
+    pub fn listener_sasl(
+        &self,
+        name: &str,
+    ) -> Result<crate::sasl::ListenerSasl, BrokerConfigError> {
+        let key = |k: &str| format!("listener.name.{}.{k}", name.to_ascii_lowercase());
+        let mechanisms_text = self
+            .listener_setting(name, "sasl.enabled.mechanisms")
+            .unwrap_or_else(|| self.get("sasl.enabled.mechanisms"));
+        let mechanisms =
+            parse_mechanisms(mechanisms_text).map_err(|reason| BrokerConfigError::Invalid {
+                key: key("sasl.enabled.mechanisms"),
+                value: mechanisms_text.into(),
+                reason,
+            })?;
+        let plain_users = match self.listener_setting(name, "plain.sasl.jaas.config") {
+            None => None,
+            Some(text) => {
+                let entry = weir_client::sasl::jaas::parse(text).map_err(|reason| {
+                    BrokerConfigError::Invalid {
+                        key: key("plain.sasl.jaas.config"),
+                        value: HIDDEN.into(),
+                        reason,
+                    }
+                })?;
+                Some(
+                    entry
+                        .options
+                        .iter()
+                        .filter_map(|(k, v)| Some((k.strip_prefix("user_")?.to_owned(), v.clone())))
+                        .collect(),
+                )
+            }
+        };
+        let reauth = self
+            .listener_setting(name, "connections.max.reauth.ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| self.long("connections.max.reauth.ms").max(0) as u64);
+        Ok(crate::sasl::ListenerSasl {
+            mechanisms,
+            plain_users,
+            max_reauth: (reauth > 0).then(|| Duration::from_millis(reauth)),
+            max_receive: self.long("sasl.server.max.receive.size").max(1) as usize,
+            secret: rand::random::<[u8; 32]>().to_vec(),
+        })
     }
 
     /// Sets one broker key after checking it.
@@ -626,6 +700,24 @@ pub fn parse_controller_quorum(spec: &str) -> Result<Vec<QuorumVoter>, BrokerCon
     Ok(voters)
 }
 
+/// Shown instead of a secret's value.
+const HIDDEN: &str = "[hidden]";
+
+/// `sasl.enabled.mechanisms`: a comma-separated list of mechanisms Weir serves.
+fn parse_mechanisms(value: &str) -> Result<Vec<weir_client::sasl::Mechanism>, String> {
+    let mut out = Vec::new();
+    for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let m = weir_client::sasl::Mechanism::parse(name)?;
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    if out.is_empty() {
+        return Err("names no mechanism".into());
+    }
+    Ok(out)
+}
+
 /// A server-side assignor by its short name or Kafka's class name.
 fn assignor_name(name: &str) -> Option<&'static str> {
     match name {
@@ -646,14 +738,35 @@ pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfi
         reason,
     };
     // Per-listener keys: `listener.name.<name>.<key>` for the keys a
-    // listener may set for itself.
+    // listener may set for itself, and a SASL mechanism's JAAS config
+    // (`listener.name.<name>.<mechanism>.sasl.jaas.config`).
     if let Some(rest) = key.strip_prefix("listener.name.") {
         return match rest.split_once('.') {
             Some((name, inner)) if !name.is_empty() && PER_LISTENER_KEYS.contains(&inner) => {
                 validate_broker_setting(inner, value)
             }
+            Some((name, inner)) if !name.is_empty() && inner.ends_with(".sasl.jaas.config") => {
+                let mechanism = inner.trim_end_matches(".sasl.jaas.config");
+                weir_client::sasl::Mechanism::parse(mechanism).map_err(|reason| {
+                    BrokerConfigError::Invalid {
+                        key: key.into(),
+                        value: HIDDEN.into(),
+                        reason,
+                    }
+                })?;
+                weir_client::sasl::jaas::parse(value)
+                    .map(|_| ())
+                    .map_err(|reason| BrokerConfigError::Invalid {
+                        key: key.into(),
+                        value: HIDDEN.into(),
+                        reason,
+                    })
+            }
             _ => Err(BrokerConfigError::UnknownKey(key.to_string())),
         };
+    }
+    if key == "sasl.enabled.mechanisms" {
+        return parse_mechanisms(value).map(|_| ()).map_err(invalid);
     }
     if key == "ssl.keystore.type" {
         return if value.eq_ignore_ascii_case("PEM") {

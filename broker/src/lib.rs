@@ -24,6 +24,7 @@ pub mod listeners;
 pub mod metadata;
 pub mod partitions;
 pub mod replica;
+pub mod sasl;
 mod server;
 mod shards;
 mod task_groups;

@@ -6,9 +6,10 @@
 //! reach each other through the inter-broker listener.
 //!
 //! Without `listeners`, `--listen`/`--advertise` make the one listener
-//! `PLAINTEXT`, as before. PLAINTEXT and SSL (TLS, `tls.rs`) are served;
-//! a listener mapped to SASL is refused at start, by name, and so is an
-//! SSL inter-broker listener (brokers still replicate in plaintext).
+//! `PLAINTEXT`, as before. All four of Kafka's security protocols are
+//! served: TLS (`tls.rs`) on SSL and SASL_SSL, SASL (`sasl/`) on
+//! SASL_PLAINTEXT and SASL_SSL. The inter-broker listener must still be
+//! PLAINTEXT (brokers replicate without TLS or a login of their own yet).
 
 use std::collections::BTreeMap;
 
@@ -102,7 +103,8 @@ pub fn parse_protocol_map(value: &str) -> Result<BTreeMap<String, String>, Strin
 pub struct Listeners {
     /// What to bind, in the order given.
     pub bind: Vec<ListenerAddress>,
-    /// Each bound listener's security protocol (`PLAINTEXT` or `SSL`).
+    /// Each bound listener's security protocol (`PLAINTEXT`, `SSL`,
+    /// `SASL_PLAINTEXT` or `SASL_SSL`).
     pub protocols: BTreeMap<String, String>,
     /// What to register per listener name; a host or port left out (empty
     /// host, port 0) is filled in from the bound socket at start.
@@ -134,20 +136,11 @@ pub fn resolve(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
         return Err("listeners is empty".into());
     }
     for l in &bind {
-        match protocols.get(&l.name).map(String::as_str) {
-            None => {
-                return Err(format!(
-                    "listener {} has no security protocol in listener.security.protocol.map",
-                    l.name
-                ));
-            }
-            Some("PLAINTEXT" | "SSL") => {}
-            Some(other) => {
-                return Err(format!(
-                    "listener {} uses security protocol {other}, which Weir does not serve yet (only PLAINTEXT and SSL)",
-                    l.name
-                ));
-            }
+        if !protocols.contains_key(&l.name) {
+            return Err(format!(
+                "listener {} has no security protocol in listener.security.protocol.map",
+                l.name
+            ));
         }
     }
     let advertised = match (s.advertised, s.listeners) {
@@ -181,7 +174,7 @@ pub fn resolve(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
     }
     if protocols.get(&inter_broker).map(String::as_str) != Some("PLAINTEXT") {
         return Err(format!(
-            "inter.broker.listener.name {inter_broker} must be a PLAINTEXT listener: brokers do not replicate over TLS yet"
+            "inter.broker.listener.name {inter_broker} must be a PLAINTEXT listener: brokers do not replicate over TLS or SASL yet"
         ));
     }
     let protocols = bind
@@ -268,7 +261,10 @@ mod tests {
         assert!(err(settings(Some("SECURE://:1"), None)).contains("must be a PLAINTEXT listener"));
         let mut s = settings(Some("PLAINTEXT://:1,S://:2"), None);
         s.protocol_map = "PLAINTEXT:PLAINTEXT,S:SASL_SSL";
-        assert!(err(s).contains("does not serve yet"));
+        assert_eq!(resolve(&s).unwrap().protocols["S"], "SASL_SSL");
+        s.inter_broker = Some("S");
+        s.advertised = Some("PLAINTEXT://h:1,S://h:2");
+        assert!(err(s).contains("must be a PLAINTEXT listener"));
         assert!(
             err(settings(Some("PLAINTEXT://:1"), Some("EXTERNAL://h:2")))
                 .contains("not in listeners")

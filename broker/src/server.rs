@@ -14,19 +14,23 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ResponseKind};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
+use weir_client::sasl::scram::{ScramHash, StoredCredential};
 
 use crate::broker::BrokerState;
 use crate::codec::{DecodeError, Decoded, check_frame_size, decode_request, encode_response};
 use crate::handlers::{self, Handled, RequestContext};
+use crate::sasl::{ANONYMOUS, After, CredentialStore, ListenerSasl, Session};
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -37,18 +41,28 @@ pub enum ConnectionError {
     Handler { api: ApiKey, reason: String },
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A request the SASL state does not allow (or an expired session).
+    #[error("{0}")]
+    Sasl(String),
+}
+
+/// How a listener secures its connections: TLS (`SSL`, `SASL_SSL`) and
+/// SASL (`SASL_PLAINTEXT`, `SASL_SSL`).
+#[derive(Clone, Default)]
+pub struct ListenerSecurity {
+    pub tls: Option<TlsAcceptor>,
+    pub sasl: Option<Arc<ListenerSasl>>,
 }
 
 /// Accepts connections until `shutdown` turns true.
 /// `name` is the listener's (`listeners.rs`): requests that arrive
 /// through it are answered with that listener's endpoints.
-/// `tls`: the listener speaks TLS (an `SSL` listener).
 pub async fn serve(
     listener: TcpListener,
     name: String,
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
-    tls: Option<TlsAcceptor>,
+    security: ListenerSecurity,
 ) {
     let name: Arc<str> = name.into();
     loop {
@@ -58,10 +72,10 @@ pub async fn serve(
                     let state = Arc::clone(&state);
                     let shutdown = shutdown.clone();
                     let listener = Arc::clone(&name);
-                    let tls = tls.clone();
+                    let security = security.clone();
                     tokio::spawn(async move {
                         state.metrics.connections_opened.fetch_add(1, Ordering::Relaxed);
-                        let result = handle_connection(stream, peer, listener, Arc::clone(&state), shutdown, tls).await;
+                        let result = handle_connection(stream, peer, listener, Arc::clone(&state), shutdown, security).await;
                         state.metrics.connections_closed.fetch_add(1, Ordering::Relaxed);
                         match result {
                             Ok(()) => debug!(%peer, "connection closed"),
@@ -105,10 +119,11 @@ async fn handle_connection(
     listener: Arc<str>,
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
-    tls: Option<TlsAcceptor>,
+    security: ListenerSecurity,
 ) -> Result<(), ConnectionError> {
     stream.set_nodelay(true)?;
-    if let Some(tls) = tls {
+    let session = security.sasl.map(Session::new);
+    if let Some(tls) = security.tls {
         // A client that connects and says nothing must not hold a task for
         // ever.
         let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream));
@@ -126,7 +141,12 @@ async fn handle_connection(
             },
             _ = shutdown.changed() => return Ok(()),
         };
-        return serve_kafka(stream, peer, listener, state, shutdown).await;
+        return serve_kafka(stream, peer, listener, state, shutdown, session).await;
+    }
+    if session.is_some() {
+        // The task-group service has no login of its own: it is not
+        // offered where clients must log in.
+        return serve_kafka(stream, peer, listener, state, shutdown, session).await;
     }
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
@@ -142,7 +162,7 @@ async fn handle_connection(
             .await
             .map_err(|_| std::io::Error::other("the task-group service has stopped").into());
     }
-    serve_kafka(stream, peer, listener, state, shutdown).await
+    serve_kafka(stream, peer, listener, state, shutdown, None).await
 }
 
 /// How long a client has to finish the TLS handshake.
@@ -155,28 +175,45 @@ async fn serve_kafka<S>(
     listener: Arc<str>,
     state: Arc<BrokerState>,
     shutdown: watch::Receiver<bool>,
+    session: Option<Session>,
 ) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
     let (queue, queued) = mpsc::channel(MAX_QUEUED_RESPONSES);
-    let reading = read_requests(reader, peer, listener, Arc::clone(&state), shutdown, queue);
+    let conn = ConnectionState {
+        peer,
+        listener,
+        session,
+    };
+    let reading = read_requests(reader, conn, Arc::clone(&state), shutdown, queue);
     let writing = write_responses(writer, &state, queued);
     tokio::try_join!(reading, writing).map(|_| ())
+}
+
+/// Who is at the other end of a connection and how they logged in.
+struct ConnectionState {
+    peer: SocketAddr,
+    listener: Arc<str>,
+    /// On SASL listeners.
+    session: Option<Session>,
 }
 
 /// Reads, decodes and handles requests in order, queueing their responses.
 async fn read_requests(
     mut reader: impl AsyncRead + Unpin,
-    peer: SocketAddr,
-    listener: Arc<str>,
+    mut conn: ConnectionState,
     state: Arc<BrokerState>,
     mut shutdown: watch::Receiver<bool>,
     queue: mpsc::Sender<Queued>,
 ) -> Result<(), ConnectionError> {
-    let max = state.config.socket_request_max_bytes();
+    let socket_max = state.config.socket_request_max_bytes();
     loop {
+        let max = conn
+            .session
+            .as_ref()
+            .map_or(socket_max, |s| s.max_frame(socket_max));
         let size = tokio::select! {
             read = reader.read_i32() => match read {
                 Ok(size) => size,
@@ -193,18 +230,25 @@ async fn read_requests(
             .metrics
             .bytes_in
             .fetch_add(size as u64 + 4, Ordering::Relaxed);
-        if frame.len() >= 2 {
-            state
-                .metrics
-                .count_request(i16::from_be_bytes([frame[0], frame[1]]));
+        let raw_key = i16::from_be_bytes([frame[0], frame[1]]);
+        state.metrics.count_request(raw_key);
+        if let (Some(session), Ok(api)) = (&conn.session, ApiKey::try_from(raw_key)) {
+            session
+                .admit(api, Instant::now())
+                .map_err(ConnectionError::Sasl)?;
         }
-        let next = match handle_frame(&state, peer, &listener, frame).await? {
-            Response::None => continue,
-            Response::Ready(bytes) => Queued::Ready(bytes),
-            Response::Waiting(task) => Queued::Waiting(tokio::spawn(task)),
+        let (next, close) = match handle_frame(&state, &mut conn, frame).await? {
+            (Response::None, _) => continue,
+            (Response::Ready(bytes), close) => (Queued::Ready(bytes), close),
+            (Response::Waiting(task), close) => (Queued::Waiting(tokio::spawn(task)), close),
         };
         if queue.send(next).await.is_err() {
             // The writer stopped (its error is what the connection reports).
+            return Ok(());
+        }
+        if close == After::Close {
+            // The answer (a failed login) goes out, then the connection ends.
+            debug!(peer = %conn.peer, "SASL authentication failed: closing the connection");
             return Ok(());
         }
     }
@@ -254,10 +298,9 @@ enum Response {
 /// a waiting acks=all produce, when it completes).
 async fn handle_frame(
     state: &Arc<BrokerState>,
-    peer: SocketAddr,
-    listener: &Arc<str>,
+    conn: &mut ConnectionState,
     frame: Bytes,
-) -> Result<Response, ConnectionError> {
+) -> Result<(Response, After), ConnectionError> {
     let (header, api, version, request) = match decode_request(frame)? {
         Decoded::Request {
             header,
@@ -267,21 +310,35 @@ async fn handle_frame(
         } => (header, api, version, request),
         Decoded::UnsupportedApiVersions { correlation_id } => {
             let response = handlers::api_versions_unsupported();
-            return encode(ApiKey::ApiVersions, 0, correlation_id, &response).map(Response::Ready);
+            return encode(ApiKey::ApiVersions, 0, correlation_id, &response)
+                .map(|b| (Response::Ready(b), After::Continue));
         }
     };
+    let correlation_id = header.correlation_id;
+    let request = match sasl_request(state, conn, request) {
+        Ok(request) => request,
+        Err((response, after)) => {
+            let bytes = encode(api, version, correlation_id, &response)?;
+            return Ok((Response::Ready(bytes), after));
+        }
+    };
+    let principal = conn
+        .session
+        .as_ref()
+        .and_then(Session::principal)
+        .unwrap_or(ANONYMOUS);
     let ctx = RequestContext {
         api,
         version,
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
-        peer,
-        listener: Arc::clone(listener),
+        peer: conn.peer,
+        listener: Arc::clone(&conn.listener),
+        principal: principal.into(),
     };
-    let correlation_id = header.correlation_id;
     let handled = handlers::handle(state, &ctx, request)
         .await
         .map_err(|reason| ConnectionError::Handler { api, reason })?;
-    Ok(match handled {
+    let response = match handled {
         Handled::Now(None) => Response::None,
         Handled::Now(Some(response)) => {
             Response::Ready(encode(api, version, correlation_id, &response)?)
@@ -290,7 +347,63 @@ async fn handle_frame(
             let response = wait.await;
             encode(api, version, correlation_id, &response)
         })),
-    })
+    };
+    Ok((response, After::Continue))
+}
+
+/// Answers SaslHandshake and SaslAuthenticate from the connection's
+/// session (`Err`: the answer); passes every other request on.
+fn sasl_request(
+    state: &BrokerState,
+    conn: &mut ConnectionState,
+    request: RequestKind,
+) -> Result<RequestKind, (ResponseKind, After)> {
+    match (request, conn.session.as_mut()) {
+        (RequestKind::SaslHandshake(req), Some(session)) => {
+            let (response, after) = session.handshake(&req);
+            Err((ResponseKind::SaslHandshake(response), after))
+        }
+        (RequestKind::SaslAuthenticate(req), Some(session)) => {
+            let store = ImageCredentials(state.cluster.image());
+            let (response, after) = session.authenticate(&req, &store, Instant::now());
+            Err((ResponseKind::SaslAuthenticate(response), after))
+        }
+        // A listener without SASL: there is nothing to log in to.
+        (RequestKind::SaslHandshake(_), None) => {
+            let mut response = kafka_protocol::messages::SaslHandshakeResponse::default();
+            response.error_code = ResponseError::IllegalSaslState.code();
+            Err((ResponseKind::SaslHandshake(response), After::Close))
+        }
+        (RequestKind::SaslAuthenticate(_), None) => {
+            let mut response = kafka_protocol::messages::SaslAuthenticateResponse::default();
+            response.error_code = ResponseError::IllegalSaslState.code();
+            response.error_message = Some(kafka_protocol::protocol::StrBytes::from_static_str(
+                "this listener does not use SASL",
+            ));
+            Err((ResponseKind::SaslAuthenticate(response), After::Close))
+        }
+        (other, _) => Ok(other),
+    }
+}
+
+/// SCRAM credentials from this broker's metadata image.
+struct ImageCredentials(Arc<weir_quorum::MetadataImage>);
+
+impl CredentialStore for ImageCredentials {
+    fn scram(&self, user: &str, hash: ScramHash) -> Option<StoredCredential> {
+        let mechanism = match hash {
+            ScramHash::Sha256 => weir_quorum::records::ScramMechanism::Sha256,
+            ScramHash::Sha512 => weir_quorum::records::ScramMechanism::Sha512,
+        };
+        self.0
+            .scram_credential(user, mechanism)
+            .map(|c| StoredCredential {
+                salt: c.salt.clone(),
+                stored_key: c.stored_key.clone(),
+                server_key: c.server_key.clone(),
+                iterations: c.iterations,
+            })
+    }
 }
 
 fn encode(

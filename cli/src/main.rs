@@ -38,6 +38,8 @@ enum Command {
     Group(cmd::group::GroupArgs),
     /// List, describe and abort transactions; a partition's producers.
     Txn(cmd::txn::TxnArgs),
+    /// SCRAM users: create (or set a password), delete, list.
+    User(cmd::user::UserArgs),
     /// Cluster operations: drain a broker, list partition reassignments.
     Cluster(cmd::cluster::ClusterArgs),
     /// Measure produce and consume throughput and latency.
@@ -98,6 +100,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Consume(args) => cmd::consume::run(args).await,
             Command::Group(args) => cmd::group::run(args).await,
             Command::Txn(args) => cmd::txn::run(args).await,
+            Command::User(args) => cmd::user::run(args).await,
             Command::Cluster(args) => cmd::cluster::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Operator(args) => cmd::operator::run(args).await,

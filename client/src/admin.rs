@@ -34,9 +34,11 @@ use kafka_protocol::protocol::{Decodable, Message};
 
 mod groups;
 mod transactions;
+mod users;
 
 pub use groups::{GroupDescription, GroupListing, GroupType, MemberDescription, PartitionLag};
 pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
+pub use users::ScramUser;
 
 use crate::cluster::{Cluster, TopicMetadata};
 use crate::config::ClientConfig;

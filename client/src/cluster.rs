@@ -129,16 +129,26 @@ impl Cluster {
         self.bootstrap().await
     }
 
+    /// A new connection to `addr`, logged in when the config has credentials.
+    async fn open(&self, addr: &str) -> Result<Arc<Connection>> {
+        let conn =
+            Connection::connect(addr, &self.config.client_id, self.config.request_timeout).await?;
+        if let Some(creds) = &self.config.sasl {
+            crate::sasl::authenticate(&conn, creds, self.config.request_timeout).await?;
+        }
+        Ok(conn)
+    }
+
     async fn bootstrap(&self) -> Result<Arc<Connection>> {
         let mut last = None;
         for addr in &self.config.bootstrap_servers {
-            match Connection::connect(addr, &self.config.client_id, self.config.request_timeout)
-                .await
-            {
+            match self.open(addr).await {
                 Ok(c) => {
                     self.state().bootstrap = Some(c.clone());
                     return Ok(c);
                 }
+                // Wrong credentials are wrong on every broker.
+                Err(e) if e.is_authentication_failure() => return Err(e),
                 Err(e) => {
                     tracing::debug!(%addr, error = %e, "bootstrap server unreachable");
                     last = Some(e);
@@ -171,8 +181,7 @@ impl Cluster {
                     })?
             }
         };
-        let conn =
-            Connection::connect(&addr, &self.config.client_id, self.config.request_timeout).await?;
+        let conn = self.open(&addr).await?;
         let mut s = self.state();
         // Another task may have connected meanwhile; keep one connection per
         // broker so requests to it stay ordered.

@@ -9,6 +9,9 @@ pub struct ClientConfig {
     pub client_id: String,
     /// How long one request may take before it fails; also the connect timeout.
     pub request_timeout: Duration,
+    /// SASL credentials (a `SASL_PLAINTEXT` listener); `None` connects
+    /// without logging in.
+    pub sasl: Option<crate::sasl::Credentials>,
 }
 
 impl Default for ClientConfig {
@@ -17,6 +20,7 @@ impl Default for ClientConfig {
             bootstrap_servers: vec!["127.0.0.1:9092".to_string()],
             client_id: "weir".to_string(),
             request_timeout: Duration::from_secs(30),
+            sasl: None,
         }
     }
 }

@@ -73,6 +73,15 @@ impl Error {
         }
     }
 
+    /// The broker refused the login (wrong user or password, or a
+    /// mechanism it does not offer): retrying will not help.
+    pub fn is_authentication_failure(&self) -> bool {
+        matches!(
+            self.kafka_error(),
+            Some(ResponseError::SaslAuthenticationFailed | ResponseError::UnsupportedSaslMechanism)
+        )
+    }
+
     /// Kafka's error, when the broker returned one.
     pub fn kafka_error(&self) -> Option<ResponseError> {
         match self {

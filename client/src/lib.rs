@@ -15,6 +15,7 @@ pub mod error;
 pub mod partitioner;
 pub mod producer;
 pub mod reassign;
+pub mod sasl;
 pub mod task_group;
 pub mod transaction;
 mod util;

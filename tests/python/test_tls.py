@@ -111,20 +111,33 @@ def test_kafka_python_produces_and_consumes_over_tls(tls_broker):
     assert sorted(values) == sorted(b"kp%d" % i for i in range(20))
 
 
-def test_the_java_client_produces_and_consumes_over_tls(tls_broker):
-    b, bootstrap, ca, _ = tls_broker
+def run_java_check(bootstrap, topic, properties, tmp_path, *extra):
+    """Runs tests/java/SecureClientCheck.java with client `properties`; its stdout."""
     classpath = os.environ.get("WEIR_JAVA_CLASSPATH")
     assert classpath, "WEIR_JAVA_CLASSPATH is not set: run through scripts/test.sh"
     java = shutil.which("java")
     assert java, "java is not installed"
+    props = os.path.join(str(tmp_path), unique("client") + ".properties")
+    with open(props, "w") as f:
+        for k, v in properties.items():
+            f.write("%s=%s\n" % (k, v))
+    check = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "java",
+                         "SecureClientCheck.java")
+    run = subprocess.run([java, "-cp", classpath, check, bootstrap, topic, props, *extra],
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
+    return run.stdout
+
+
+def test_the_java_client_produces_and_consumes_over_tls(tls_broker, tmp_path):
+    b, bootstrap, ca, _ = tls_broker
     topic = unique("tls-java")
     admin = AdminClient({"bootstrap.servers": b.bootstrap})
     admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
-    check = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "java", "TlsCheck.java")
-    run = subprocess.run([java, "-cp", classpath, check, bootstrap, topic, ca],
-                         capture_output=True, text=True, timeout=180)
-    assert run.returncode == 0, run.stdout + run.stderr[-3000:]
-    assert "OK" in run.stdout, run.stdout
+    out = run_java_check(bootstrap, topic, {"security.protocol": "SSL",
+                                            "ssl.truststore.type": "PEM",
+                                            "ssl.truststore.location": ca}, tmp_path)
+    assert "OK" in out, out
 
 
 def test_an_untrusted_certificate_is_refused(tls_broker, tmp_path):

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::records::{
-    BrokerId, ConfigResource, Endpoint, MetadataRecord, NO_LEADER, PartitionChange, PartitionRecord,
+    BrokerId, ConfigResource, Endpoint, MetadataRecord, NO_LEADER, PartitionChange,
+    PartitionRecord, ScramCredential, ScramMechanism,
 };
 
 /// A registered broker.
@@ -92,6 +93,10 @@ pub struct MetadataImage {
     broker_configs: BTreeMap<BrokerId, BTreeMap<String, String>>,
     topic_configs: BTreeMap<String, BTreeMap<String, String>>,
     next_producer_id: i64,
+    /// SCRAM credentials per user and mechanism; absent from snapshots
+    /// written before there were any.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
 }
 
 /// Why a record cannot be applied to the image. Serializable because the
@@ -151,6 +156,13 @@ pub enum ImageError {
     },
     #[error("producer id block {got} does not advance past {current}")]
     ProducerIdsNotAdvancing { got: i64, current: i64 },
+    #[error("user {user:?} has no {mechanism:?} credential")]
+    UnknownScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
+    },
+    #[error("a SCRAM credential needs a user name")]
+    EmptyScramUser,
 }
 
 /// Which of a partition's epochs a change got wrong.
@@ -223,6 +235,20 @@ impl MetadataImage {
             .and_then(|c| c.get(key))
             .or_else(|| self.cluster_configs.get(key))
             .map(String::as_str)
+    }
+
+    /// A user's SCRAM credential for `mechanism`.
+    pub fn scram_credential(
+        &self,
+        user: &str,
+        mechanism: ScramMechanism,
+    ) -> Option<&ScramCredential> {
+        self.scram_credentials.get(user)?.get(&mechanism)
+    }
+
+    /// Every user with a SCRAM credential, and theirs.
+    pub fn scram_users(&self) -> &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
+        &self.scram_credentials
     }
 
     pub fn next_producer_id(&self) -> i64 {
@@ -383,6 +409,26 @@ impl MetadataImage {
                     });
                 }
                 self.next_producer_id = *next_producer_id;
+            }
+            MetadataRecord::ScramCredential(r) => {
+                if r.user.is_empty() {
+                    return Err(ImageError::EmptyScramUser);
+                }
+                self.scram_credentials
+                    .entry(r.user.clone())
+                    .or_default()
+                    .insert(r.mechanism, r.credential.clone());
+            }
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                let unknown = || ImageError::UnknownScramCredential {
+                    user: user.clone(),
+                    mechanism: *mechanism,
+                };
+                let of_user = self.scram_credentials.get_mut(user).ok_or_else(unknown)?;
+                of_user.remove(mechanism).ok_or_else(unknown)?;
+                if of_user.is_empty() {
+                    self.scram_credentials.remove(user);
+                }
             }
         }
         Ok(())
@@ -692,7 +738,33 @@ pub(crate) mod tests {
                 }
             }),
             (0..5i64).prop_map(|next_producer_id| MetadataRecord::ProducerIds { next_producer_id }),
+            ("[ab]?", any::<bool>(), 4096..4100i32).prop_map(|(user, sha512, iterations)| {
+                MetadataRecord::ScramCredential(crate::records::ScramCredentialRecord {
+                    user,
+                    mechanism: scram_mechanism(sha512),
+                    credential: ScramCredential {
+                        salt: vec![1, 2],
+                        stored_key: vec![3],
+                        server_key: vec![4],
+                        iterations,
+                    },
+                })
+            }),
+            ("[ab]", any::<bool>()).prop_map(|(user, sha512)| {
+                MetadataRecord::RemoveScramCredential {
+                    user,
+                    mechanism: scram_mechanism(sha512),
+                }
+            }),
         ]
+    }
+
+    fn scram_mechanism(sha512: bool) -> ScramMechanism {
+        if sha512 {
+            ScramMechanism::Sha512
+        } else {
+            ScramMechanism::Sha256
+        }
     }
 
     /// The invariants every reachable image holds.
@@ -708,6 +780,12 @@ pub(crate) mod tests {
             }
         }
         assert_eq!(image.topic_ids.len(), image.topics.len());
+        assert!(
+            image
+                .scram_credentials
+                .iter()
+                .all(|(user, c)| !user.is_empty() && !c.is_empty())
+        );
     }
 
     proptest! {

@@ -19,6 +19,7 @@
 
 pub mod client;
 pub mod controller;
+pub mod credentials;
 pub mod decide;
 pub mod frame;
 pub mod image;

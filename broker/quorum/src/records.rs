@@ -79,6 +79,52 @@ pub enum MetadataRecord {
     },
     /// Producer ids below `next_producer_id` have been handed out.
     ProducerIds { next_producer_id: i64 },
+    /// Sets a user's SCRAM credential for one mechanism (KRaft's
+    /// UserScramCredentialRecord), replacing any earlier one.
+    ScramCredential(ScramCredentialRecord),
+    /// Removes a user's SCRAM credential for one mechanism.
+    RemoveScramCredential {
+        user: String,
+        mechanism: ScramMechanism,
+    },
+}
+
+/// The SCRAM mechanisms a credential is stored for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum ScramMechanism {
+    #[serde(rename = "SCRAM-SHA-256")]
+    Sha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    Sha512,
+}
+
+/// What a broker verifies a SCRAM login against: the salt, iteration
+/// count and the two keys derived from the salted password (never the
+/// password).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredential {
+    pub salt: Vec<u8>,
+    pub stored_key: Vec<u8>,
+    pub server_key: Vec<u8>,
+    pub iterations: i32,
+}
+
+impl std::fmt::Debug for ScramCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Records and images are logged when something goes wrong; the keys
+        // stay out of logs.
+        f.debug_struct("ScramCredential")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A credential as the log records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScramCredentialRecord {
+    pub user: String,
+    pub mechanism: ScramMechanism,
+    pub credential: ScramCredential,
 }
 
 /// A partition as created.

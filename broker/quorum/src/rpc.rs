@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use crate::image::{ImageError, PartitionRegistration};
 use crate::raft::{NodeId, QuorumError};
-use crate::records::{BrokerId, ConfigResource, Endpoint};
+use crate::records::{BrokerId, ConfigResource, Endpoint, ScramCredentialRecord, ScramMechanism};
 
 /// A topic to create. `partitions` and `replication_factor` may be -1 for
 /// the defaults (1 each) or, with `assignments`, for "as assigned".
@@ -119,6 +119,13 @@ pub enum ControllerRequest {
     UnregisterBroker {
         node_id: BrokerId,
     },
+    /// Removes and sets users' SCRAM credentials (Kafka's
+    /// AlterUserScramCredentials, with the keys already derived from the
+    /// salted passwords).
+    AlterScramCredentials {
+        deletions: Vec<(String, ScramMechanism)>,
+        upsertions: Vec<ScramCredentialRecord>,
+    },
 }
 
 /// A topic as created or grown.
@@ -166,6 +173,9 @@ pub enum ControllerResponse {
     AlterPartitionReassignments(Vec<(PartitionReassignment, Result<(), ControllerError>)>),
     ListPartitionReassignments(Vec<OngoingReassignment>),
     UnregisterBroker,
+    /// Per user, in order of first mention; a user's changes apply all
+    /// or none.
+    AlterScramCredentials(Vec<(String, Result<(), ControllerError>)>),
 }
 
 /// Why the controller refused a request, naming what is wrong.
@@ -220,6 +230,15 @@ pub enum ControllerError {
     PreferredLeaderNotAvailable,
     #[error("partition {topic}-{partition} has no reassignment in progress")]
     NoReassignmentInProgress { topic: String, partition: i32 },
+    /// A user credential named twice in one request.
+    #[error("{0}")]
+    DuplicateResource(String),
+    /// A user credential to delete or describe that does not exist.
+    #[error("{0}")]
+    ResourceNotFound(String),
+    /// A credential Kafka would refuse (no user name, iterations out of bounds).
+    #[error("{0}")]
+    UnacceptableCredential(String),
     /// The change committed but replay refused it (decided on a state that
     /// changed in between); nothing was applied.
     #[error("refused by the metadata image: {0}")]

@@ -588,6 +588,28 @@ impl Service {
                 }
                 Ok(ControllerResponse::UnregisterBroker)
             }
+            ControllerRequest::AlterScramCredentials {
+                deletions,
+                upsertions,
+            } => {
+                let (records, results) = crate::credentials::alter_scram_credentials(
+                    &self.quorum.image(),
+                    &deletions,
+                    &upsertions,
+                );
+                // One batch: the users that passed commit (or fail) together.
+                let proposed = self.propose(records).await;
+                Ok(ControllerResponse::AlterScramCredentials(
+                    results
+                        .into_iter()
+                        .map(|(user, result)| {
+                            let result =
+                                result.and(proposed.as_ref().map(|_| ()).map_err(Clone::clone));
+                            (user, result)
+                        })
+                        .collect(),
+                ))
+            }
             ControllerRequest::ElectLeaders { partitions } => {
                 let (records, results) =
                     decide::elect_preferred(&self.quorum.image(), partitions.as_deref());

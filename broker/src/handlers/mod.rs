@@ -7,6 +7,7 @@ pub(crate) mod metadata;
 mod offsets;
 mod produce;
 mod reassign;
+mod scram_users;
 mod topics;
 mod unregister;
 
@@ -27,6 +28,11 @@ pub struct RequestContext {
     pub peer: SocketAddr,
     /// The listener the request came in through (its name).
     pub listener: std::sync::Arc<str>,
+    /// Who sent it: `User:<name>` once logged in with SASL, else
+    /// `User:ANONYMOUS` (Kafka's spelling).
+    // Set for every request now; the authorizer (ACLs) is what reads it.
+    #[allow(dead_code)]
+    pub principal: std::sync::Arc<str>,
 }
 
 /// APIs the broker implements and the version range of each (within what
@@ -72,6 +78,12 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
+    // SASL (answered by the connection's session, server.rs); SaslHandshake
+    // v0's unframed tokens are not served, as in Kafka 4.
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
     // KIP-848 consumer groups.
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
@@ -211,6 +223,12 @@ async fn handle_now(
         }
         RequestKind::UnregisterBroker(req) => {
             ResponseKind::UnregisterBroker(unregister::unregister_broker(state, req).await)
+        }
+        RequestKind::AlterUserScramCredentials(req) => {
+            ResponseKind::AlterUserScramCredentials(scram_users::alter(state, req).await)
+        }
+        RequestKind::DescribeUserScramCredentials(req) => {
+            ResponseKind::DescribeUserScramCredentials(scram_users::describe(state, req))
         }
         _ => return Err(format!("no handler for {:?}", ctx.api)),
     };

@@ -156,6 +156,9 @@ pub fn refusal_of_controller(error: &ControllerError) -> Refusal {
         }
         ControllerError::NotController { .. } => ResponseError::NotController,
         ControllerError::Timeout(_) => ResponseError::RequestTimedOut,
+        ControllerError::DuplicateResource(_) => ResponseError::DuplicateResource,
+        ControllerError::ResourceNotFound(_) => ResponseError::ResourceNotFound,
+        ControllerError::UnacceptableCredential(_) => ResponseError::UnacceptableCredential,
         _ => ResponseError::UnknownServerError,
     };
     let message = match error {

@@ -490,7 +490,7 @@ async fn consume(client: &ClientArgs, b: ConsumeBench) -> anyhow::Result<()> {
         isolation_level,
         ..ConsumerConfig::default()
     };
-    let mut consumer = Consumer::connect(client.config("weir-bench"), config).await?;
+    let mut consumer = Consumer::connect(client.config("weir-bench")?, config).await?;
     let meta = consumer
         .cluster()
         .topic_or_fetch(&b.topic)

@@ -148,7 +148,7 @@ pub async fn run(client: &ClientArgs, b: TasksBench) -> anyhow::Result<()> {
     if b.members < 2 || b.tasks < 1 {
         bail!("--members must be at least 2 and --tasks at least 1");
     }
-    let cluster = Cluster::connect(client.config("weir-bench-tasks")).await?;
+    let cluster = Cluster::connect(client.config("weir-bench-tasks")?).await?;
     let session = Duration::from_millis(b.session_timeout_ms);
     let mut results: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
     for round in 0..b.rounds {

@@ -63,8 +63,38 @@ pub struct BrokerArgs {
     pub inter_broker_listener_name: Option<String>,
     /// Kafka broker setting KEY=VALUE (e.g. log.retention.ms=3600000); repeatable.
     /// From the environment, separate several with ';'.
-    #[arg(long = "config", env = "WEIR_CONFIG", value_delimiter = ';')]
+    #[arg(long = "config", env = "WEIR_CONFIG")]
     pub config: Vec<String>,
+}
+
+/// `--config` values split at the ';' that separate settings, but not at
+/// one inside a value: a JAAS config ends with ';', and a piece that does
+/// not start with `KEY=` belongs to the setting before it.
+fn split_settings(values: &[String]) -> Vec<String> {
+    let starts_setting = |piece: &str| {
+        piece.split_once('=').is_some_and(|(k, _)| {
+            let k = k.trim();
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        })
+    };
+    let mut out: Vec<String> = Vec::new();
+    for value in values {
+        let mut first = true;
+        for piece in value.split(';') {
+            match out.last_mut() {
+                Some(last) if !first && !starts_setting(piece) => {
+                    last.push(';');
+                    last.push_str(piece);
+                }
+                _ if piece.trim().is_empty() => {}
+                _ => out.push(piece.to_owned()),
+            }
+            first = false;
+        }
+    }
+    out
 }
 
 impl BrokerArgs {
@@ -86,7 +116,12 @@ impl BrokerArgs {
         .filter_map(|(key, value)| value.as_ref().map(|v| format!("{key}={v}")))
         .collect();
         let mut config = BrokerConfig::new(self.node_id, &self.data_dir, &self.listen)
-            .with_settings(flagged.iter().chain(&self.config).map(String::as_str))?;
+            .with_settings(
+                flagged
+                    .iter()
+                    .chain(&split_settings(&self.config))
+                    .map(String::as_str),
+            )?;
         config.rack = self.rack.clone();
         config.admin_listen = Some(
             self.admin_listen
@@ -150,4 +185,19 @@ pub async fn wait_for_shutdown_signal() -> anyhow::Result<()> {
     }
     tracing::info!("shutting down");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_settings;
+
+    #[test]
+    fn settings_split_at_semicolons_between_settings_only() {
+        let jaas = r#"listener.name.s.plain.sasl.jaas.config=m.M required user_a="x;y";"#;
+        let got = split_settings(&[
+            format!("log.retention.ms=1;{jaas};num.partitions=3"),
+            jaas.to_string(),
+        ]);
+        assert_eq!(got, ["log.retention.ms=1", jaas, "num.partitions=3", jaas]);
+    }
 }

@@ -99,7 +99,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         },
         ..ConsumerConfig::default()
     };
-    let mut consumer = Consumer::connect(args.client.config("weir-consume"), config).await?;
+    let mut consumer = Consumer::connect(args.client.config("weir-consume")?, config).await?;
     let meta = consumer
         .cluster()
         .topic_or_fetch(&args.topic)

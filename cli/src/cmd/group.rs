@@ -321,7 +321,7 @@ async fn reset_offsets(
         return Ok(());
     }
     let mut consumer = weir_client::consumer::Consumer::connect(
-        client.config("weir-reset-offsets"),
+        client.config("weir-reset-offsets")?,
         weir_client::consumer::ConsumerConfig {
             group_id: Some(args.group.clone()),
             enable_auto_commit: false,

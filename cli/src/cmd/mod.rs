@@ -12,3 +12,4 @@ pub mod produce;
 pub mod reset_offsets;
 pub mod topic;
 pub mod txn;
+pub mod user;

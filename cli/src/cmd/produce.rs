@@ -54,7 +54,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         linger: Duration::from_millis(args.linger_ms),
         ..ProducerConfig::default()
     };
-    let producer = Producer::connect(args.client.config("weir-produce"), config).await?;
+    let producer = Producer::connect(args.client.config("weir-produce")?, config).await?;
     // Fail before reading input if the topic is missing.
     producer
         .cluster()

@@ -1,6 +1,11 @@
-// The Apache Kafka Java client over TLS: produces records to a topic
-// through an SSL listener, trusting the test CA (a PEM truststore), and
-// reads them back. Usage: TlsCheck BOOTSTRAP TOPIC CA_PEM
+// The Apache Kafka Java client on a secured listener: produces records to
+// a topic and reads them back, with the client security settings from a
+// properties file (SSL, SASL_PLAINTEXT, SASL_SSL, as Kafka's clients take
+// them). With a pause, the records are sent that many ms apart, so a
+// session shorter than the run is re-authenticated (KIP-368) on the way.
+// Usage: SecureClientCheck BOOTSTRAP TOPIC PROPS_FILE [PAUSE_MS | expect-auth-failure]
+// Prints OK, or AUTH-FAILED when the broker refused the login.
+import java.io.FileReader;
 import java.time.Duration;
 import java.util.HashSet;
 import java.util.List;
@@ -11,29 +16,53 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.common.errors.AuthenticationException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
-public class TlsCheck {
+public class SecureClientCheck {
+    static boolean isAuthFailure(Throwable t) {
+        for (; t != null; t = t.getCause()) {
+            if (t instanceof AuthenticationException) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     public static void main(String[] args) throws Exception {
-        Properties tls = new Properties();
-        tls.put("bootstrap.servers", args[0]);
-        tls.put("security.protocol", "SSL");
-        tls.put("ssl.truststore.type", "PEM");
-        tls.put("ssl.truststore.location", args[2]);
+        Properties security = new Properties();
+        security.put("bootstrap.servers", args[0]);
+        try (FileReader in = new FileReader(args[2])) {
+            security.load(in);
+        }
+        boolean expectFailure = args.length > 3 && args[3].equals("expect-auth-failure");
+        long pause = args.length > 3 && !expectFailure ? Long.parseLong(args[3]) : 0;
         Properties p = new Properties();
-        p.putAll(tls);
+        p.putAll(security);
         p.put("acks", "all");
+        p.put("max.block.ms", "20000");
         p.put("key.serializer", StringSerializer.class.getName());
         p.put("value.serializer", StringSerializer.class.getName());
         try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
             for (int i = 0; i < 10; i++) {
                 producer.send(new ProducerRecord<>(args[1], "k" + i, "java" + i)).get();
+                Thread.sleep(pause);
             }
+        } catch (Exception e) {
+            if (expectFailure && isAuthFailure(e)) {
+                System.out.println("AUTH-FAILED: " + e);
+                return;
+            }
+            throw e;
+        }
+        if (expectFailure) {
+            System.out.println("FAILED: the login was accepted");
+            System.exit(1);
         }
         Properties c = new Properties();
-        c.putAll(tls);
-        c.put("group.id", "tls-check-" + System.nanoTime());
+        c.putAll(security);
+        c.put("group.id", "secure-check-" + System.nanoTime());
         c.put("auto.offset.reset", "earliest");
         c.put("key.deserializer", StringDeserializer.class.getName());
         c.put("value.deserializer", StringDeserializer.class.getName());
