@@ -25,12 +25,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
-use weir_client::sasl::scram::{ScramHash, StoredCredential};
 
 use crate::broker::BrokerState;
 use crate::codec::{DecodeError, Decoded, check_frame_size, decode_request, encode_response};
 use crate::handlers::{self, Handled, RequestContext};
-use crate::sasl::{ANONYMOUS, After, CredentialStore, ListenerSasl, Session};
+use crate::sasl::{ANONYMOUS, After, ListenerSasl, Session};
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -186,6 +185,7 @@ where
         peer,
         listener,
         session,
+        principal: ANONYMOUS.into(),
     };
     let reading = read_requests(reader, conn, Arc::clone(&state), shutdown, queue);
     let writing = write_responses(writer, &state, queued);
@@ -198,6 +198,8 @@ struct ConnectionState {
     listener: Arc<str>,
     /// On SASL listeners.
     session: Option<Session>,
+    /// `User:<name>` once logged in, else `User:ANONYMOUS`.
+    principal: Arc<str>,
 }
 
 /// Reads, decodes and handles requests in order, queueing their responses.
@@ -322,18 +324,13 @@ async fn handle_frame(
             return Ok((Response::Ready(bytes), after));
         }
     };
-    let principal = conn
-        .session
-        .as_ref()
-        .and_then(Session::principal)
-        .unwrap_or(ANONYMOUS);
     let ctx = RequestContext {
         api,
         version,
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
         peer: conn.peer,
         listener: Arc::clone(&conn.listener),
-        principal: principal.into(),
+        principal: Arc::clone(&conn.principal),
     };
     let handled = handlers::handle(state, &ctx, request)
         .await
@@ -364,8 +361,15 @@ fn sasl_request(
             Err((ResponseKind::SaslHandshake(response), after))
         }
         (RequestKind::SaslAuthenticate(req), Some(session)) => {
-            let store = ImageCredentials(state.cluster.image());
-            let (response, after) = session.authenticate(&req, &store, Instant::now());
+            let (response, after) =
+                session.authenticate(&req, &*state.cluster.image(), Instant::now());
+            // Kept per connection, so requests share it rather than each
+            // allocating its own.
+            if let Some(p) = session.principal()
+                && *conn.principal != *p
+            {
+                conn.principal = p.into();
+            }
             Err((ResponseKind::SaslAuthenticate(response), after))
         }
         // A listener without SASL: there is nothing to log in to.
@@ -383,26 +387,6 @@ fn sasl_request(
             Err((ResponseKind::SaslAuthenticate(response), After::Close))
         }
         (other, _) => Ok(other),
-    }
-}
-
-/// SCRAM credentials from this broker's metadata image.
-struct ImageCredentials(Arc<weir_quorum::MetadataImage>);
-
-impl CredentialStore for ImageCredentials {
-    fn scram(&self, user: &str, hash: ScramHash) -> Option<StoredCredential> {
-        let mechanism = match hash {
-            ScramHash::Sha256 => weir_quorum::records::ScramMechanism::Sha256,
-            ScramHash::Sha512 => weir_quorum::records::ScramMechanism::Sha512,
-        };
-        self.0
-            .scram_credential(user, mechanism)
-            .map(|c| StoredCredential {
-                salt: c.salt.clone(),
-                stored_key: c.stored_key.clone(),
-                server_key: c.server_key.clone(),
-                iterations: c.iterations,
-            })
     }
 }
 

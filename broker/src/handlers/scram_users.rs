@@ -20,26 +20,20 @@ use kafka_protocol::messages::{
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
 use weir_client::sasl::Mechanism;
-use weir_client::sasl::scram::{ScramHash, StoredCredential};
+use weir_client::sasl::scram::StoredCredential;
 use weir_quorum::MetadataImage;
 use weir_quorum::records::{ScramCredential, ScramCredentialRecord, ScramMechanism};
 
 use super::str_bytes;
 use super::topics::refusal_of_controller;
 use crate::broker::BrokerState;
+use crate::sasl::hash_of;
 
 fn stored_mechanism(code: i8) -> Option<ScramMechanism> {
     match Mechanism::from_scram_code(code)? {
         Mechanism::ScramSha256 => Some(ScramMechanism::Sha256),
         Mechanism::ScramSha512 => Some(ScramMechanism::Sha512),
         Mechanism::Plain => None,
-    }
-}
-
-fn hash_of(m: ScramMechanism) -> ScramHash {
-    match m {
-        ScramMechanism::Sha256 => ScramHash::Sha256,
-        ScramMechanism::Sha512 => ScramHash::Sha512,
     }
 }
 

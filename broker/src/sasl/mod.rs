@@ -30,6 +30,8 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use weir_client::sasl::Mechanism;
 use weir_client::sasl::scram::{ScramHash, StoredCredential};
+use weir_quorum::MetadataImage;
+use weir_quorum::records::ScramMechanism;
 
 pub use plain::parse_plain;
 use scram::{ScramError, ScramServer};
@@ -64,6 +66,34 @@ impl std::fmt::Debug for ListenerSasl {
 /// Where users' SCRAM credentials come from (the metadata image).
 pub trait CredentialStore {
     fn scram(&self, user: &str, hash: ScramHash) -> Option<StoredCredential>;
+}
+
+/// The image's stored SCRAM mechanism for a hash, and back.
+pub fn stored_mechanism(hash: ScramHash) -> ScramMechanism {
+    match hash {
+        ScramHash::Sha256 => ScramMechanism::Sha256,
+        ScramHash::Sha512 => ScramMechanism::Sha512,
+    }
+}
+
+pub fn hash_of(m: ScramMechanism) -> ScramHash {
+    match m {
+        ScramMechanism::Sha256 => ScramHash::Sha256,
+        ScramMechanism::Sha512 => ScramHash::Sha512,
+    }
+}
+
+/// SCRAM credentials from the metadata image.
+impl CredentialStore for MetadataImage {
+    fn scram(&self, user: &str, hash: ScramHash) -> Option<StoredCredential> {
+        self.scram_credential(user, stored_mechanism(hash))
+            .map(|c| StoredCredential {
+                salt: c.salt.clone(),
+                stored_key: c.stored_key.clone(),
+                server_key: c.server_key.clone(),
+                iterations: c.iterations,
+            })
+    }
 }
 
 enum Stage {
