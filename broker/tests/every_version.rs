@@ -282,6 +282,29 @@ fn request(api: ApiKey, version: i16) -> RequestKind {
         ApiKey::ConsumerGroupDescribe => ConsumerGroupDescribeRequest::default()
             .with_group_ids(vec![GroupId(StrBytes::from_string(format!("c-{version}")))])
             .into(),
+        // On this PLAINTEXT listener both are answered with an error (and
+        // the connection closed), which is what the walk checks.
+        ApiKey::SaslHandshake => SaslHandshakeRequest::default()
+            .with_mechanism(StrBytes::from_static_str("PLAIN"))
+            .into(),
+        ApiKey::SaslAuthenticate => SaslAuthenticateRequest::default()
+            .with_auth_bytes(bytes::Bytes::from_static(b"\0alice\0secret"))
+            .into(),
+        ApiKey::AlterUserScramCredentials => {
+            let mut upsertion =
+                alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
+            upsertion.name = StrBytes::from_string(format!("user-{version}"));
+            upsertion.mechanism = 1;
+            upsertion.iterations = 4096;
+            upsertion.salt = bytes::Bytes::from_static(b"salt");
+            upsertion.salted_password = bytes::Bytes::from_static(&[7; 32]);
+            AlterUserScramCredentialsRequest::default()
+                .with_upsertions(vec![upsertion])
+                .into()
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            DescribeUserScramCredentialsRequest::default().into()
+        }
         other => panic!("the broker advertises {other:?} but this test has no request for it"),
     }
 }
