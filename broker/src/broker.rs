@@ -70,6 +70,7 @@ pub struct BrokerState {
     pub metrics: crate::admin_http::Metrics,
     /// Connections the listeners found speaking HTTP/2: task-group gRPC.
     pub grpc: crate::task_groups::GrpcConnections,
+    pub authorizer: crate::authorizer::Authorizer,
     /// Whether the controller has admitted (unfenced) this broker.
     admitted: watch::Sender<bool>,
     /// Admitted, and its partitions follow the image: clients are served.
@@ -88,6 +89,18 @@ impl BrokerState {
             .find(|e| e.listener == self.inter_broker_listener)
             .or_else(|| endpoints.first())
             .map(|e| format!("{}:{}", e.host, e.port))
+    }
+
+    /// What the sender of a request may do, against the current ACLs.
+    pub(crate) fn access<'a>(
+        &'a self,
+        ctx: &'a crate::handlers::RequestContext,
+    ) -> crate::authorizer::Access<'a> {
+        self.authorizer.access(
+            || self.cluster.image().acls().clone(),
+            &ctx.principal,
+            ctx.peer.ip(),
+        )
     }
 
     pub fn is_ready(&self) -> bool {
@@ -325,7 +338,9 @@ impl Broker {
         let groups = Groups::new(&config, &logs, &cluster);
         let txns = crate::txn::Txns::new(&config);
         let (grpc, grpc_connections) = tokio::sync::mpsc::channel(64);
+        let authorizer = crate::authorizer::Authorizer::new(config.authorizer());
         let state = Arc::new(BrokerState {
+            authorizer,
             config,
             advertised,
             endpoints,

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use weir_client::acl::{AclBinding, AclFilter};
 
 use uuid::Uuid;
 use weir_quorum::image::{PartitionRegistration, TopicImage};
@@ -406,6 +407,41 @@ impl ClusterMetadata {
         })
         .await;
         Ok(results)
+    }
+
+    /// Adds ACLs; one outcome per ACL, in order. Those added are in this
+    /// node's image on return, so the next request is authorized by them.
+    pub async fn create_acls(
+        &self,
+        acls: Vec<AclBinding>,
+    ) -> Result<Vec<Result<(), ControllerError>>, ControllerError> {
+        let response = self
+            .send(ControllerRequest::CreateAcls { acls: acls.clone() })
+            .await?;
+        let ControllerResponse::CreateAcls(results) = response else {
+            return Err(unexpected(response));
+        };
+        self.wait_for_image(|image| {
+            acls.iter()
+                .zip(&results)
+                .all(|(acl, r)| r.is_err() || image.acls().contains(acl))
+        })
+        .await;
+        Ok(results)
+    }
+
+    /// Removes the ACLs each filter matches; per filter, those removed.
+    pub async fn delete_acls(
+        &self,
+        filters: Vec<AclFilter>,
+    ) -> Result<Vec<Vec<AclBinding>>, ControllerError> {
+        let response = self.send(ControllerRequest::DeleteAcls { filters }).await?;
+        let ControllerResponse::DeleteAcls(removed) = response else {
+            return Err(unexpected(response));
+        };
+        self.wait_for_image(|image| removed.iter().flatten().all(|a| !image.acls().contains(a)))
+            .await;
+        Ok(removed)
     }
 
     pub async fn wait_for_image(&self, done: impl Fn(&MetadataImage) -> bool) {

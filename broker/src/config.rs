@@ -67,6 +67,11 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     ),
     ("connections.max.reauth.ms", "0"),
     ("sasl.server.max.receive.size", "524288"),
+    // Authorization (authorizer/): off unless one of Kafka's authorizer
+    // class names is given.
+    ("authorizer.class.name", ""),
+    ("super.users", ""),
+    ("allow.everyone.if.no.acl.found", "false"),
     ("offsets.retention.check.interval.ms", "600000"),
     ("log.retention.check.interval.ms", "300000"),
     ("log.cleaner.backoff.ms", "15000"),
@@ -431,6 +436,19 @@ impl BrokerConfig {
         })
     }
 
+    /// How requests are authorized (checked when set).
+    pub fn authorizer(&self) -> crate::authorizer::AuthorizerConfig {
+        crate::authorizer::AuthorizerConfig {
+            enabled: crate::authorizer::parse_authorizer_class(self.get("authorizer.class.name"))
+                .unwrap_or(false),
+            super_users: crate::authorizer::parse_super_users(self.get("super.users"))
+                .unwrap_or_default(),
+            allow_if_no_acl: self
+                .get("allow.everyone.if.no.acl.found")
+                .eq_ignore_ascii_case("true"),
+        }
+    }
+
     /// Sets one broker key after checking it.
     pub fn with_setting(mut self, key: &str, value: &str) -> Result<Self, BrokerConfigError> {
         validate_broker_setting(key, value)?;
@@ -779,6 +797,16 @@ pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfi
     }
     if key == "ssl.keystore.location" {
         return Ok(());
+    }
+    if key == "authorizer.class.name" {
+        return crate::authorizer::parse_authorizer_class(value)
+            .map(|_| ())
+            .map_err(invalid);
+    }
+    if key == "super.users" {
+        return crate::authorizer::parse_super_users(value)
+            .map(|_| ())
+            .map_err(invalid);
     }
     if let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.broker_key == Some(key)) {
         return validate_topic_config(def.name, value).map_err(|e| invalid(e.to_string()));

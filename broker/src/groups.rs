@@ -162,6 +162,22 @@ pub async fn handle(
             if state.groups.shards.any_loading() {
                 response.error_code = ResponseError::CoordinatorLoadInProgress.code();
             }
+            // Describe on the cluster lists every group, else those the
+            // principal may describe.
+            let access = state.access(ctx);
+            if !access.quietly_allows(
+                weir_client::acl::Operation::Describe,
+                weir_client::acl::ResourceType::Cluster,
+                weir_client::acl::CLUSTER_NAME,
+            ) {
+                response.groups.retain(|g| {
+                    access.quietly_allows(
+                        weir_client::acl::Operation::Describe,
+                        weir_client::acl::ResourceType::Group,
+                        &g.group_id,
+                    )
+                });
+            }
             Some(ResponseKind::ListGroups(response))
         }
         RequestKind::DescribeGroups(req) => {
@@ -173,6 +189,13 @@ pub async fn handle(
                     on_shard(state, ctx, id, RequestKind::DescribeGroups(one)).await
                 {
                     response.groups.extend(r.groups);
+                }
+            }
+            if req.include_authorized_operations {
+                let access = state.access(ctx);
+                for g in response.groups.iter_mut().filter(|g| g.error_code == 0) {
+                    g.authorized_operations = access
+                        .authorized_operations(weir_client::acl::ResourceType::Group, &g.group_id);
                 }
             }
             Some(ResponseKind::DescribeGroups(response))
@@ -264,11 +287,21 @@ async fn on_shard(
     group_id: &str,
     request: RequestKind,
 ) -> Option<ResponseKind> {
+    let access = state.access(ctx);
+    if let Some(error) = crate::group_access::refused(&access, group_id, &request) {
+        return refusal(&request, error);
+    }
     let Some(partition) = partition_of(state, group_id) else {
         return refusal(&request, ResponseError::NotCoordinator);
     };
     match state.groups.shards.lookup(partition) {
-        Lookup::Active(coordinator) => serve(state, &coordinator, partition, ctx, request).await,
+        Lookup::Active(coordinator) => {
+            let (request, denied) = crate::group_access::without_denied_topics(&access, request);
+            let response = serve(state, &coordinator, partition, ctx, request).await?;
+            Some(crate::group_access::with_denied_topics(
+                &access, response, denied,
+            ))
+        }
         Lookup::Loading => refusal(&request, ResponseError::CoordinatorLoadInProgress),
         // Named leader by the metadata but not yet applied here (the
         // partition is still opening): as good as loading.

@@ -9,6 +9,7 @@
 
 pub mod admin_http;
 pub mod alloc;
+pub mod authorizer;
 pub mod broker;
 mod clock;
 pub mod cluster;
@@ -16,6 +17,7 @@ pub mod codec;
 pub mod config;
 pub mod controller_node;
 pub mod fetch_session;
+mod group_access;
 mod group_store;
 mod groups;
 mod handlers;

@@ -40,6 +40,8 @@ enum Command {
     Txn(cmd::txn::TxnArgs),
     /// SCRAM users: create (or set a password), delete, list.
     User(cmd::user::UserArgs),
+    /// ACLs, with kafka-acls.sh's flags: add, list, remove.
+    Acl(cmd::acl::AclArgs),
     /// Cluster operations: drain a broker, list partition reassignments.
     Cluster(cmd::cluster::ClusterArgs),
     /// Measure produce and consume throughput and latency.
@@ -101,6 +103,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Group(args) => cmd::group::run(args).await,
             Command::Txn(args) => cmd::txn::run(args).await,
             Command::User(args) => cmd::user::run(args).await,
+            Command::Acl(args) => cmd::acl::run(args).await,
             Command::Cluster(args) => cmd::cluster::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Operator(args) => cmd::operator::run(args).await,

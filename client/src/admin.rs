@@ -32,6 +32,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Message};
 
+mod acls;
 mod groups;
 mod transactions;
 mod users;

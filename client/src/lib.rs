@@ -5,6 +5,7 @@
 //! Every entry point takes a [`ClientConfig`]; the three share the same
 //! connection and metadata layer ([`cluster`]).
 
+pub mod acl;
 pub mod admin;
 pub mod assignor;
 pub mod cluster;

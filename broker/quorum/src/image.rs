@@ -4,9 +4,11 @@
 //! image, and a snapshot is just the image serialized.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+use weir_client::acl::AclBinding;
 
 use crate::records::{
     BrokerId, ConfigResource, Endpoint, MetadataRecord, NO_LEADER, PartitionChange,
@@ -97,6 +99,15 @@ pub struct MetadataImage {
     /// written before there were any.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     scram_credentials: BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>>,
+    /// The ACLs. Shared, because the image is copied on every applied
+    /// batch and ACLs change rarely; and the pointer says whether they
+    /// changed, so a broker rebuilds its authorizer only when they did.
+    #[serde(default, skip_serializing_if = "is_empty_set")]
+    acls: Arc<BTreeSet<AclBinding>>,
+}
+
+fn is_empty_set(acls: &Arc<BTreeSet<AclBinding>>) -> bool {
+    acls.is_empty()
 }
 
 /// Why a record cannot be applied to the image. Serializable because the
@@ -163,6 +174,8 @@ pub enum ImageError {
     },
     #[error("a SCRAM credential needs a user name")]
     EmptyScramUser,
+    #[error("invalid ACL {acl}: {why}")]
+    InvalidAcl { acl: String, why: String },
 }
 
 /// Which of a partition's epochs a change got wrong.
@@ -249,6 +262,11 @@ impl MetadataImage {
     /// Every user with a SCRAM credential, and theirs.
     pub fn scram_users(&self) -> &BTreeMap<String, BTreeMap<ScramMechanism, ScramCredential>> {
         &self.scram_credentials
+    }
+
+    /// Every ACL, in a stable order.
+    pub fn acls(&self) -> &Arc<BTreeSet<AclBinding>> {
+        &self.acls
     }
 
     pub fn next_producer_id(&self) -> i64 {
@@ -428,6 +446,20 @@ impl MetadataImage {
                 of_user.remove(mechanism).ok_or_else(unknown)?;
                 if of_user.is_empty() {
                     self.scram_credentials.remove(user);
+                }
+            }
+            MetadataRecord::Acl(acl) => {
+                acl.validate().map_err(|why| ImageError::InvalidAcl {
+                    acl: acl.to_string(),
+                    why,
+                })?;
+                if !self.acls.contains(acl) {
+                    Arc::make_mut(&mut self.acls).insert(acl.clone());
+                }
+            }
+            MetadataRecord::RemoveAcl(acl) => {
+                if self.acls.contains(acl) {
+                    Arc::make_mut(&mut self.acls).remove(acl);
                 }
             }
         }
@@ -756,6 +788,27 @@ pub(crate) mod tests {
                     mechanism: scram_mechanism(sha512),
                 }
             }),
+            ("[ab]?", any::<bool>(), any::<bool>()).prop_map(|(name, add, deny)| {
+                let acl = weir_client::acl::AclBinding {
+                    pattern: weir_client::acl::ResourcePattern::literal(
+                        weir_client::acl::ResourceType::Topic,
+                        name,
+                    ),
+                    principal: "User:a".into(),
+                    host: "*".into(),
+                    operation: weir_client::acl::Operation::Read,
+                    permission: if deny {
+                        weir_client::acl::Permission::Deny
+                    } else {
+                        weir_client::acl::Permission::Allow
+                    },
+                };
+                if add {
+                    MetadataRecord::Acl(acl)
+                } else {
+                    MetadataRecord::RemoveAcl(acl)
+                }
+            }),
         ]
     }
 
@@ -786,6 +839,7 @@ pub(crate) mod tests {
                 .iter()
                 .all(|(user, c)| !user.is_empty() && !c.is_empty())
         );
+        assert!(image.acls.iter().all(|a| a.validate().is_ok()));
     }
 
     proptest! {

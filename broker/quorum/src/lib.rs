@@ -17,6 +17,7 @@
 //!   finds it.
 //! - [`member`]: all of the above wired for one node ([`QuorumMember`]).
 
+pub mod acls;
 pub mod client;
 pub mod controller;
 pub mod credentials;

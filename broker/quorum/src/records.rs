@@ -9,6 +9,7 @@
 //! [`MetadataImage`]: crate::image::MetadataImage
 
 use std::collections::BTreeMap;
+use weir_client::acl::AclBinding;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -87,6 +88,11 @@ pub enum MetadataRecord {
         user: String,
         mechanism: ScramMechanism,
     },
+    /// Adds an ACL (KRaft's AccessControlEntryRecord); one already there
+    /// stays as it is.
+    Acl(AclBinding),
+    /// Removes an ACL (one not there is already gone).
+    RemoveAcl(AclBinding),
 }
 
 /// The SCRAM mechanisms a credential is stored for.

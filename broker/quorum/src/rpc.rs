@@ -9,6 +9,8 @@ use uuid::Uuid;
 
 use crate::image::{ImageError, PartitionRegistration};
 use crate::raft::{NodeId, QuorumError};
+use weir_client::acl::{AclBinding, AclFilter};
+
 use crate::records::{BrokerId, ConfigResource, Endpoint, ScramCredentialRecord, ScramMechanism};
 
 /// A topic to create. `partitions` and `replication_factor` may be -1 for
@@ -126,6 +128,14 @@ pub enum ControllerRequest {
         deletions: Vec<(String, ScramMechanism)>,
         upsertions: Vec<ScramCredentialRecord>,
     },
+    /// Adds ACLs (Kafka's CreateAcls).
+    CreateAcls {
+        acls: Vec<AclBinding>,
+    },
+    /// Removes the ACLs each filter matches (Kafka's DeleteAcls).
+    DeleteAcls {
+        filters: Vec<AclFilter>,
+    },
 }
 
 /// A topic as created or grown.
@@ -176,6 +186,10 @@ pub enum ControllerResponse {
     /// Per user, in order of first mention; a user's changes apply all
     /// or none.
     AlterScramCredentials(Vec<(String, Result<(), ControllerError>)>),
+    /// Per ACL, in request order.
+    CreateAcls(Vec<Result<(), ControllerError>>),
+    /// Per filter, in request order: the ACLs it removed.
+    DeleteAcls(Vec<Vec<AclBinding>>),
 }
 
 /// Why the controller refused a request, naming what is wrong.

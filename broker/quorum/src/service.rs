@@ -610,6 +610,21 @@ impl Service {
                         .collect(),
                 ))
             }
+            ControllerRequest::CreateAcls { acls } => {
+                let (records, results) = crate::acls::create_acls(&self.quorum.image(), &acls);
+                let proposed = self.propose(records).await;
+                Ok(ControllerResponse::CreateAcls(
+                    results
+                        .into_iter()
+                        .map(|r| r.and(proposed.as_ref().map(|_| ()).map_err(Clone::clone)))
+                        .collect(),
+                ))
+            }
+            ControllerRequest::DeleteAcls { filters } => {
+                let (records, matched) = crate::acls::delete_acls(&self.quorum.image(), &filters);
+                self.propose(records).await?;
+                Ok(ControllerResponse::DeleteAcls(matched))
+            }
             ControllerRequest::ElectLeaders { partitions } => {
                 let (records, results) =
                     decide::elect_preferred(&self.quorum.image(), partitions.as_deref());

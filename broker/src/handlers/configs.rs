@@ -4,6 +4,9 @@
 //! defaults under their broker names are dynamic (cluster-wide or per
 //! broker, as in Kafka); the rest are set with `--config` at start.
 
+use weir_client::acl::Operation;
+
+use crate::authorizer::Access;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -32,6 +35,7 @@ use crate::topic_config::{
 
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
+const BROKER_LOGGER: i8 = 8;
 /// Kafka's ConfigSource codes for values set at run time.
 const DYNAMIC_BROKER_CONFIG: i8 = 2;
 const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
@@ -52,6 +56,7 @@ fn kafka_config_type(kind: ConfigType) -> i8 {
 
 pub fn describe_configs(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: DescribeConfigsRequest,
 ) -> DescribeConfigsResponse {
     let mut response = DescribeConfigsResponse::default();
@@ -59,6 +64,16 @@ pub fn describe_configs(
         let mut result = DescribeConfigsResult::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
+        if let Err(refusal) = config_access(
+            access,
+            resource.resource_type,
+            &resource.resource_name,
+            Operation::DescribeConfigs,
+        ) {
+            (result.error_code, result.error_message) = error_fields(Err(refusal));
+            response.results.push(result);
+            continue;
+        }
         let wanted = |name: &str| {
             resource
                 .configuration_keys
@@ -140,6 +155,27 @@ pub fn describe_configs(
         response.results.push(result);
     }
     response
+}
+
+/// Whether the principal may `op` (DescribeConfigs, AlterConfigs) on a
+/// config resource: on the topic, or on the cluster for a broker's.
+fn config_access(
+    access: &Access<'_>,
+    resource_type: i8,
+    name: &str,
+    op: Operation,
+) -> Result<(), Refusal> {
+    match resource_type {
+        TOPIC if !access.topic(op, name) => Err((
+            ResponseError::TopicAuthorizationFailed,
+            super::topics::AUTHORIZATION_FAILED.into(),
+        )),
+        BROKER | BROKER_LOGGER if !access.cluster(op) => Err((
+            ResponseError::ClusterAuthorizationFailed,
+            format!("{op} on the cluster is needed for broker configs"),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Where a topic key's value could come from, most specific first.
@@ -299,11 +335,19 @@ fn error_fields(outcome: Result<(), Refusal>) -> (i16, Option<StrBytes>) {
 /// The legacy API: the given set replaces all of a topic's overrides.
 pub async fn alter_configs(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let mut response = AlterConfigsResponse::default();
     for resource in req.resources {
+        let allowed = config_access(
+            access,
+            resource.resource_type,
+            &resource.resource_name,
+            Operation::AlterConfigs,
+        );
         let outcome = match resource.resource_type {
+            _ if allowed.is_err() => allowed,
             TOPIC => {
                 let configs = resource
                     .configs
@@ -427,12 +471,20 @@ pub fn apply_operation(
 
 pub async fn incremental_alter_configs(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut response = IncrementalAlterConfigsResponse::default();
     for resource in req.resources {
         let name = resource.resource_name.to_string();
+        let allowed = config_access(
+            access,
+            resource.resource_type,
+            &resource.resource_name,
+            Operation::AlterConfigs,
+        );
         let outcome = match resource.resource_type {
+            _ if allowed.is_err() => allowed,
             TOPIC => match state.cluster.topic(&name) {
                 None => Err((
                     ResponseError::UnknownTopicOrPartition,

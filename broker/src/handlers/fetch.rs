@@ -13,9 +13,30 @@ use kafka_protocol::messages::fetch_response::{
 use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 use uuid::Uuid;
 
+use std::collections::HashSet;
+
+use weir_client::acl::Operation;
+
 use super::str_bytes;
+use crate::authorizer::Access;
 use crate::broker::BrokerState;
 use crate::fetch_session::{FetchPlan, RequestedPartition, SessionPartition};
+
+impl PartitionRead {
+    /// A read of nothing, answered with `error`.
+    fn refused(key: (String, i32), sp: &SessionPartition, error: i16) -> Self {
+        PartitionRead {
+            key,
+            topic_id: sp.topic_id,
+            error,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start: -1,
+            records: Bytes::new(),
+            aborted: None,
+        }
+    }
+}
 
 /// One partition's read result.
 struct PartitionRead {
@@ -30,7 +51,12 @@ struct PartitionRead {
     aborted: Option<Vec<weir_log::AbortedTxn>>,
 }
 
-pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) -> FetchResponse {
+pub async fn fetch(
+    state: &Arc<BrokerState>,
+    access: &Access<'_>,
+    req: FetchRequest,
+    version: i16,
+) -> FetchResponse {
     let mut response = FetchResponse::default();
     // A follower reads up to the leader's log end; a consumer up to the
     // high watermark.
@@ -123,13 +149,27 @@ pub async fn fetch(state: &Arc<BrokerState>, req: FetchRequest, version: i16) ->
             }
         }
     }
+    // A follower needs ClusterAction on the cluster, a consumer Read on
+    // each topic; a partition refused is answered TOPIC_AUTHORIZATION_FAILED
+    // (checked per fetch, so a session outlives no revoked ACL).
+    let follower_allowed = follower.is_none() || access.cluster(Operation::ClusterAction);
+    let mut denied: HashSet<String> = HashSet::new();
+    for ((topic, _), _) in &plan.partitions {
+        if !denied.contains(topic)
+            && (!follower_allowed || (follower.is_none() && !access.topic(Operation::Read, topic)))
+        {
+            denied.insert(topic.clone());
+        }
+    }
     let plan = Arc::new(plan);
     let epochs = Arc::new(epochs);
+    let denied = Arc::new(denied);
     let read = || {
         read_all(
             state,
             Arc::clone(&plan),
             Arc::clone(&epochs),
+            Arc::clone(&denied),
             follower,
             req.isolation_level == 1,
             max_bytes,
@@ -237,6 +277,7 @@ async fn read_all(
     state: &Arc<BrokerState>,
     plan: Arc<FetchPlan>,
     epochs: Arc<std::collections::HashMap<(String, i32), i32>>,
+    denied: Arc<HashSet<String>>,
     follower: Option<i32>,
     read_committed: bool,
     max_bytes: usize,
@@ -252,6 +293,13 @@ async fn read_all(
         partitions
             .into_iter()
             .map(|(key, sp, partition)| {
+                if denied.contains(&key.0) {
+                    return PartitionRead::refused(
+                        key,
+                        &sp,
+                        ResponseError::TopicAuthorizationFailed.code(),
+                    );
+                }
                 let epoch = epochs.get(&key).copied().unwrap_or(-1);
                 read_one(
                     key,
@@ -311,20 +359,10 @@ fn read_one(
     remaining: &mut usize,
     any_data: &mut bool,
 ) -> PartitionRead {
-    let mut read = PartitionRead {
-        key,
-        topic_id: sp.topic_id,
-        error: 0,
-        high_watermark: -1,
-        last_stable_offset: -1,
-        log_start: -1,
-        records: Bytes::new(),
-        aborted: None,
-    };
     let Some(partition) = partition else {
-        read.error = ResponseError::UnknownTopicOrPartition.code();
-        return read;
+        return PartitionRead::refused(key, sp, ResponseError::UnknownTopicOrPartition.code());
     };
+    let mut read = PartitionRead::refused(key, sp, 0);
     if let Err(e) = super::check_leader(&partition.replica(), current_leader_epoch) {
         read.error = e.code();
         return read;

@@ -21,8 +21,11 @@ use weir_quorum::MetadataImage;
 use weir_quorum::image::TopicImage;
 use weir_quorum::rpc::{ControllerError, NewTopic};
 
+use weir_client::acl::{CLUSTER_NAME, Operation, ResourceType};
+
 use super::str_bytes;
 use super::topics::refusal_of_controller;
+use crate::authorizer::Access;
 use crate::broker::BrokerState;
 use crate::cluster::{
     CONSUMER_OFFSETS_TOPIC, TRANSACTION_STATE_TOPIC, is_internal_topic, validate_topic_name,
@@ -30,7 +33,36 @@ use crate::cluster::{
 
 pub async fn metadata(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: MetadataRequest,
+    version: i16,
+    listener: &str,
+) -> MetadataResponse {
+    let mut response = metadata_unauthorized_ops(state, access, &req, version, listener).await;
+    // Asked only by versions that have the fields (8+, cluster's 8–10).
+    if req.include_cluster_authorized_operations {
+        response.cluster_authorized_operations =
+            access.authorized_operations(ResourceType::Cluster, CLUSTER_NAME);
+    }
+    if req.include_topic_authorized_operations {
+        for t in response.topics.iter_mut().filter(|t| t.error_code == 0) {
+            if let Some(name) = &t.name {
+                t.topic_authorized_operations =
+                    access.authorized_operations(ResourceType::Topic, name);
+            }
+        }
+    }
+    response
+}
+
+/// Metadata for what the principal may describe: a listing leaves out the
+/// other topics, a topic asked for by name or id is answered
+/// TOPIC_AUTHORIZATION_FAILED, and auto-creation needs Create on the
+/// cluster or the topic.
+async fn metadata_unauthorized_ops(
+    state: &Arc<BrokerState>,
+    access: &Access<'_>,
+    req: &MetadataRequest,
     version: i16,
     listener: &str,
 ) -> MetadataResponse {
@@ -50,10 +82,15 @@ pub async fn metadata(
     response.controller_id = BrokerId(state.cluster.controller_id());
 
     // v0 asks for all topics with an empty list; later versions with null.
-    let requested = match req.topics {
+    let requested = match &req.topics {
         Some(topics) if !(version == 0 && topics.is_empty()) => topics,
         _ => {
-            let mut topics: Vec<_> = image.topics().collect();
+            let mut topics: Vec<_> = image
+                .topics()
+                .filter(|t| {
+                    access.quietly_allows(Operation::Describe, ResourceType::Topic, &t.name)
+                })
+                .collect();
             topics.sort_by(|a, b| a.name.cmp(&b.name));
             response.topics = topics.into_iter().map(topic_entry).collect();
             return response;
@@ -63,11 +100,25 @@ pub async fn metadata(
     let auto_create =
         state.config.auto_create_topics() && (version < 4 || req.allow_auto_topic_creation);
     for wanted in requested {
+        let refused = |name: Option<String>| {
+            error_entry(
+                name,
+                wanted.topic_id,
+                ResponseError::TopicAuthorizationFailed,
+            )
+        };
         let entry = match (&wanted.name, wanted.topic_id.is_nil()) {
+            (Some(name), _) if !access.topic(Operation::Describe, name) => {
+                refused(Some(name.to_string()))
+            }
             (Some(name), _) => match image.topic_by_name(name) {
                 Some(topic) => topic_entry(topic),
                 None if auto_create && !name.starts_with("__") => {
-                    auto_create_topic(state, name).await
+                    if access.cluster(Operation::Create) || access.topic(Operation::Create, name) {
+                        auto_create_topic(state, name).await
+                    } else {
+                        refused(Some(name.to_string()))
+                    }
                 }
                 None => error_entry(
                     Some(name.to_string()),
@@ -76,6 +127,7 @@ pub async fn metadata(
                 ),
             },
             (None, false) => match image.topic(&wanted.topic_id) {
+                Some(topic) if !access.topic(Operation::Describe, &topic.name) => refused(None),
                 Some(topic) => topic_entry(topic),
                 None => error_entry(None, wanted.topic_id, ResponseError::UnknownTopicId),
             },
@@ -174,10 +226,15 @@ fn topic_entry(topic: &TopicImage) -> MetadataResponseTopic {
 
 pub fn describe_cluster(
     state: &Arc<BrokerState>,
-    _req: DescribeClusterRequest,
+    access: &Access<'_>,
+    req: DescribeClusterRequest,
     listener: &str,
 ) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
+    if req.include_cluster_authorized_operations {
+        response.cluster_authorized_operations =
+            access.authorized_operations(ResourceType::Cluster, CLUSTER_NAME);
+    }
     response.cluster_id = str_bytes(state.cluster.cluster_id());
     response.controller_id = BrokerId(state.cluster.controller_id());
     let image = state.cluster.image();
@@ -200,6 +257,7 @@ pub fn describe_cluster(
 /// the `__consumer_offsets` partition its id hashes to (`shards.rs`).
 pub async fn find_coordinator(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: FindCoordinatorRequest,
     version: i16,
     listener: &str,
@@ -212,7 +270,20 @@ pub async fn find_coordinator(
         ),
         _ => (Err(ResponseError::InvalidRequest), CONSUMER_OFFSETS_TOPIC),
     };
-    let locate = |key: &str| topic_ready.and_then(|()| leader_of(state, topic, key, listener));
+    // Finding a coordinator needs Describe on the group or transactional id.
+    let allowed = |key: &str| match req.key_type {
+        1 if !access.transactional_id(Operation::Describe, key) => {
+            Err(ResponseError::TransactionalIdAuthorizationFailed)
+        }
+        0 if !access.group(Operation::Describe, key) => {
+            Err(ResponseError::GroupAuthorizationFailed)
+        }
+        _ => Ok(()),
+    };
+    let locate = |key: &str| {
+        allowed(key)?;
+        topic_ready.and_then(|()| leader_of(state, topic, key, listener))
+    };
     let fill = |key: kafka_protocol::protocol::StrBytes| {
         let mut c = Coordinator::default();
         match locate(&key) {

@@ -1,6 +1,7 @@
 //! The request router: one handler per API. `SUPPORTED` is the single list
 //! of what the broker implements; ApiVersions advertises exactly it.
 
+mod acls;
 mod configs;
 mod fetch;
 pub(crate) mod metadata;
@@ -30,8 +31,6 @@ pub struct RequestContext {
     pub listener: std::sync::Arc<str>,
     /// Who sent it: `User:<name>` once logged in with SASL, else
     /// `User:ANONYMOUS` (Kafka's spelling).
-    // Set for every request now; the authorizer (ACLs) is what reads it.
-    #[allow(dead_code)]
     pub principal: std::sync::Arc<str>,
 }
 
@@ -84,6 +83,10 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::AlterUserScramCredentials, 0, 0),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
+    // ACLs (authorizer/); v1 brought prefixed patterns (KIP-290).
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
     // KIP-848 consumer groups.
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
@@ -134,12 +137,14 @@ pub async fn handle(
     request: RequestKind,
 ) -> Result<Handled, String> {
     match request {
-        RequestKind::Produce(req) => Ok(match produce::produce(state, req, ctx.version).await {
-            produce::Produced::Now(r) => Handled::Now(r.map(ResponseKind::Produce)),
-            produce::Produced::Later(wait) => {
-                Handled::Later(Box::pin(async move { ResponseKind::Produce(wait.await) }))
-            }
-        }),
+        RequestKind::Produce(req) => Ok(
+            match produce::produce(state, &state.access(ctx), req, ctx.version).await {
+                produce::Produced::Now(r) => Handled::Now(r.map(ResponseKind::Produce)),
+                produce::Produced::Later(wait) => {
+                    Handled::Later(Box::pin(async move { ResponseKind::Produce(wait.await) }))
+                }
+            },
+        ),
         other => handle_now(state, ctx, other).await.map(Handled::Now),
     }
 }
@@ -167,68 +172,78 @@ async fn handle_now(
     if crate::txn::is_txn_request(&request) {
         return Ok(crate::txn::handle(state, ctx, request).await);
     }
+    let access = state.access(ctx);
     let response = match request {
         RequestKind::ApiVersions(_) => ResponseKind::ApiVersions(api_versions_response(0)),
         RequestKind::Metadata(req) => {
-            ResponseKind::Metadata(metadata::metadata(state, req, v, &ctx.listener).await)
+            ResponseKind::Metadata(metadata::metadata(state, &access, req, v, &ctx.listener).await)
         }
-        RequestKind::DescribeCluster(req) => {
-            ResponseKind::DescribeCluster(metadata::describe_cluster(state, req, &ctx.listener))
-        }
+        RequestKind::DescribeCluster(req) => ResponseKind::DescribeCluster(
+            metadata::describe_cluster(state, &access, req, &ctx.listener),
+        ),
         RequestKind::FindCoordinator(req) => ResponseKind::FindCoordinator(
-            metadata::find_coordinator(state, req, v, &ctx.listener).await,
+            metadata::find_coordinator(state, &access, req, v, &ctx.listener).await,
         ),
         RequestKind::InitProducerId(req) => {
-            ResponseKind::InitProducerId(produce::init_producer_id(state, req).await)
+            ResponseKind::InitProducerId(produce::init_producer_id(state, &access, req).await)
         }
-        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::fetch(state, req, v).await),
-        RequestKind::OffsetForLeaderEpoch(req) => {
-            ResponseKind::OffsetForLeaderEpoch(offsets::offset_for_leader_epoch(state, req))
-        }
+        RequestKind::Fetch(req) => ResponseKind::Fetch(fetch::fetch(state, &access, req, v).await),
+        RequestKind::OffsetForLeaderEpoch(req) => ResponseKind::OffsetForLeaderEpoch(
+            offsets::offset_for_leader_epoch(state, &access, req),
+        ),
         RequestKind::ListOffsets(req) => {
-            ResponseKind::ListOffsets(offsets::list_offsets(state, req, v).await)
+            ResponseKind::ListOffsets(offsets::list_offsets(state, &access, req, v).await)
         }
         RequestKind::DeleteRecords(req) => {
-            ResponseKind::DeleteRecords(offsets::delete_records(state, req).await)
+            ResponseKind::DeleteRecords(offsets::delete_records(state, &access, req).await)
         }
         RequestKind::CreateTopics(req) => {
-            ResponseKind::CreateTopics(topics::create_topics(state, req, v).await)
+            ResponseKind::CreateTopics(topics::create_topics(state, &access, req, v).await)
         }
         RequestKind::DeleteTopics(req) => {
-            ResponseKind::DeleteTopics(topics::delete_topics(state, req, v).await)
+            ResponseKind::DeleteTopics(topics::delete_topics(state, &access, req, v).await)
         }
         RequestKind::CreatePartitions(req) => {
-            ResponseKind::CreatePartitions(topics::create_partitions(state, req).await)
+            ResponseKind::CreatePartitions(topics::create_partitions(state, &access, req).await)
         }
         RequestKind::DescribeConfigs(req) => {
-            ResponseKind::DescribeConfigs(configs::describe_configs(state, req))
+            ResponseKind::DescribeConfigs(configs::describe_configs(state, &access, req))
         }
         RequestKind::AlterConfigs(req) => {
-            ResponseKind::AlterConfigs(configs::alter_configs(state, req).await)
+            ResponseKind::AlterConfigs(configs::alter_configs(state, &access, req).await)
         }
         RequestKind::IncrementalAlterConfigs(req) => ResponseKind::IncrementalAlterConfigs(
-            configs::incremental_alter_configs(state, req).await,
+            configs::incremental_alter_configs(state, &access, req).await,
         ),
         RequestKind::AlterPartitionReassignments(req) => ResponseKind::AlterPartitionReassignments(
-            reassign::alter_partition_reassignments(state, req).await,
+            reassign::alter_partition_reassignments(state, &access, req).await,
         ),
         RequestKind::ListPartitionReassignments(req) => ResponseKind::ListPartitionReassignments(
-            reassign::list_partition_reassignments(state, req).await,
+            reassign::list_partition_reassignments(state, &access, req).await,
         ),
         RequestKind::WriteTxnMarkers(req) => {
-            ResponseKind::WriteTxnMarkers(crate::txn::write_txn_markers(state, req).await)
+            ResponseKind::WriteTxnMarkers(crate::txn::write_txn_markers(state, &access, req).await)
         }
         RequestKind::DescribeProducers(req) => {
-            ResponseKind::DescribeProducers(crate::txn::describe_producers(state, req))
+            ResponseKind::DescribeProducers(crate::txn::describe_producers(state, &access, req))
         }
         RequestKind::UnregisterBroker(req) => {
-            ResponseKind::UnregisterBroker(unregister::unregister_broker(state, req).await)
+            ResponseKind::UnregisterBroker(unregister::unregister_broker(state, &access, req).await)
         }
         RequestKind::AlterUserScramCredentials(req) => {
-            ResponseKind::AlterUserScramCredentials(scram_users::alter(state, req).await)
+            ResponseKind::AlterUserScramCredentials(scram_users::alter(state, &access, req).await)
         }
         RequestKind::DescribeUserScramCredentials(req) => {
-            ResponseKind::DescribeUserScramCredentials(scram_users::describe(state, req))
+            ResponseKind::DescribeUserScramCredentials(scram_users::describe(state, &access, req))
+        }
+        RequestKind::CreateAcls(req) => {
+            ResponseKind::CreateAcls(acls::create_acls(state, ctx, req).await)
+        }
+        RequestKind::DescribeAcls(req) => {
+            ResponseKind::DescribeAcls(acls::describe_acls(state, ctx, req))
+        }
+        RequestKind::DeleteAcls(req) => {
+            ResponseKind::DeleteAcls(acls::delete_acls(state, ctx, req).await)
         }
         _ => return Err(format!("no handler for {:?}", ctx.api)),
     };

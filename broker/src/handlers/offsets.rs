@@ -22,6 +22,9 @@ use kafka_protocol::messages::{
 };
 use weir_log::{LogError, PartitionLog};
 
+use weir_client::acl::Operation;
+
+use crate::authorizer::Access;
 use crate::broker::BrokerState;
 
 /// ListOffsets' special timestamps.
@@ -49,19 +52,21 @@ fn lookup(
 
 pub async fn list_offsets(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
     let read_committed = req.isolation_level == 1;
     let mut jobs = Vec::new();
     for topic in req.topics {
+        let allowed = access.topic(Operation::Describe, &topic.name);
         for p in topic.partitions {
             jobs.push((
                 topic.name.clone(),
                 p.partition_index,
                 p.timestamp,
                 p.current_leader_epoch,
-                state.logs.get(&topic.name, p.partition_index),
+                allowed.then(|| state.logs.get(&topic.name, p.partition_index)),
             ));
         }
     }
@@ -72,6 +77,10 @@ pub async fn list_offsets(
                 r.partition_index = index;
                 r.timestamp = -1;
                 r.offset = -1;
+                let Some(partition) = partition else {
+                    r.error_code = ResponseError::TopicAuthorizationFailed.code();
+                    return (name, r);
+                };
                 match partition {
                     None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
                     Some(partition) => {
@@ -115,16 +124,23 @@ pub async fn list_offsets(
 
 pub async fn delete_records(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let mut response = DeleteRecordsResponse::default();
     for topic in req.topics {
         let mut t = DeleteRecordsTopicResult::default();
         t.name = topic.name.clone();
+        let allowed = access.topic(Operation::Delete, &topic.name);
         for p in topic.partitions {
             let mut r = DeleteRecordsPartitionResult::default();
             r.partition_index = p.partition_index;
             r.low_watermark = -1;
+            if !allowed {
+                r.error_code = ResponseError::TopicAuthorizationFailed.code();
+                t.partitions.push(r);
+                continue;
+            }
             match state.logs.get(&topic.name, p.partition_index) {
                 None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
                 Some(partition) => {
@@ -164,17 +180,28 @@ pub async fn delete_records(
 /// the next epoch (or the log end for the latest one).
 pub fn offset_for_leader_epoch(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let mut response = OffsetForLeaderEpochResponse::default();
+    // A follower needs ClusterAction, a consumer Describe on the topic.
+    let follower = req.replica_id.0 >= 0;
+    let follower_allowed = !follower || access.cluster(Operation::ClusterAction);
     for topic in req.topics {
         let mut t = OffsetForLeaderTopicResult::default();
         t.topic = topic.topic.clone();
+        let allowed =
+            follower_allowed && (follower || access.topic(Operation::Describe, &topic.topic));
         for p in topic.partitions {
             let mut r = EpochEndOffset::default();
             r.partition = p.partition;
             r.leader_epoch = -1;
             r.end_offset = -1;
+            if !allowed {
+                r.error_code = ResponseError::TopicAuthorizationFailed.code();
+                t.partitions.push(r);
+                continue;
+            }
             match state.logs.get(&topic.topic, p.partition) {
                 None => r.error_code = ResponseError::UnknownTopicOrPartition.code(),
                 Some(partition) => {

@@ -11,7 +11,10 @@ use kafka_protocol::messages::{
 };
 use tracing::{debug, warn};
 
+use weir_client::acl::{Operation, ResourceType};
+
 use super::str_bytes;
+use crate::authorizer::Access;
 use crate::broker::BrokerState;
 use crate::clock::now_ms;
 
@@ -28,8 +31,19 @@ struct PartitionWrite {
     wait_for: Option<i64>,
 }
 
-pub async fn produce(state: &Arc<BrokerState>, req: ProduceRequest, _version: i16) -> Produced {
+pub async fn produce(
+    state: &Arc<BrokerState>,
+    access: &Access<'_>,
+    req: ProduceRequest,
+    _version: i16,
+) -> Produced {
     let acks = req.acks;
+    // A transactional produce needs Write on its transactional id; without
+    // it, no partition is written.
+    let transaction_allowed = req
+        .transactional_id
+        .as_ref()
+        .is_none_or(|id| access.transactional_id(Operation::Write, id));
     let timeout_ms = req.timeout_ms;
     let mut response = ProduceResponse::default();
     let mut writes = Vec::new();
@@ -37,6 +51,7 @@ pub async fn produce(state: &Arc<BrokerState>, req: ProduceRequest, _version: i1
         let mut topic_response = TopicProduceResponse::default();
         topic_response.name = topic.name.clone();
         response.responses.push(topic_response);
+        let topic_allowed = access.topic(Operation::Write, &topic.name);
         let min_insync = if acks == -1 {
             state.min_insync_replicas(topic.name.as_str())
         } else {
@@ -68,6 +83,10 @@ pub async fn produce(state: &Arc<BrokerState>, req: ProduceRequest, _version: i1
                     .is_some();
             if !matches!(acks, -1..=1) {
                 r.error_code = ResponseError::InvalidRequiredAcks.code();
+            } else if !transaction_allowed {
+                r.error_code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            } else if !topic_allowed {
+                r.error_code = ResponseError::TopicAuthorizationFailed.code();
             } else if !known {
                 r.error_code = ResponseError::UnknownTopicOrPartition.code();
             } else if partition.is_none() {
@@ -191,11 +210,20 @@ fn assemble(mut response: ProduceResponse, writes: Vec<PartitionWrite>) -> Produ
 /// (Transactional ones go to their transaction coordinator, `txn`.)
 pub async fn init_producer_id(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     _req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
+    // Idempotence needs IdempotentWrite on the cluster, or (KIP-679) Write
+    // on some topic.
+    if !access.cluster(Operation::IdempotentWrite)
+        && !access.any_of_type(Operation::Write, ResourceType::Topic)
+    {
+        response.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return response;
+    }
     match state.cluster.allocate_producer_id().await {
         Ok(id) => {
             response.producer_id = ProducerId(id);

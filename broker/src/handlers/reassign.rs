@@ -6,6 +6,9 @@
 //! The conversions between Kafka's messages and the controller's types are
 //! pure functions, so the error codes are testable without a cluster.
 
+use weir_client::acl::Operation;
+
+use crate::authorizer::Access;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -27,8 +30,16 @@ use crate::broker::BrokerState;
 
 pub async fn alter_partition_reassignments(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
+    if !access.cluster(Operation::Alter) {
+        return AlterPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes(
+                "Alter on the cluster is needed to reassign partitions",
+            )));
+    }
     let entries = reassignments_of(&req);
     let results = state
         .cluster
@@ -39,8 +50,16 @@ pub async fn alter_partition_reassignments(
 
 pub async fn list_partition_reassignments(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if !access.cluster(Operation::Describe) {
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes(
+                "Describe on the cluster is needed to list reassignments",
+            )));
+    }
     let wanted = req.topics.map(|topics| {
         topics
             .iter()

@@ -7,6 +7,9 @@
 //! password) and forwards the change to the active controller. Describe is
 //! answered from this broker's image: mechanisms and iteration counts only.
 
+use weir_client::acl::Operation;
+
+use crate::authorizer::Access;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -46,8 +49,34 @@ fn code_of(m: ScramMechanism) -> i8 {
 
 pub async fn alter(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: AlterUserScramCredentialsRequest,
 ) -> AlterUserScramCredentialsResponse {
+    if !access.cluster(Operation::Alter) {
+        let mut response = AlterUserScramCredentialsResponse::default();
+        let mut users: Vec<&str> = Vec::new();
+        for user in req
+            .deletions
+            .iter()
+            .map(|d| d.name.as_str())
+            .chain(req.upsertions.iter().map(|u| u.name.as_str()))
+        {
+            if !users.contains(&user) {
+                users.push(user);
+            }
+        }
+        for user in users {
+            response.results.push(
+                AlterUserScramCredentialsResult::default()
+                    .with_user(str_bytes(user.to_owned()))
+                    .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+                    .with_error_message(Some(str_bytes(
+                        "Alter on the cluster is needed to change credentials",
+                    ))),
+            );
+        }
+        return response;
+    }
     // Refusals the broker can make alone: an unknown mechanism or an empty
     // salted password fails every change of that user.
     let mut refused: Vec<(String, ResponseError, String)> = Vec::new();
@@ -154,8 +183,16 @@ pub async fn alter(
 
 pub fn describe(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
+    if !access.cluster(Operation::Describe) {
+        return DescribeUserScramCredentialsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes(
+                "Describe on the cluster is needed to list credentials",
+            )));
+    }
     describe_in(&state.cluster.image(), req)
 }
 

@@ -2,6 +2,9 @@
 //! error codes. The checks are pure (`check_new_topic`), so validate-only
 //! requests and real ones take the same path.
 
+use weir_client::acl::{Operation, ResourceType};
+
+use crate::authorizer::Access;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
@@ -30,7 +33,10 @@ use crate::topic_config::{effective_topic_configs, validate_topic_config};
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 10_000;
 
 /// A Kafka error code with its message.
-type Refusal = (ResponseError, String);
+/// Kafka's message for a refused topic.
+pub(crate) const AUTHORIZATION_FAILED: &str = "Authorization failed.";
+
+pub(crate) type Refusal = (ResponseError, String);
 
 /// What a valid CreateTopics entry asks for.
 #[derive(Debug, PartialEq)]
@@ -170,6 +176,7 @@ pub fn refusal_of_controller(error: &ControllerError) -> Refusal {
 
 pub async fn create_topics(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
@@ -181,12 +188,23 @@ pub async fn create_topics(
         .filter(|t| !seen.insert(t.name.to_string()))
         .map(|t| t.name.to_string())
         .collect();
+    // Create on the cluster allows every topic; else Create on each.
+    let cluster_create = access.quietly_allows(
+        Operation::Create,
+        ResourceType::Cluster,
+        weir_client::acl::CLUSTER_NAME,
+    );
     for topic in req.topics {
         let mut result = CreatableTopicResult::default();
         result.name = topic.name.clone();
         result.num_partitions = -1;
         result.replication_factor = -1;
-        let outcome = if duplicates.contains(topic.name.as_str()) {
+        let outcome = if !cluster_create && !access.topic(Operation::Create, &topic.name) {
+            Err((
+                ResponseError::TopicAuthorizationFailed,
+                AUTHORIZATION_FAILED.into(),
+            ))
+        } else if duplicates.contains(topic.name.as_str()) {
             Err((
                 ResponseError::InvalidRequest,
                 format!(
@@ -202,7 +220,9 @@ pub async fn create_topics(
                 result.topic_id = id;
                 result.num_partitions = new.partitions;
                 result.replication_factor = new.replication_factor;
-                if version >= 5 {
+                if version >= 5 && !access.topic(Operation::DescribeConfigs, &topic.name) {
+                    result.topic_config_error_code = ResponseError::TopicAuthorizationFailed.code();
+                } else if version >= 5 {
                     result.configs = Some(
                         effective_topic_configs(&new.configs, &state.settings())
                             .into_iter()
@@ -273,6 +293,7 @@ async fn create_one(
 
 pub async fn delete_topics(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
@@ -296,7 +317,16 @@ pub async fn delete_topics(
             Some(n) => state.cluster.topic(n),
             None => state.cluster.topic_by_id(id),
         };
+        let allowed = match (&name, &topic) {
+            (Some(n), _) => access.topic(Operation::Delete, n),
+            (None, Some(t)) => access.topic(Operation::Delete, &t.name),
+            (None, None) => true,
+        };
         let outcome = match topic {
+            _ if !allowed => Err((
+                ResponseError::TopicAuthorizationFailed,
+                AUTHORIZATION_FAILED.into(),
+            )),
             None if name.is_none() => Err((
                 ResponseError::UnknownTopicId,
                 format!("no topic has id {id}"),
@@ -342,6 +372,7 @@ pub async fn delete_topics(
 
 pub async fn create_partitions(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let mut response = CreatePartitionsResponse::default();
@@ -351,6 +382,10 @@ pub async fn create_partitions(
         let name = topic.name.to_string();
         let live = state.cluster.image().live_brokers();
         let outcome = match state.cluster.topic(&name) {
+            _ if !access.topic(Operation::Alter, &name) => Err((
+                ResponseError::TopicAuthorizationFailed,
+                AUTHORIZATION_FAILED.into(),
+            )),
             None => Err((
                 ResponseError::UnknownTopicOrPartition,
                 format!("topic '{name}' does not exist"),

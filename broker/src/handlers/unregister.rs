@@ -3,6 +3,9 @@
 //! Forwarded to the active controller, which refuses a broker still
 //! running or still holding replicas.
 
+use weir_client::acl::Operation;
+
+use crate::authorizer::Access;
 use std::sync::Arc;
 
 use kafka_protocol::error::ResponseError;
@@ -15,8 +18,16 @@ use crate::broker::BrokerState;
 
 pub async fn unregister_broker(
     state: &Arc<BrokerState>,
+    access: &Access<'_>,
     req: UnregisterBrokerRequest,
 ) -> UnregisterBrokerResponse {
+    if !access.cluster(Operation::Alter) {
+        return UnregisterBrokerResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
+            .with_error_message(Some(str_bytes(
+                "Alter on the cluster is needed to unregister a broker",
+            )));
+    }
     let result = state.cluster.unregister_broker(req.broker_id.0).await;
     response_of(result)
 }

@@ -276,9 +276,13 @@ async fn send(
 /// partition this broker leads.
 pub async fn write_txn_markers(
     state: &Arc<BrokerState>,
+    access: &crate::authorizer::Access<'_>,
     req: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
     let mut response = WriteTxnMarkersResponse::default();
+    // Only brokers write markers: ClusterAction, else every partition is
+    // refused.
+    let allowed = access.cluster(weir_client::acl::Operation::ClusterAction);
     for m in req.markers {
         let marker = Marker {
             producer_id: m.producer_id.0,
@@ -290,7 +294,11 @@ pub async fn write_txn_markers(
         for t in m.topics {
             let mut topic = WritableTxnMarkerTopicResult::default().with_name(t.name.clone());
             for index in t.partition_indexes {
-                let code = write_local(state, &marker, &t.name, index).await;
+                let code = if allowed {
+                    write_local(state, &marker, &t.name, index).await
+                } else {
+                    kafka_protocol::error::ResponseError::ClusterAuthorizationFailed.code()
+                };
                 topic.partitions.push(
                     WritableTxnMarkerPartitionResult::default()
                         .with_partition_index(index)

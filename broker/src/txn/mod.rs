@@ -7,6 +7,9 @@
 mod coordinator;
 mod markers;
 
+use weir_client::acl::{Operation, ResourceType};
+
+use crate::authorizer::Access;
 use std::sync::{Arc, OnceLock, Weak};
 
 use kafka_protocol::error::ResponseError;
@@ -158,22 +161,71 @@ pub async fn handle(
     request: RequestKind,
 ) -> Option<ResponseKind> {
     let v = ctx.version;
+    let access = state.access(ctx);
+    if let Some(refused) = refused(&access, &request, v) {
+        return Some(refused);
+    }
     Some(match request {
         RequestKind::InitProducerId(req) => {
             ResponseKind::InitProducerId(init_producer_id(state, req, v).await)
         }
         RequestKind::AddPartitionsToTxn(req) => {
-            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn(state, req, v).await)
+            ResponseKind::AddPartitionsToTxn(add_partitions_to_txn(state, &access, req, v).await)
         }
         RequestKind::AddOffsetsToTxn(req) => {
             ResponseKind::AddOffsetsToTxn(add_offsets_to_txn(state, req, v).await)
         }
         RequestKind::EndTxn(req) => ResponseKind::EndTxn(end_txn(state, req, v).await),
         RequestKind::DescribeTransactions(req) => {
-            ResponseKind::DescribeTransactions(describe_transactions(state, req).await)
+            ResponseKind::DescribeTransactions(describe_transactions(state, &access, req).await)
         }
         RequestKind::ListTransactions(req) => {
-            ResponseKind::ListTransactions(list_transactions(state, req).await)
+            ResponseKind::ListTransactions(list_transactions(state, &access, req).await)
+        }
+        _ => return None,
+    })
+}
+
+/// The answer to a transaction request refused as a whole: Write on the
+/// transactional id for a producer's requests (and Read on the group whose
+/// offsets join the transaction), ClusterAction for a broker's batched
+/// AddPartitionsToTxn.
+fn refused(access: &Access<'_>, request: &RequestKind, version: i16) -> Option<ResponseKind> {
+    let txn_denied = |id: &str| !access.transactional_id(Operation::Write, id);
+    let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+    Some(match request {
+        RequestKind::InitProducerId(r)
+            if r.transactional_id.as_ref().is_some_and(|id| txn_denied(id)) =>
+        {
+            ResponseKind::InitProducerId(
+                InitProducerIdResponse::default()
+                    .with_error_code(code)
+                    .with_producer_id(ProducerId(-1))
+                    .with_producer_epoch(-1),
+            )
+        }
+        RequestKind::EndTxn(r) if txn_denied(&r.transactional_id) => ResponseKind::EndTxn(
+            EndTxnResponse::default()
+                .with_error_code(code)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        ),
+        RequestKind::AddOffsetsToTxn(r) if txn_denied(&r.transactional_id) => {
+            ResponseKind::AddOffsetsToTxn(AddOffsetsToTxnResponse::default().with_error_code(code))
+        }
+        RequestKind::AddOffsetsToTxn(r) if !access.group(Operation::Read, &r.group_id) => {
+            ResponseKind::AddOffsetsToTxn(
+                AddOffsetsToTxnResponse::default()
+                    .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+            )
+        }
+        RequestKind::AddPartitionsToTxn(_)
+            if version >= 4 && !access.cluster(Operation::ClusterAction) =>
+        {
+            ResponseKind::AddPartitionsToTxn(
+                AddPartitionsToTxnResponse::default()
+                    .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+            )
         }
         _ => return None,
     })
@@ -295,11 +347,39 @@ async fn add_one(
 
 async fn add_partitions_to_txn(
     state: &BrokerState,
+    access: &Access<'_>,
     req: AddPartitionsToTxnRequest,
     version: i16,
 ) -> AddPartitionsToTxnResponse {
     let mut response = AddPartitionsToTxnResponse::default();
     if version <= 3 {
+        // A producer's: Write on its transactional id, then on each topic;
+        // a refused topic fails it, and the others are not attempted.
+        let id = &req.v3_and_below_transactional_id;
+        let topics = &req.v3_and_below_topics;
+        let denied = |t: &AddPartitionsToTxnTopic| !access.topic(Operation::Write, &t.name);
+        if !access.transactional_id(Operation::Write, id) {
+            response.results_by_topic_v3_and_below = partition_results(
+                state,
+                topics,
+                Some(ResponseError::TransactionalIdAuthorizationFailed.code()),
+            );
+            return response;
+        }
+        if topics.iter().any(denied) {
+            response.results_by_topic_v3_and_below = topics
+                .iter()
+                .flat_map(|t| {
+                    let code = if denied(t) {
+                        ResponseError::TopicAuthorizationFailed
+                    } else {
+                        ResponseError::OperationNotAttempted
+                    };
+                    partition_results(state, std::slice::from_ref(t), Some(code.code()))
+                })
+                .collect();
+            return response;
+        }
         response.results_by_topic_v3_and_below = add_one(
             state,
             &req.v3_and_below_transactional_id,
@@ -402,11 +482,15 @@ fn described(id: &str, m: &TxnMetadata) -> TransactionState {
 
 async fn describe_transactions(
     state: &BrokerState,
+    access: &Access<'_>,
     req: DescribeTransactionsRequest,
 ) -> DescribeTransactionsResponse {
     let mut response = DescribeTransactionsResponse::default();
     for id in req.transactional_ids {
         let one = match locate(state, &id) {
+            _ if !access.transactional_id(Operation::Describe, &id) => {
+                Err(ResponseError::TransactionalIdAuthorizationFailed.code())
+            }
             Err(c) => Err(c),
             Ok(c) => c
                 .describe(&id)
@@ -414,7 +498,13 @@ async fn describe_transactions(
                 .ok_or(ResponseError::TransactionalIdNotFound.code()),
         };
         response.transaction_states.push(match one {
-            Ok(m) => described(&id, &m),
+            Ok(mut m) => {
+                // Topics the principal may not describe are left out.
+                m.partitions.retain(|(topic, _)| {
+                    access.quietly_allows(Operation::Describe, ResourceType::Topic, topic)
+                });
+                described(&id, &m)
+            }
             Err(c) => TransactionState::default()
                 .with_transactional_id(id)
                 .with_error_code(c)
@@ -439,6 +529,7 @@ const STATE_NAMES: [&str; 8] = [
 
 async fn list_transactions(
     state: &BrokerState,
+    access: &Access<'_>,
     req: ListTransactionsRequest,
 ) -> ListTransactionsResponse {
     let mut response = ListTransactionsResponse::default();
@@ -468,7 +559,9 @@ async fn list_transactions(
                 || (m.state == weir_coordinator::txn::TxnState::Ongoing
                     && now - m.start_ms > req.duration_filter);
             let pattern_ok = pattern.as_ref().is_none_or(|p| p(&id));
-            if state_ok && pid_ok && duration_ok && pattern_ok {
+            let visible =
+                access.quietly_allows(Operation::Describe, ResourceType::TransactionalId, &id);
+            if state_ok && pid_ok && duration_ok && pattern_ok && visible {
                 response.transaction_states.push(
                     ListedTransaction::default()
                         .with_transactional_id(str_bytes(id).into())
@@ -501,13 +594,20 @@ fn regex_lite_match(pattern: &str) -> impl Fn(&str) -> bool + use<> {
 /// find-hanging` looks at).
 pub fn describe_producers(
     state: &BrokerState,
+    access: &Access<'_>,
     req: DescribeProducersRequest,
 ) -> DescribeProducersResponse {
     let mut response = DescribeProducersResponse::default();
     for t in req.topics {
         let mut topic = TopicResponse::default().with_name(t.name.clone());
+        let allowed = access.topic(Operation::Read, &t.name);
         for index in t.partition_indexes {
             let mut part = PartitionResponse::default().with_partition_index(index);
+            if !allowed {
+                part.error_code = ResponseError::TopicAuthorizationFailed.code();
+                topic.partitions.push(part);
+                continue;
+            }
             match state.logs.get(&t.name, index) {
                 None => {
                     part.error_code = if state.cluster.partition(&t.name, index).is_some() {

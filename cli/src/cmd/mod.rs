@@ -1,3 +1,4 @@
+pub mod acl;
 pub mod bench;
 mod bench_tasks;
 pub mod broker;
