@@ -305,6 +305,34 @@ fn request(api: ApiKey, version: i16) -> RequestKind {
         ApiKey::DescribeUserScramCredentials => {
             DescribeUserScramCredentialsRequest::default().into()
         }
+        // Authorization is off here: each is answered SECURITY_DISABLED.
+        ApiKey::CreateAcls => CreateAclsRequest::default()
+            .with_creations(vec![
+                create_acls_request::AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("t"))
+                    .with_resource_pattern_type(3)
+                    .with_principal(StrBytes::from_static_str("User:a"))
+                    .with_host(StrBytes::from_static_str("*"))
+                    .with_operation(3)
+                    .with_permission_type(3),
+            ])
+            .into(),
+        ApiKey::DescribeAcls => DescribeAclsRequest::default()
+            .with_resource_type_filter(1)
+            .with_pattern_type_filter(1)
+            .with_operation(1)
+            .with_permission_type(1)
+            .into(),
+        ApiKey::DeleteAcls => DeleteAclsRequest::default()
+            .with_filters(vec![
+                delete_acls_request::DeleteAclsFilter::default()
+                    .with_resource_type_filter(1)
+                    .with_pattern_type_filter(1)
+                    .with_operation(1)
+                    .with_permission_type(1),
+            ])
+            .into(),
         other => panic!("the broker advertises {other:?} but this test has no request for it"),
     }
 }

@@ -3,8 +3,9 @@
 // properties file (SSL, SASL_PLAINTEXT, SASL_SSL, as Kafka's clients take
 // them). With a pause, the records are sent that many ms apart, so a
 // session shorter than the run is re-authenticated (KIP-368) on the way.
-// Usage: SecureClientCheck BOOTSTRAP TOPIC PROPS_FILE [PAUSE_MS | expect-auth-failure]
-// Prints OK, or AUTH-FAILED when the broker refused the login.
+// Usage: SecureClientCheck BOOTSTRAP TOPIC PROPS_FILE [PAUSE_MS | expect-auth-failure | expect-authz-failure]
+// Prints OK, AUTH-FAILED when the broker refused the login, or
+// AUTHZ-FAILED: produce|consume when an ACL refused the writes or the reads.
 import java.io.FileReader;
 import java.time.Duration;
 import java.util.HashSet;
@@ -17,13 +18,14 @@ import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.errors.AuthenticationException;
+import org.apache.kafka.common.errors.AuthorizationException;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
 public class SecureClientCheck {
-    static boolean isAuthFailure(Throwable t) {
+    static boolean isA(Throwable t, Class<?> kind) {
         for (; t != null; t = t.getCause()) {
-            if (t instanceof AuthenticationException) {
+            if (kind.isInstance(t)) {
                 return true;
             }
         }
@@ -37,7 +39,8 @@ public class SecureClientCheck {
             security.load(in);
         }
         boolean expectFailure = args.length > 3 && args[3].equals("expect-auth-failure");
-        long pause = args.length > 3 && !expectFailure ? Long.parseLong(args[3]) : 0;
+        boolean expectDenial = args.length > 3 && args[3].equals("expect-authz-failure");
+        long pause = args.length > 3 && !expectFailure && !expectDenial ? Long.parseLong(args[3]) : 0;
         Properties p = new Properties();
         p.putAll(security);
         p.put("acks", "all");
@@ -50,8 +53,12 @@ public class SecureClientCheck {
                 Thread.sleep(pause);
             }
         } catch (Exception e) {
-            if (expectFailure && isAuthFailure(e)) {
+            if (expectFailure && isA(e, AuthenticationException.class)) {
                 System.out.println("AUTH-FAILED: " + e);
+                return;
+            }
+            if (expectDenial && isA(e, AuthorizationException.class)) {
+                System.out.println("AUTHZ-FAILED: produce: " + e);
                 return;
             }
             throw e;
@@ -75,6 +82,12 @@ public class SecureClientCheck {
                     seen.add(r.value());
                 }
             }
+        } catch (Exception e) {
+            if (expectDenial && isA(e, AuthorizationException.class)) {
+                System.out.println("AUTHZ-FAILED: consume: " + e);
+                return;
+            }
+            throw e;
         }
         if (seen.size() != 10) {
             System.out.println("FAILED: read " + seen);

@@ -86,7 +86,6 @@ impl Authorizer {
         drop(logged);
         // Kafka's authorizer log line, so existing log alerts keep working.
         tracing::info!(
-            target: "weir::authorizer",
             "Principal = {principal} is Denied operation = {op} from host = {host} on resource = {rt}:{name} (logged once per principal, operation and resource)"
         );
     }
