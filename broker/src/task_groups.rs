@@ -11,6 +11,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use weir_client::acl::Operation;
 
 use kafka_protocol::error::ResponseError;
 use tokio::net::TcpStream;
@@ -338,18 +339,35 @@ impl Service {
     }
 }
 
+impl Service {
+    /// What a task-group member may do. gRPC is served on PLAINTEXT
+    /// listeners without SASL only, so its members are anonymous.
+    fn access(&self, peer: Option<std::net::SocketAddr>) -> crate::authorizer::Access<'_> {
+        let host = peer
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        self.state.authorizer.access(
+            || self.state.cluster.image().acls().clone(),
+            crate::sasl::ANONYMOUS,
+            host,
+        )
+    }
+}
+
 #[tonic::async_trait]
 impl TaskGroups for Service {
     async fn heartbeat(
         &self,
         request: Request<proto::HeartbeatRequest>,
     ) -> Result<Response<proto::HeartbeatResponse>, Status> {
-        let host = request
-            .remote_addr()
-            .map(|a| format!("/{}", a.ip()))
-            .unwrap_or_default();
+        let peer = request.remote_addr();
+        let host = peer.map(|a| format!("/{}", a.ip())).unwrap_or_default();
         let req = request.into_inner();
         let group_id = req.group_id.clone();
+        if !self.access(peer).group(Operation::Read, &group_id) {
+            let e = ResponseError::GroupAuthorizationFailed;
+            return Ok(Response::new(refusal(e.code(), e.to_string())));
+        }
         let (coordinator, partition) =
             match crate::groups::local_coordinator(&self.state, &group_id) {
                 Ok(c) => c,
@@ -378,8 +396,13 @@ impl TaskGroups for Service {
         request: Request<proto::DescribeRequest>,
     ) -> Result<Response<proto::DescribeResponse>, Status> {
         let mut groups = Vec::new();
+        let peer = request.remote_addr();
         for group_id in request.into_inner().group_ids {
             let found = match crate::groups::local_coordinator(&self.state, &group_id) {
+                _ if !self.access(peer).group(Operation::Describe, &group_id) => {
+                    let e = ResponseError::GroupAuthorizationFailed;
+                    Err((e.code(), e.to_string()))
+                }
                 Ok((c, _)) => c.describe_task_group(&group_id).await,
                 Err(e) => Err((e.code(), e.to_string())),
             };

@@ -528,3 +528,90 @@ async fn a_malformed_topology_is_refused_with_its_reason() {
     assert!(text.contains("INVALID_REQUEST"), "{text}");
     assert!(text.contains("Subtopology 0 is declared twice"), "{text}");
 }
+
+/// With an authorizer, a task-group member (anonymous: gRPC is served on
+/// PLAINTEXT listeners only) needs Read on its group: a denied group is
+/// refused with GROUP_AUTHORIZATION_FAILED, an allowed one runs its tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_needs_read_on_its_group() {
+    use weir_client::acl::{AclBinding, Operation, Permission, ResourcePattern, ResourceType};
+    let broker = BrokerProcess::start(&[
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        // Until the first ACL exists, the anonymous admin may create it.
+        "allow.everyone.if.no.acl.found=true",
+    ]);
+    let config = ClientConfig::new(broker.bootstrap());
+    let admin = Admin::connect(config.clone()).await.expect("admin");
+    let anonymous = |pattern, operation, permission| AclBinding {
+        pattern,
+        principal: "User:ANONYMOUS".into(),
+        host: "*".into(),
+        operation,
+        permission,
+    };
+    let outcomes = admin
+        .create_acls(&[
+            anonymous(
+                ResourcePattern::prefixed(ResourceType::Group, "open-"),
+                Operation::Read,
+                Permission::Allow,
+            ),
+            // It may find its coordinator (Describe) but not join (Read):
+            // the refusal comes from the task-group service itself.
+            anonymous(
+                ResourcePattern::literal(ResourceType::Group, "locked-app"),
+                Operation::Describe,
+                Permission::Allow,
+            ),
+            anonymous(
+                ResourcePattern::literal(ResourceType::Group, "locked-app"),
+                Operation::Read,
+                Permission::Deny,
+            ),
+            // The member reads the topics' metadata; the test creates
+            // its source topic.
+            anonymous(
+                ResourcePattern::literal(ResourceType::Topic, "*"),
+                Operation::All,
+                Permission::Allow,
+            ),
+        ])
+        .await
+        .expect("create ACLs");
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    admin
+        .create_topic(NewTopic::new("clicks", 2, 1))
+        .await
+        .expect("create clicks");
+    let cluster = Cluster::connect(config).await.expect("cluster");
+
+    let (locked, _events) = TaskGroupMember::join(
+        Arc::clone(&cluster),
+        MemberConfig::new("locked-app", weir_e2e::task_topology()),
+    );
+    let mut status = locked.status();
+    let error = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(e) = status.borrow().error.clone() {
+                return e;
+            }
+            status.changed().await.expect("member gone");
+        }
+    })
+    .await
+    .expect("the denied member gives up");
+    assert!(
+        error.to_string().contains("GROUP_AUTHORIZATION_FAILED"),
+        "{error}"
+    );
+
+    let runners = Arc::new(Mutex::new(Runners::default()));
+    let mut config = MemberConfig::new("open-app", weir_e2e::task_topology());
+    config.member_id = "open-1".into();
+    let (open, events) = TaskGroupMember::join(Arc::clone(&cluster), config);
+    run_member("open-1", open.reporter(), events, Arc::clone(&runners));
+    wait_for("the allowed member runs tasks", || {
+        !runners.lock().unwrap().active.is_empty()
+    })
+    .await;
+}
