@@ -125,7 +125,10 @@ async fn handle_connection(
     if let Some(tls) = security.tls {
         // A client that connects and says nothing must not hold a task for
         // ever.
-        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream));
+        // rustls pulls at most a TLS record (~16 KiB) per read: a buffer
+        // under it turns a large produce into a few big socket reads.
+        let buffered = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, stream);
+        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(buffered));
         let stream = tokio::select! {
             done = handshake => match done {
                 Ok(Ok(stream)) => stream,
@@ -163,6 +166,9 @@ async fn handle_connection(
     }
     serve_kafka(stream, peer, listener, state, shutdown, None).await
 }
+
+/// Bytes read from a TLS connection's socket at a time.
+const TLS_READ_BUFFER: usize = 256 * 1024;
 
 /// How long a client has to finish the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
