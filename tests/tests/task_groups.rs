@@ -119,6 +119,21 @@ fn join_with_session(
     member
 }
 
+/// The error a member gives up with (within 30 s).
+async fn gives_up_with(member: &TaskGroupMember) -> weir_client::Error {
+    let mut status = member.status();
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Some(e) = status.borrow().error.clone() {
+                return e;
+            }
+            status.changed().await.expect("member gone");
+        }
+    })
+    .await
+    .expect("the member gives up")
+}
+
 fn running(runners: &Arc<Mutex<Runners>>) -> BTreeMap<String, usize> {
     let mut by_member = BTreeMap::new();
     for m in runners.lock().unwrap().active.values() {
@@ -513,17 +528,7 @@ async fn a_malformed_topology_is_refused_with_its_reason() {
     topology.subtopologies[1].id = "0".into();
     let (member, _events) =
         TaskGroupMember::join(Arc::clone(&cluster), MemberConfig::new("bad-app", topology));
-    let mut status = member.status();
-    let error = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(e) = status.borrow().error.clone() {
-                return e;
-            }
-            status.changed().await.expect("member gone");
-        }
-    })
-    .await
-    .expect("the member gives up");
+    let error = gives_up_with(&member).await;
     let text = error.to_string();
     assert!(text.contains("INVALID_REQUEST"), "{text}");
     assert!(text.contains("Subtopology 0 is declared twice"), "{text}");
@@ -589,17 +594,7 @@ async fn a_member_needs_read_on_its_group() {
         Arc::clone(&cluster),
         MemberConfig::new("locked-app", weir_e2e::task_topology()),
     );
-    let mut status = locked.status();
-    let error = tokio::time::timeout(Duration::from_secs(30), async {
-        loop {
-            if let Some(e) = status.borrow().error.clone() {
-                return e;
-            }
-            status.changed().await.expect("member gone");
-        }
-    })
-    .await
-    .expect("the denied member gives up");
+    let error = gives_up_with(&locked).await;
     assert!(
         error.to_string().contains("GROUP_AUTHORIZATION_FAILED"),
         "{error}"

@@ -41,12 +41,13 @@ impl Authorizer {
         if current.is_of(acls) {
             return current;
         }
-        let built = Arc::new(AclIndex::build(acls));
         let mut slot = self.index.write().unwrap_or_else(|e| e.into_inner());
-        // A newer set may have been indexed meanwhile; either is fine for
-        // this request, and the next one compares again.
-        *slot = built.clone();
-        built
+        // Requests that met the same new set meanwhile wait here rather
+        // than each build it again.
+        if !slot.is_of(acls) {
+            *slot = Arc::new(AclIndex::build(acls));
+        }
+        slot.clone()
     }
 
     /// What `principal` from `host` may do, against `acls` (the current
@@ -101,6 +102,11 @@ pub struct Access<'a> {
 }
 
 impl Access<'_> {
+    /// Whether requests are authorized at all (an authorizer is configured).
+    pub fn enforced(&self) -> bool {
+        self.index.is_some()
+    }
+
     /// Whether the operation is allowed; a denial is logged.
     pub fn allows(&self, op: Operation, rt: ResourceType, name: &str) -> bool {
         let allowed = self.quietly_allows(op, rt, name);

@@ -118,28 +118,48 @@ pub async fn create_acls(
         return response;
     }
     // Invalid creations are answered here; the rest go in one request.
-    let decoded: Vec<Result<AclBinding, String>> = req.creations.iter().map(binding_of).collect();
-    let valid: Vec<AclBinding> = decoded.iter().filter_map(|d| d.clone().ok()).collect();
-    let mut decided = match state.cluster.create_acls(valid.clone()).await {
+    let (decoded, valid) = split_valid(req.creations.iter().map(binding_of));
+    let valid_count = valid.len();
+    let decided = match state.cluster.create_acls(valid).await {
         Ok(results) => results
             .into_iter()
             .map(|r| r.map_err(|e| refusal_of_controller(&e)))
             .collect(),
-        Err(e) => vec![Err(refusal_of_controller(&e)); valid.len()],
-    }
-    .into_iter();
-    for d in decoded {
-        let outcome = match d {
-            Err(why) => failed((ResponseError::InvalidRequest, why)),
-            Ok(_) => match decided.next() {
-                Some(Ok(())) => (0, None),
-                Some(Err(refusal)) => failed(refusal),
-                None => failed((ResponseError::UnknownServerError, "no answer".into())),
-            },
-        };
-        response.results.push(result(outcome));
-    }
+        Err(e) => vec![Err(refusal_of_controller(&e)); valid_count],
+    };
+    response.results = in_request_order(&decoded, decided)
+        .into_iter()
+        .map(|outcome| result(outcome.map_or_else(failed, |()| (0, None))))
+        .collect();
     response
+}
+
+/// The decoded items (`Ok(())` for a valid one, the reason for an invalid
+/// one), and the valid ones, to be decided together.
+fn split_valid<T>(
+    items: impl Iterator<Item = Result<T, String>>,
+) -> (Vec<Result<(), String>>, Vec<T>) {
+    let mut valid = Vec::new();
+    let decoded = items.map(|item| item.map(|v| valid.push(v))).collect();
+    (decoded, valid)
+}
+
+/// One outcome per item in request order: an invalid item's refusal, else
+/// the next of the valid ones' outcomes.
+fn in_request_order<R>(
+    decoded: &[Result<(), String>],
+    decided: Vec<Result<R, Refusal>>,
+) -> Vec<Result<R, Refusal>> {
+    let mut decided = decided.into_iter();
+    decoded
+        .iter()
+        .map(|d| match d {
+            Err(why) => Err((ResponseError::InvalidRequest, why.clone())),
+            Ok(()) => decided
+                .next()
+                .unwrap_or_else(|| Err((ResponseError::UnknownServerError, "no answer".into()))),
+        })
+        .collect()
 }
 
 pub fn describe_acls(
@@ -217,42 +237,30 @@ pub async fn delete_acls(
         response.filter_results = req.filters.iter().map(|_| refused(each.clone())).collect();
         return response;
     }
-    let decoded: Vec<Result<AclFilter, String>> = req
-        .filters
-        .iter()
-        .map(|f| {
-            filter_of(
-                f.resource_type_filter,
-                &f.resource_name_filter,
-                f.pattern_type_filter,
-                &f.principal_filter,
-                &f.host_filter,
-                f.operation,
-                f.permission_type,
-            )
+    let (decoded, valid) = split_valid(req.filters.iter().map(|f| {
+        filter_of(
+            f.resource_type_filter,
+            &f.resource_name_filter,
+            f.pattern_type_filter,
+            &f.principal_filter,
+            &f.host_filter,
+            f.operation,
+            f.permission_type,
+        )
+    }));
+    let valid_count = valid.len();
+    let removed = match state.cluster.delete_acls(valid).await {
+        Ok(removed) => removed.into_iter().map(Ok).collect(),
+        Err(e) => vec![Err(refusal_of_controller(&e)); valid_count],
+    };
+    response.filter_results = in_request_order(&decoded, removed)
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(acls) => DeleteAclsFilterResult::default()
+                .with_matching_acls(acls.iter().map(matching_acl).collect()),
+            Err(refusal) => refused(failed(refusal)),
         })
         .collect();
-    let valid: Vec<AclFilter> = decoded.iter().filter_map(|d| d.clone().ok()).collect();
-    let mut removed = match state.cluster.delete_acls(valid.clone()).await {
-        Ok(removed) => removed.into_iter().map(Ok).collect(),
-        Err(e) => vec![Err(refusal_of_controller(&e)); valid.len()],
-    }
-    .into_iter();
-    for d in decoded {
-        let result = match d {
-            Err(why) => refused(failed((ResponseError::InvalidRequest, why))),
-            Ok(_) => match removed.next() {
-                Some(Ok(acls)) => DeleteAclsFilterResult::default()
-                    .with_matching_acls(acls.iter().map(matching_acl).collect()),
-                Some(Err(refusal)) => refused(failed(refusal)),
-                None => refused(failed((
-                    ResponseError::UnknownServerError,
-                    "no answer".into(),
-                ))),
-            },
-        };
-        response.filter_results.push(result);
-    }
     response
 }
 

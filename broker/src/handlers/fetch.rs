@@ -152,14 +152,18 @@ pub async fn fetch(
     // A follower needs ClusterAction on the cluster, a consumer Read on
     // each topic; a partition refused is answered TOPIC_AUTHORIZATION_FAILED
     // (checked per fetch, so a session outlives no revoked ACL).
-    let follower_allowed = follower.is_none() || access.cluster(Operation::ClusterAction);
     let mut denied: HashSet<String> = HashSet::new();
-    for ((topic, _), _) in &plan.partitions {
-        if !denied.contains(topic)
-            && (!follower_allowed || (follower.is_none() && !access.topic(Operation::Read, topic)))
-        {
-            denied.insert(topic.clone());
-        }
+    if access.enforced() {
+        let topics: HashSet<&String> = plan.partitions.iter().map(|((t, _), _)| t).collect();
+        let follower_allowed = follower.is_some() && access.cluster(Operation::ClusterAction);
+        denied = topics
+            .into_iter()
+            .filter(|t| match follower {
+                Some(_) => !follower_allowed,
+                None => !access.topic(Operation::Read, t),
+            })
+            .cloned()
+            .collect();
     }
     let plan = Arc::new(plan);
     let epochs = Arc::new(epochs);
