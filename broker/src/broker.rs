@@ -71,6 +71,8 @@ pub struct BrokerState {
     /// Connections the listeners found speaking HTTP/2: task-group gRPC.
     pub grpc: crate::task_groups::GrpcConnections,
     pub authorizer: crate::authorizer::Authorizer,
+    /// Senders' rates against their client quotas.
+    pub quotas: crate::quotas::QuotaManager,
     /// Whether the controller has admitted (unfenced) this broker.
     admitted: watch::Sender<bool>,
     /// Admitted, and its partitions follow the image: clients are served.
@@ -339,8 +341,10 @@ impl Broker {
         let txns = crate::txn::Txns::new(&config);
         let (grpc, grpc_connections) = tokio::sync::mpsc::channel(64);
         let authorizer = crate::authorizer::Authorizer::new(config.authorizer());
+        let quotas = crate::quotas::QuotaManager::new(config.quota_window());
         let state = Arc::new(BrokerState {
             authorizer,
+            quotas,
             config,
             advertised,
             endpoints,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use weir_client::acl::{AclBinding, AclFilter};
+use weir_quorum::quotas::QuotaAlteration;
 
 use uuid::Uuid;
 use weir_quorum::image::{PartitionRegistration, TopicImage};
@@ -444,6 +445,36 @@ impl ClusterMetadata {
         Ok(removed)
     }
 
+    /// Sets and removes client quotas; one outcome per entity, in order.
+    /// Those changed are in this node's image on return, so the next
+    /// request is throttled by them.
+    pub async fn alter_client_quotas(
+        &self,
+        alterations: Vec<QuotaAlteration>,
+        validate_only: bool,
+    ) -> Result<Vec<Result<(), ControllerError>>, ControllerError> {
+        let response = self
+            .send(ControllerRequest::AlterClientQuotas {
+                alterations: alterations.clone(),
+                validate_only,
+            })
+            .await?;
+        let ControllerResponse::AlterClientQuotas(results) = response else {
+            return Err(unexpected(response));
+        };
+        if !validate_only {
+            self.wait_for_image(|image| {
+                alterations
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, r)| r.is_ok())
+                    .all(|(a, _)| quotas_show(image, a))
+            })
+            .await;
+        }
+        Ok(results)
+    }
+
     pub async fn wait_for_image(&self, done: impl Fn(&MetadataImage) -> bool) {
         let mut watch = self.quorum.watch();
         let wait = watch.wait_for(|applied| done(&applied.image));
@@ -493,4 +524,15 @@ pub fn topic_meta(image: &MetadataImage, topic: &TopicImage) -> TopicMeta {
             .unwrap_or_default(),
         internal: is_internal_topic(&topic.name),
     }
+}
+
+/// Whether the image holds what an accepted alteration asked for.
+fn quotas_show(image: &MetadataImage, alteration: &QuotaAlteration) -> bool {
+    let now = image.quotas().get(&alteration.entity);
+    alteration.ops.iter().all(|(key, value)| {
+        let set = weir_client::quota::QuotaKey::parse(key)
+            .and_then(|k| now.and_then(|q| q.get(&k)))
+            .map(|v| v.0);
+        set == *value
+    })
 }

@@ -72,6 +72,10 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     ("authorizer.class.name", ""),
     ("super.users", ""),
     ("allow.everyone.if.no.acl.found", "false"),
+    // Client quotas (quotas/): rates are measured over this many samples
+    // of this many seconds each (Kafka's keys and defaults).
+    ("quota.window.num", "11"),
+    ("quota.window.size.seconds", "1"),
     ("offsets.retention.check.interval.ms", "600000"),
     ("log.retention.check.interval.ms", "300000"),
     ("log.cleaner.backoff.ms", "15000"),
@@ -483,6 +487,12 @@ impl BrokerConfig {
     pub fn default_replication_factor(&self) -> i16 {
         self.long("default.replication.factor") as i16
     }
+    /// How client quotas measure rates: samples kept, and each one's span.
+    pub fn quota_window(&self) -> (usize, Duration) {
+        let samples = self.long("quota.window.num").max(1) as usize;
+        let span = Duration::from_secs(self.long("quota.window.size.seconds").max(1) as u64);
+        (samples, span)
+    }
     pub fn socket_request_max_bytes(&self) -> usize {
         self.long("socket.request.max.bytes") as usize
     }
@@ -849,7 +859,12 @@ pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfi
         if n < 0 {
             return Err(invalid("must not be negative".into()));
         }
-        let at_least_one = ["num.partitions", "default.replication.factor"];
+        let at_least_one = [
+            "num.partitions",
+            "default.replication.factor",
+            "quota.window.num",
+            "quota.window.size.seconds",
+        ];
         if at_least_one.contains(&key) && n < 1 {
             return Err(invalid("must be at least 1".into()));
         }

@@ -14,7 +14,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::error::ResponseError;
@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 use crate::broker::BrokerState;
 use crate::codec::{DecodeError, Decoded, check_frame_size, decode_request, encode_response};
 use crate::handlers::{self, Handled, RequestContext};
+use crate::quotas::{self, SenderQuotas};
 use crate::sasl::{ANONYMOUS, After, ListenerSasl, Session};
 
 /// Why a connection was closed by the broker.
@@ -245,14 +246,25 @@ async fn read_requests(
                 .admit(api, Instant::now())
                 .map_err(ConnectionError::Sasl)?;
         }
-        let (next, close) = match handle_frame(&state, &mut conn, frame).await? {
-            (Response::None, _) => continue,
-            (Response::Ready(bytes), close) => (Queued::Ready(bytes), close),
-            (Response::Waiting(task), close) => (Queued::Waiting(tokio::spawn(task)), close),
+        let (response, close, throttle) = handle_frame(&state, &mut conn, frame).await?;
+        let next = match response {
+            Response::None => None,
+            Response::Ready(bytes) => Some(Queued::Ready(bytes)),
+            Response::Waiting(task) => Some(Queued::Waiting(tokio::spawn(task))),
         };
-        if queue.send(next).await.is_err() {
+        if let Some(next) = next
+            && queue.send(next).await.is_err()
+        {
             // The writer stopped (its error is what the connection reports).
             return Ok(());
+        }
+        if !throttle.is_zero() {
+            // Over a quota: the connection is muted for the throttle time
+            // (the answer, already queued, still goes out).
+            tokio::select! {
+                _ = tokio::time::sleep(throttle) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
         }
         if close == After::Close {
             // The answer (a failed login) goes out, then the connection ends.
@@ -308,7 +320,8 @@ async fn handle_frame(
     state: &Arc<BrokerState>,
     conn: &mut ConnectionState,
     frame: Bytes,
-) -> Result<(Response, After), ConnectionError> {
+) -> Result<(Response, After, Duration), ConnectionError> {
+    let request_bytes = frame.len();
     let (header, api, version, request) = match decode_request(frame)? {
         Decoded::Request {
             header,
@@ -319,7 +332,7 @@ async fn handle_frame(
         Decoded::UnsupportedApiVersions { correlation_id } => {
             let response = handlers::api_versions_unsupported();
             return encode(ApiKey::ApiVersions, 0, correlation_id, &response)
-                .map(|b| (Response::Ready(b), After::Continue));
+                .map(|b| (Response::Ready(b), After::Continue, Duration::ZERO));
         }
     };
     let correlation_id = header.correlation_id;
@@ -327,7 +340,7 @@ async fn handle_frame(
         Ok(request) => request,
         Err((response, after)) => {
             let bytes = encode(api, version, correlation_id, &response)?;
-            return Ok((Response::Ready(bytes), after));
+            return Ok((Response::Ready(bytes), after, Duration::ZERO));
         }
     };
     let ctx = RequestContext {
@@ -338,20 +351,75 @@ async fn handle_frame(
         listener: Arc::clone(&conn.listener),
         principal: Arc::clone(&conn.principal),
     };
-    let handled = handlers::handle(state, &ctx, request)
-        .await
-        .map_err(|reason| ConnectionError::Handler { api, reason })?;
+    let sender = if quota_exempt(&ctx, &request) {
+        SenderQuotas::default()
+    } else {
+        let image = state.cluster.image();
+        state
+            .quotas
+            .for_sender(image.quotas(), &ctx.principal, &ctx.client_id)
+    };
+    let (handled, used) = if sender.request.is_some() {
+        quotas::cpu_timed(handlers::handle(state, &ctx, request)).await
+    } else {
+        (handlers::handle(state, &ctx, request).await, Duration::ZERO)
+    };
+    let handled = handled.map_err(|reason| ConnectionError::Handler { api, reason })?;
+    let mut throttle = Duration::ZERO;
+    if let Some(limit) = &sender.request {
+        throttle = throttle.max(state.quotas.record_time(limit, used));
+    }
+    if let (ApiKey::Produce, Some(limit)) = (api, &sender.produce) {
+        throttle = throttle.max(state.quotas.record_bytes(limit, request_bytes));
+    }
     let response = match handled {
         Handled::Now(None) => Response::None,
-        Handled::Now(Some(response)) => {
+        Handled::Now(Some(mut response)) => {
+            if let (ApiKey::Fetch, Some(limit)) = (api, &sender.fetch) {
+                throttle = throttle.max(throttle_fetch(state, limit, throttle, &mut response));
+            }
+            quotas::set_throttle_time(&mut response, throttle);
             Response::Ready(encode(api, version, correlation_id, &response)?)
         }
         Handled::Later(wait) => Response::Waiting(Box::pin(async move {
-            let response = wait.await;
+            let mut response = wait.await;
+            quotas::set_throttle_time(&mut response, throttle);
             encode(api, version, correlation_id, &response)
         })),
     };
-    Ok((response, After::Continue))
+    Ok((response, After::Continue, throttle))
+}
+
+/// Requests no client quota applies to: logins, and brokers' own traffic
+/// (follower fetches, transaction markers, and Kafka's internal client
+/// ids, which start with `__`).
+fn quota_exempt(ctx: &RequestContext, request: &RequestKind) -> bool {
+    match request {
+        RequestKind::SaslHandshake(_)
+        | RequestKind::SaslAuthenticate(_)
+        | RequestKind::WriteTxnMarkers(_) => true,
+        RequestKind::Fetch(req) => req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0,
+        _ => ctx.client_id.starts_with("__"),
+    }
+}
+
+/// Records a fetch answer's bytes against the sender's fetch quota. A
+/// sender over it (or already throttled for its request time) gets the
+/// answer without records, which then do not count (Kafka's throttled
+/// fetch response); the throttle time for the fetch quota.
+fn throttle_fetch(
+    state: &BrokerState,
+    limit: &quotas::Limit,
+    throttled: Duration,
+    response: &mut ResponseKind,
+) -> Duration {
+    let bytes = quotas::fetched_bytes(response);
+    let throttle = state.quotas.record_bytes(limit, bytes);
+    if !throttle.is_zero() || !throttled.is_zero() {
+        state.quotas.unrecord_bytes(limit, bytes);
+        quotas::drop_fetched_records(response);
+    }
+    throttle
 }
 
 /// Answers SaslHandshake and SaslAuthenticate from the connection's

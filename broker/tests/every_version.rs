@@ -333,6 +333,30 @@ fn request(api: ApiKey, version: i16) -> RequestKind {
                     .with_permission_type(1),
             ])
             .into(),
+        ApiKey::DescribeClientQuotas => DescribeClientQuotasRequest::default()
+            .with_components(vec![
+                describe_client_quotas_request::ComponentData::default()
+                    .with_entity_type(StrBytes::from_static_str("user"))
+                    .with_match_type(2),
+            ])
+            .into(),
+        ApiKey::AlterClientQuotas => AlterClientQuotasRequest::default()
+            .with_entries(vec![
+                alter_client_quotas_request::EntryData::default()
+                    .with_entity(vec![
+                        alter_client_quotas_request::EntityData::default()
+                            .with_entity_type(StrBytes::from_static_str("user"))
+                            .with_entity_name(Some(StrBytes::from_string(format!(
+                                "user-{version}"
+                            )))),
+                    ])
+                    .with_ops(vec![
+                        alter_client_quotas_request::OpData::default()
+                            .with_key(StrBytes::from_static_str("consumer_byte_rate"))
+                            .with_value(1e9),
+                    ]),
+            ])
+            .into(),
         other => panic!("the broker advertises {other:?} but this test has no request for it"),
     }
 }

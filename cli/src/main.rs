@@ -42,6 +42,8 @@ enum Command {
     User(cmd::user::UserArgs),
     /// ACLs, with kafka-acls.sh's flags: add, list, remove.
     Acl(cmd::acl::AclArgs),
+    /// Client quotas (byte rates, request time) per user and client id: set, remove, list.
+    Quota(cmd::quota::QuotaArgs),
     /// Cluster operations: drain a broker, list partition reassignments.
     Cluster(cmd::cluster::ClusterArgs),
     /// Measure produce and consume throughput and latency.
@@ -104,6 +106,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Txn(args) => cmd::txn::run(args).await,
             Command::User(args) => cmd::user::run(args).await,
             Command::Acl(args) => cmd::acl::run(args).await,
+            Command::Quota(args) => cmd::quota::run(args).await,
             Command::Cluster(args) => cmd::cluster::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Operator(args) => cmd::operator::run(args).await,

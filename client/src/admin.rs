@@ -34,10 +34,12 @@ use kafka_protocol::protocol::{Decodable, Message};
 
 mod acls;
 mod groups;
+mod quotas;
 mod transactions;
 mod users;
 
 pub use groups::{GroupDescription, GroupListing, GroupType, MemberDescription, PartitionLag};
+pub use quotas::{DescribedQuotas, QuotaChange};
 pub use transactions::{ProducerDescription, TransactionDescription, TransactionListing};
 pub use users::ScramUser;
 

@@ -131,8 +131,13 @@ impl Cluster {
 
     /// A new connection to `addr`, logged in when the config has credentials.
     async fn open(&self, addr: &str) -> Result<Arc<Connection>> {
-        let conn =
-            Connection::connect(addr, &self.config.client_id, self.config.request_timeout).await?;
+        let conn = Connection::connect_with(
+            addr,
+            &self.config.client_id,
+            self.config.request_timeout,
+            self.config.tls.as_ref(),
+        )
+        .await?;
         if let Some(creds) = &self.config.sasl {
             crate::sasl::authenticate(&conn, creds, self.config.request_timeout).await?;
         }

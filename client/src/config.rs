@@ -12,6 +12,8 @@ pub struct ClientConfig {
     /// SASL credentials (a `SASL_PLAINTEXT` listener); `None` connects
     /// without logging in.
     pub sasl: Option<crate::sasl::Credentials>,
+    /// TLS (an `SSL` or `SASL_SSL` listener); `None` connects in plain text.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl Default for ClientConfig {
@@ -21,6 +23,7 @@ impl Default for ClientConfig {
             client_id: "weir".to_string(),
             request_timeout: Duration::from_secs(30),
             sasl: None,
+            tls: None,
         }
     }
 }

@@ -106,6 +106,17 @@ impl Connection {
         client_id: &str,
         request_timeout: Duration,
     ) -> Result<Arc<Connection>> {
+        Self::connect_with(addr, client_id, request_timeout, None).await
+    }
+
+    /// Like [`connect`](Self::connect), over TLS when `tls` is given (the
+    /// handshake within the request timeout too).
+    pub async fn connect_with(
+        addr: &str,
+        client_id: &str,
+        request_timeout: Duration,
+        tls: Option<&crate::tls::TlsSettings>,
+    ) -> Result<Arc<Connection>> {
         let connect_err = |reason: String| Error::Connect {
             addr: addr.to_string(),
             reason,
@@ -121,6 +132,21 @@ impl Connection {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
+        let Some(tls) = tls else {
+            return Self::handshake(stream, addr, client_id, request_timeout).await;
+        };
+        let (connector, name) = tls.connector(addr)?;
+        let stream =
+            match tokio::time::timeout(request_timeout, connector.connect(name, stream)).await {
+                Err(_) => {
+                    return Err(connect_err(format!(
+                        "no TLS handshake within {} ms",
+                        request_timeout.as_millis()
+                    )));
+                }
+                Ok(Err(e)) => return Err(connect_err(format!("TLS handshake failed: {e}"))),
+                Ok(Ok(s)) => s,
+            };
         Self::handshake(stream, addr, client_id, request_timeout).await
     }
 

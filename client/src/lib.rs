@@ -15,9 +15,11 @@ pub mod consumer;
 pub mod error;
 pub mod partitioner;
 pub mod producer;
+pub mod quota;
 pub mod reassign;
 pub mod sasl;
 pub mod task_group;
+pub mod tls;
 pub mod transaction;
 mod util;
 

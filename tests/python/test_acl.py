@@ -16,7 +16,8 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation,
                                    AclPermissionType, AdminClient, NewTopic,
                                    ResourcePatternType, ResourceType)
 
-from conftest import DEFAULT_WEIR_BIN, free_port, unique
+from conftest import DEFAULT_WEIR_BIN, unique
+from weir_helpers import add_plain_sasl_listener
 
 PASSWORDS = {"alice": "alice-secret", "bob": "bob-secret"}
 
@@ -27,18 +28,13 @@ def acl_broker(broker_factory):
     super user) and whose SASL_PLAINTEXT listener logs alice and bob in with
     PLAIN; returns (broker, the SASL listener's bootstrap)."""
     b = broker_factory({"auto.create.topics.enable": "false"}, start=False)
-    sasl_port = free_port()
+    sasl = add_plain_sasl_listener(b, PASSWORDS)
     b.configs.update({
-        "listeners": "PLAINTEXT://127.0.0.1:%d,SASL_PLAINTEXT://127.0.0.1:%d" % (b.port, sasl_port),
-        "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "PLAIN",
-        "listener.name.sasl_plaintext.plain.sasl.jaas.config":
-            "org.apache.kafka.common.security.plain.PlainLoginModule required "
-            + " ".join('user_%s="%s"' % u for u in PASSWORDS.items()) + ";",
         "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
         "super.users": "User:ANONYMOUS",
     })
     b.start()
-    return b, "127.0.0.1:%d" % sasl_port
+    return b, sasl
 
 
 def weir(*args, check=True):

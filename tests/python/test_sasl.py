@@ -246,6 +246,18 @@ def test_credentials_survive_a_restart_and_stay_out_of_the_log(sasl_broker, tmp_
         f.write("security.protocol=SASL_PLAINTEXT\nsasl.mechanism=PLAIN\n"
                 "sasl.username=alice\nsasl.password=%s\n" % ALICE)
     weir("topic", "list", "--bootstrap-server", scram_plaintext, "--command-config", props)
+    # And over SASL_SSL: TLS first, then the SCRAM login.
+    with open(props, "w") as f:
+        f.write("security.protocol=SASL_SSL\nssl.truststore.location=%s\n"
+                "sasl.mechanism=SCRAM-SHA-256\nsasl.username=alice\nsasl.password=%s\n"
+                % (ca, ALICE))
+    weir("topic", "list", "--bootstrap-server", listeners["SASL_SSL"], "--command-config", props)
+    with open(props, "w") as f:
+        f.write("security.protocol=SASL_SSL\nssl.truststore.location=%s\n"
+                "sasl.mechanism=SCRAM-SHA-256\nsasl.username=alice\nsasl.password=wrong\n" % ca)
+    refused = weir("topic", "list", "--bootstrap-server", listeners["SASL_SSL"],
+                   "--command-config", props, check=False)
+    assert refused.returncode != 0 and "uthentication" in refused.stderr, refused.stderr
     with open(b.log_path) as f:
         # What the broker wrote since its last start (the harness's own
         # first line shows the command, with its --config values).

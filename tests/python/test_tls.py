@@ -29,18 +29,19 @@ def make_ca(directory, name):
     return os.path.join(directory, name + ".pem")
 
 
-def make_keystore(directory, ca):
-    """A PEM keystore for 127.0.0.1 signed by `ca`: chain, then key."""
-    _openssl(directory, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key",
-             "-out", "server.csr", "-subj", "/CN=localhost")
-    with open(os.path.join(directory, "san.ext"), "w") as f:
-        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    _openssl(directory, "x509", "-req", "-in", "server.csr", "-CA", ca + ".pem",
-             "-CAkey", ca + ".key", "-CAcreateserial", "-out", "server.crt", "-days", "2",
-             "-extfile", "san.ext")
-    keystore = os.path.join(directory, "keystore.pem")
+def make_keystore(directory, ca, name="server", san="IP:127.0.0.1,DNS:localhost"):
+    """A PEM keystore (chain, then key) for the `san` names, signed by `ca`:
+    `keystore.pem` for the default name, else `<name>.keystore.pem`."""
+    _openssl(directory, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key",
+             "-out", name + ".csr", "-subj", "/CN=" + san.split(":", 1)[1].split(",")[0])
+    with open(os.path.join(directory, name + ".ext"), "w") as f:
+        f.write("subjectAltName=%s\n" % san)
+    _openssl(directory, "x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem",
+             "-CAkey", ca + ".key", "-CAcreateserial", "-out", name + ".crt", "-days", "2",
+             "-extfile", name + ".ext")
+    keystore = os.path.join(directory, "keystore.pem" if name == "server" else name + ".keystore.pem")
     with open(keystore, "w") as out:
-        for part in ("server.crt", "server.key"):
+        for part in (name + ".crt", name + ".key"):
             with open(os.path.join(directory, part)) as f:
                 out.write(f.read())
     return keystore
@@ -211,3 +212,42 @@ def test_only_pem_keystores_are_read(weir_bin, tmp_path):
          "--config", "ssl.keystore.type=JKS"], capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
     assert "only PEM keystores" in done.stderr, done.stderr
+
+
+def test_weir_itself_connects_over_tls_with_a_command_config(tls_broker, weir_bin, tmp_path):
+    """`weir` takes Kafka's client properties for TLS: the CA as Java's PEM
+    truststore or librdkafka's ssl.ca.location; an untrusted broker, or a
+    certificate for another host, is refused naming TLS (unless
+    ssl.endpoint.identification.algorithm is empty, as in Kafka)."""
+    b, bootstrap, ca, keystore = tls_broker
+    topic = unique("tls-weir")
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(timeout=30)
+
+    def weir_with(props):
+        path = tmp_path / (unique("props") + ".properties")
+        path.write_text("".join("%s=%s\n" % kv for kv in props.items()))
+        return subprocess.run([weir_bin, "topic", "list", "--bootstrap-server", bootstrap,
+                               "--command-config", str(path), "--request-timeout-ms", "5000"],
+                              capture_output=True, text=True, timeout=60)
+
+    java_style = {"security.protocol": "SSL", "ssl.truststore.type": "PEM",
+                  "ssl.truststore.location": ca}
+    listed = weir_with(java_style)
+    assert listed.returncode == 0 and topic in listed.stdout, listed.stdout + listed.stderr
+    rdkafka_style = {"security.protocol": "SSL", "ssl.ca.location": ca}
+    assert weir_with(rdkafka_style).returncode == 0
+
+    other = make_ca(str(tmp_path), "other-ca")
+    refused = weir_with({"security.protocol": "SSL", "ssl.ca.location": other})
+    assert refused.returncode != 0 and "TLS" in refused.stderr, refused.stderr
+
+    # A certificate from the same CA that names another host only.
+    elsewhere = make_keystore(str(tmp_path), "ca", "elsewhere", "DNS:elsewhere.example")
+    os.replace(elsewhere, keystore)
+    wait_until(lambda: weir_with(rdkafka_style).returncode != 0, 30,
+               "the certificate for another host to be served")
+    mismatch = weir_with(rdkafka_style)
+    assert "TLS" in mismatch.stderr, mismatch.stderr
+    lenient = weir_with(dict(rdkafka_style, **{"ssl.endpoint.identification.algorithm": ""}))
+    assert lenient.returncode == 0, lenient.stderr

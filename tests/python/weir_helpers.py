@@ -5,9 +5,23 @@ import time
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition, OFFSET_BEGINNING
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import wait_until, unique  # noqa: F401  (re-exported)
+from conftest import free_port, wait_until, unique  # noqa: F401  (re-exported)
 
 OP_TIMEOUT = 15.0
+
+
+def add_plain_sasl_listener(broker, passwords):
+    """Gives a broker not yet started a SASL_PLAINTEXT listener beside its
+    PLAINTEXT one, logging `passwords`' users in with PLAIN; its bootstrap."""
+    port = free_port()
+    broker.configs.update({
+        "listeners": "PLAINTEXT://127.0.0.1:%d,SASL_PLAINTEXT://127.0.0.1:%d" % (broker.port, port),
+        "listener.name.sasl_plaintext.sasl.enabled.mechanisms": "PLAIN",
+        "listener.name.sasl_plaintext.plain.sasl.jaas.config":
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            + " ".join('user_%s="%s"' % u for u in passwords.items()) + ";",
+    })
+    return "127.0.0.1:%d" % port
 
 
 def admin(bootstrap):

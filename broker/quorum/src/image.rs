@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use weir_client::acl::AclBinding;
+use weir_client::quota::{QuotaEntity, QuotaKey, QuotaValue};
 
 use crate::records::{
     BrokerId, ConfigResource, Endpoint, MetadataRecord, NO_LEADER, PartitionChange,
@@ -104,10 +105,39 @@ pub struct MetadataImage {
     /// changed, so a broker rebuilds its authorizer only when they did.
     #[serde(default, skip_serializing_if = "is_empty_set")]
     acls: Arc<BTreeSet<AclBinding>>,
+    /// Client quotas per entity; shared for the same reasons as the ACLs.
+    #[serde(default, skip_serializing_if = "is_empty_map", with = "quota_list")]
+    quotas: Arc<ClientQuotas>,
 }
+
+/// Quotas are written as a list of (entity, quotas) pairs: an entity is a
+/// struct, and JSON map keys must be strings.
+mod quota_list {
+    use std::sync::Arc;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::ClientQuotas;
+
+    pub fn serialize<S: Serializer>(quotas: &Arc<ClientQuotas>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(quotas.iter())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Arc<ClientQuotas>, D::Error> {
+        let pairs: Vec<(_, _)> = Vec::deserialize(d)?;
+        Ok(Arc::new(pairs.into_iter().collect()))
+    }
+}
+
+/// Every entity's quotas.
+pub type ClientQuotas = BTreeMap<QuotaEntity, BTreeMap<QuotaKey, QuotaValue>>;
 
 fn is_empty_set(acls: &Arc<BTreeSet<AclBinding>>) -> bool {
     acls.is_empty()
+}
+
+fn is_empty_map(quotas: &Arc<ClientQuotas>) -> bool {
+    quotas.is_empty()
 }
 
 /// Why a record cannot be applied to the image. Serializable because the
@@ -176,6 +206,8 @@ pub enum ImageError {
     EmptyScramUser,
     #[error("invalid ACL {acl}: {why}")]
     InvalidAcl { acl: String, why: String },
+    #[error("invalid client quota for {entity}: {why}")]
+    InvalidQuota { entity: String, why: String },
 }
 
 /// Which of a partition's epochs a change got wrong.
@@ -267,6 +299,11 @@ impl MetadataImage {
     /// Every ACL, in a stable order.
     pub fn acls(&self) -> &Arc<BTreeSet<AclBinding>> {
         &self.acls
+    }
+
+    /// Every entity's client quotas.
+    pub fn quotas(&self) -> &Arc<ClientQuotas> {
+        &self.quotas
     }
 
     pub fn next_producer_id(&self) -> i64 {
@@ -460,6 +497,35 @@ impl MetadataImage {
             MetadataRecord::RemoveAcl(acl) => {
                 if self.acls.contains(acl) {
                     Arc::make_mut(&mut self.acls).remove(acl);
+                }
+            }
+            MetadataRecord::ClientQuota { entity, key, value } => {
+                let invalid = |why: String| ImageError::InvalidQuota {
+                    entity: entity.to_string(),
+                    why,
+                };
+                let allowed = entity.validate().map_err(invalid)?;
+                if !allowed.contains(key) {
+                    return Err(invalid(format!("{key} does not apply to it")));
+                }
+                match value {
+                    Some(value) => {
+                        key.check(value.0).map_err(invalid)?;
+                        Arc::make_mut(&mut self.quotas)
+                            .entry(entity.clone())
+                            .or_default()
+                            .insert(*key, *value);
+                    }
+                    None => {
+                        if self.quotas.get(entity).is_some_and(|q| q.contains_key(key)) {
+                            let quotas = Arc::make_mut(&mut self.quotas);
+                            let of_entity = quotas.get_mut(entity).expect("checked above");
+                            of_entity.remove(key);
+                            if of_entity.is_empty() {
+                                quotas.remove(entity);
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -809,6 +875,22 @@ pub(crate) mod tests {
                     MetadataRecord::RemoveAcl(acl)
                 }
             }),
+            ("[ab]?", any::<bool>(), 0u8..3).prop_map(|(user, produce, value)| {
+                use weir_client::quota::{EntityName, QuotaEntity, QuotaKey, QuotaValue};
+                MetadataRecord::ClientQuota {
+                    entity: QuotaEntity {
+                        // An empty name is refused: the image must say so.
+                        user: Some(EntityName::Named(user)),
+                        ..Default::default()
+                    },
+                    key: if produce {
+                        QuotaKey::ProducerByteRate
+                    } else {
+                        QuotaKey::RequestPercentage
+                    },
+                    value: (value > 0).then(|| QuotaValue(f64::from(value) * 1024.0)),
+                }
+            }),
         ]
     }
 
@@ -840,6 +922,12 @@ pub(crate) mod tests {
                 .all(|(user, c)| !user.is_empty() && !c.is_empty())
         );
         assert!(image.acls.iter().all(|a| a.validate().is_ok()));
+        assert!(
+            image
+                .quotas
+                .iter()
+                .all(|(e, q)| e.validate().is_ok() && !q.is_empty())
+        );
     }
 
     proptest! {

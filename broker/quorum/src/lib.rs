@@ -26,6 +26,7 @@ pub mod frame;
 pub mod image;
 pub mod member;
 pub mod network;
+pub mod quotas;
 pub mod raft;
 pub mod records;
 pub mod rpc;

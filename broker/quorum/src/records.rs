@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 use weir_client::acl::AclBinding;
+use weir_client::quota::{QuotaEntity, QuotaKey, QuotaValue};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -93,6 +94,13 @@ pub enum MetadataRecord {
     Acl(AclBinding),
     /// Removes an ACL (one not there is already gone).
     RemoveAcl(AclBinding),
+    /// Sets one quota of an entity, or with no value removes it (KRaft's
+    /// QuotaRecord).
+    ClientQuota {
+        entity: QuotaEntity,
+        key: QuotaKey,
+        value: Option<QuotaValue>,
+    },
 }
 
 /// The SCRAM mechanisms a credential is stored for.

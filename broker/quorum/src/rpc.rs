@@ -136,6 +136,12 @@ pub enum ControllerRequest {
     DeleteAcls {
         filters: Vec<AclFilter>,
     },
+    /// Sets and removes client quotas (Kafka's AlterClientQuotas);
+    /// `validate_only` decides without changing anything.
+    AlterClientQuotas {
+        alterations: Vec<crate::quotas::QuotaAlteration>,
+        validate_only: bool,
+    },
 }
 
 /// A topic as created or grown.
@@ -190,6 +196,8 @@ pub enum ControllerResponse {
     CreateAcls(Vec<Result<(), ControllerError>>),
     /// Per filter, in request order: the ACLs it removed.
     DeleteAcls(Vec<Vec<AclBinding>>),
+    /// Per entity, in request order.
+    AlterClientQuotas(Vec<Result<(), ControllerError>>),
 }
 
 /// Why the controller refused a request, naming what is wrong.

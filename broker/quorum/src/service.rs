@@ -620,6 +620,25 @@ impl Service {
                         .collect(),
                 ))
             }
+            ControllerRequest::AlterClientQuotas {
+                alterations,
+                validate_only,
+            } => {
+                let (records, results) =
+                    crate::quotas::alter_client_quotas(&self.quorum.image(), &alterations);
+                let proposed = if validate_only {
+                    Ok(())
+                } else {
+                    // One batch, as Kafka applies an AlterClientQuotas atomically.
+                    self.propose(records).await.map(|_| ())
+                };
+                Ok(ControllerResponse::AlterClientQuotas(
+                    results
+                        .into_iter()
+                        .map(|r| r.and(proposed.clone()))
+                        .collect(),
+                ))
+            }
             ControllerRequest::DeleteAcls { filters } => {
                 let (records, matched) = crate::acls::delete_acls(&self.quorum.image(), &filters);
                 self.propose(records).await?;

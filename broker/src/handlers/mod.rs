@@ -7,6 +7,7 @@ mod fetch;
 pub(crate) mod metadata;
 mod offsets;
 mod produce;
+mod quotas;
 mod reassign;
 mod scram_users;
 mod topics;
@@ -87,6 +88,9 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    // Client quotas (quotas/); v1 is v0 made flexible.
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
     // KIP-848 consumer groups.
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
@@ -244,6 +248,12 @@ async fn handle_now(
         }
         RequestKind::DeleteAcls(req) => {
             ResponseKind::DeleteAcls(acls::delete_acls(state, ctx, req).await)
+        }
+        RequestKind::DescribeClientQuotas(req) => {
+            ResponseKind::DescribeClientQuotas(quotas::describe(state, &access, req))
+        }
+        RequestKind::AlterClientQuotas(req) => {
+            ResponseKind::AlterClientQuotas(quotas::alter(state, &access, req).await)
         }
         _ => return Err(format!("no handler for {:?}", ctx.api)),
     };

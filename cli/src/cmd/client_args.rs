@@ -32,20 +32,25 @@ pub struct ClientArgs {
 
 impl ClientArgs {
     pub fn config(&self, client_id: &str) -> anyhow::Result<ClientConfig> {
-        let sasl = match &self.command_config {
-            None => None,
+        let (sasl, tls) = match &self.command_config {
+            None => (None, None),
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading --command-config {}", path.display()))?;
                 let props = parse_properties(&text);
-                weir_client::sasl::Credentials::from_properties(&props)
-                    .with_context(|| format!("--command-config {}", path.display()))?
+                let context = || format!("--command-config {}", path.display());
+                (
+                    weir_client::sasl::Credentials::from_properties(&props)
+                        .with_context(context)?,
+                    weir_client::tls::TlsSettings::from_properties(&props).with_context(context)?,
+                )
             }
         };
         Ok(ClientConfig {
             client_id: client_id.to_string(),
             request_timeout: Duration::from_millis(self.request_timeout_ms.max(1)),
             sasl,
+            tls,
             ..ClientConfig::new(self.bootstrap_server.as_str())
         })
     }

@@ -10,6 +10,7 @@ pub mod group;
 mod group_tasks;
 pub mod operator;
 pub mod produce;
+pub mod quota;
 pub mod reset_offsets;
 pub mod topic;
 pub mod txn;

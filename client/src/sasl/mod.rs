@@ -120,23 +120,19 @@ impl Credentials {
             .map(|p| p.trim().to_ascii_uppercase())
             .unwrap_or_else(|| "PLAINTEXT".into());
         match protocol.as_str() {
-            "PLAINTEXT" => return Ok(None),
-            "SASL_PLAINTEXT" => {}
-            "SSL" | "SASL_SSL" => {
-                return Err(Error::Config(format!(
-                    "security.protocol {protocol}: weir's own client does not speak TLS yet (use a PLAINTEXT or SASL_PLAINTEXT listener)"
-                )));
-            }
+            // TLS without SASL: `crate::tls` reads the ssl.* properties.
+            "PLAINTEXT" | "SSL" => return Ok(None),
+            "SASL_PLAINTEXT" | "SASL_SSL" => {}
             other => {
                 return Err(Error::Config(format!(
-                    "unknown security.protocol {other:?} (expected PLAINTEXT or SASL_PLAINTEXT)"
+                    "unknown security.protocol {other:?} (expected PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL)"
                 )));
             }
         }
         let mechanism = props
             .get("sasl.mechanism")
             .ok_or_else(|| {
-                Error::Config("security.protocol SASL_PLAINTEXT needs sasl.mechanism".into())
+                Error::Config(format!("security.protocol {protocol} needs sasl.mechanism"))
             })
             .and_then(|m| Mechanism::parse(m).map_err(Error::Config))?;
         let from_jaas = match props.get("sasl.jaas.config") {
@@ -289,7 +285,10 @@ mod tests {
                 ],
                 "username and password",
             ),
-            (vec![("security.protocol", "SSL")], "TLS"),
+            (
+                vec![("security.protocol", "SASL_SSL")],
+                "SASL_SSL needs sasl.mechanism",
+            ),
             (
                 vec![("security.protocol", "KERBEROS")],
                 "unknown security.protocol",
