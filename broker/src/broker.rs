@@ -226,18 +226,17 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// The TLS acceptor of listener `name` from its keystore.
-    fn tls_acceptor(
+    /// The TLS of listener `name`: its keystore, truststore and client
+    /// certificate settings.
+    fn listener_tls(
         config: &BrokerConfig,
         name: &str,
-    ) -> Result<tokio_rustls::TlsAcceptor, BrokerError> {
-        let keystore = config.ssl_keystore(name).ok_or_else(|| {
-            BrokerError::Invalid(format!(
-                "listener {name} uses TLS but has no keystore: set ssl.keystore.location or listener.name.{}.ssl.keystore.location",
-                name.to_ascii_lowercase()
-            ))
-        })?;
-        crate::tls::acceptor(&keystore).map_err(BrokerError::Invalid)
+        sasl: bool,
+    ) -> Result<crate::tls::ListenerTls, BrokerError> {
+        let settings = config
+            .listener_tls(name, sasl)
+            .map_err(|e| BrokerError::Invalid(e.to_string()))?;
+        crate::tls::ListenerTls::new(settings).map_err(BrokerError::Invalid)
     }
 
     /// Recovers the data directory, joins the metadata quorum, binds the
@@ -257,8 +256,8 @@ impl Broker {
             .listeners()
             .map_err(|e| BrokerError::Invalid(e.to_string()))?;
         // TLS and SASL settings are checked before anything is bound: a
-        // missing or unreadable keystore, or a bad JAAS config, stops the
-        // broker naming it.
+        // missing or unreadable keystore or truststore, or a bad JAAS
+        // config, stops the broker naming it.
         let mut security = std::collections::HashMap::new();
         for l in &listeners.bind {
             let protocol = listeners.protocols[&l.name].as_str();
@@ -270,7 +269,8 @@ impl Broker {
                 secured.sasl = Some(Arc::new(sasl));
             }
             if protocol.ends_with("SSL") {
-                secured.tls = Some(Self::tls_acceptor(&config, &l.name)?);
+                let sasl = secured.sasl.is_some();
+                secured.tls = Some(Arc::new(Self::listener_tls(&config, &l.name, sasl)?));
             }
             security.insert(l.name.clone(), secured);
         }

@@ -13,6 +13,10 @@ use crate::topic_config::{TOPIC_CONFIGS, validate_topic_config};
 const PER_LISTENER_KEYS: &[&str] = &[
     "ssl.keystore.location",
     "ssl.keystore.type",
+    "ssl.client.auth",
+    "ssl.truststore.location",
+    "ssl.truststore.type",
+    "ssl.principal.mapping.rules",
     "sasl.enabled.mechanisms",
     "connections.max.reauth.ms",
 ];
@@ -57,6 +61,17 @@ static BROKER_KEYS: &[(&str, &str)] = &[
     // private key (per listener as listener.name.<name>.ssl.keystore.location).
     ("ssl.keystore.type", "PEM"),
     ("ssl.keystore.location", ""),
+    // Client certificates (mutual TLS): asked for or not (none, requested,
+    // required), checked against the CA certificates of a PEM truststore,
+    // and the subject mapped to the principal on SSL listeners (each also
+    // per listener; on SASL_SSL listeners ssl.client.auth counts only so).
+    ("ssl.client.auth", "none"),
+    ("ssl.truststore.type", "PEM"),
+    ("ssl.truststore.location", ""),
+    (
+        "ssl.principal.mapping.rules",
+        crate::principal_mapping::DEFAULT_RULES,
+    ),
     // SASL listeners (sasl/): the mechanisms offered (per listener as
     // listener.name.<name>.sasl.enabled.mechanisms), KIP-368's session
     // lifetime (0: no re-authentication asked for) and the largest frame
@@ -373,13 +388,67 @@ impl BrokerConfig {
         }
     }
 
-    /// The PEM keystore of listener `name`: its own, else the broker's.
-    pub fn ssl_keystore(&self, name: &str) -> Option<PathBuf> {
-        // Kafka writes the name in lower case; either case is taken.
-        let path = self
-            .listener_setting(name, "ssl.keystore.location")
-            .unwrap_or_else(|| self.get("ssl.keystore.location"));
-        (!path.is_empty()).then(|| PathBuf::from(path))
+    /// The TLS settings of listener `name` (an SSL or SASL_SSL one, `sasl`
+    /// for SASL_SSL); the error names the key that is wrong.
+    pub fn listener_tls(
+        &self,
+        name: &str,
+        sasl: bool,
+    ) -> Result<crate::tls::TlsSettings, BrokerConfigError> {
+        let own = |k: &str| format!("listener.name.{}.{k}", name.to_ascii_lowercase());
+        // The listener's own value, else the broker's.
+        let setting = |k: &str| {
+            self.listener_setting(name, k)
+                .map(|v| (own(k), v))
+                .unwrap_or_else(|| (k.to_owned(), self.get(k)))
+        };
+        let path = |k: &str| {
+            Some(setting(k).1)
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        };
+        let keystore = path("ssl.keystore.location").ok_or_else(|| BrokerConfigError::Invalid {
+            key: own("ssl.keystore.location"),
+            value: String::new(),
+            reason: format!(
+                "listener {name} uses TLS but has no keystore: set ssl.keystore.location or {}",
+                own("ssl.keystore.location")
+            ),
+        })?;
+        // Kafka: on SASL_SSL listeners, only the listener's own
+        // ssl.client.auth asks for client certificates.
+        let (auth_key, auth) = match self.listener_setting(name, "ssl.client.auth") {
+            Some(value) => (own("ssl.client.auth"), value),
+            None if sasl => ("ssl.client.auth".to_owned(), "none"),
+            None => ("ssl.client.auth".to_owned(), self.get("ssl.client.auth")),
+        };
+        let invalid = |key: String, value: &str, reason: String| BrokerConfigError::Invalid {
+            key,
+            value: value.to_owned(),
+            reason,
+        };
+        let client_auth = crate::tls::ClientAuth::parse(auth)
+            .map_err(|reason| invalid(auth_key.clone(), auth, reason))?;
+        let truststore = path("ssl.truststore.location");
+        if client_auth != crate::tls::ClientAuth::None && truststore.is_none() {
+            return Err(invalid(
+                auth_key,
+                auth,
+                format!(
+                    "listener {name} checks client certificates, so it needs a PEM file of the CA certificates they are signed by: set ssl.truststore.location or {}",
+                    own("ssl.truststore.location")
+                ),
+            ));
+        }
+        let (rules_key, rules) = setting("ssl.principal.mapping.rules");
+        let principal_mapper = crate::principal_mapping::PrincipalMapper::parse(rules)
+            .map_err(|reason| invalid(rules_key, rules, reason))?;
+        Ok(crate::tls::TlsSettings {
+            keystore,
+            client_auth,
+            truststore,
+            principal_mapper,
+        })
     }
 
     /// A listener's own value of a per-listener key
@@ -771,7 +840,17 @@ pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfi
     if let Some(rest) = key.strip_prefix("listener.name.") {
         return match rest.split_once('.') {
             Some((name, inner)) if !name.is_empty() && PER_LISTENER_KEYS.contains(&inner) => {
-                validate_broker_setting(inner, value)
+                // The error names the key as it was given.
+                validate_broker_setting(inner, value).map_err(|e| match e {
+                    BrokerConfigError::Invalid { value, reason, .. } => {
+                        BrokerConfigError::Invalid {
+                            key: key.into(),
+                            value,
+                            reason,
+                        }
+                    }
+                    other => other,
+                })
             }
             Some((name, inner)) if !name.is_empty() && inner.ends_with(".sasl.jaas.config") => {
                 let mechanism = inner.trim_end_matches(".sasl.jaas.config");
@@ -796,17 +875,32 @@ pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfi
     if key == "sasl.enabled.mechanisms" {
         return parse_mechanisms(value).map(|_| ()).map_err(invalid);
     }
-    if key == "ssl.keystore.type" {
+    let pem_only = match key {
+        "ssl.keystore.type" => {
+            Some("keystores are read (a file with the certificate chain and the private key)")
+        }
+        "ssl.truststore.type" => Some("truststores are read (a file with the CA certificates)"),
+        _ => None,
+    };
+    if let Some(what) = pem_only {
         return if value.eq_ignore_ascii_case("PEM") {
             Ok(())
         } else {
-            Err(invalid(
-                "only PEM keystores are read (a file with the certificate chain and the private key)".into(),
-            ))
+            Err(invalid(format!("only PEM {what}")))
         };
     }
-    if key == "ssl.keystore.location" {
+    if key == "ssl.keystore.location" || key == "ssl.truststore.location" {
         return Ok(());
+    }
+    if key == "ssl.client.auth" {
+        return crate::tls::ClientAuth::parse(value)
+            .map(|_| ())
+            .map_err(invalid);
+    }
+    if key == "ssl.principal.mapping.rules" {
+        return crate::principal_mapping::PrincipalMapper::parse(value)
+            .map(|_| ())
+            .map_err(invalid);
     }
     if key == "authorizer.class.name" {
         return crate::authorizer::parse_authorizer_class(value)
@@ -999,6 +1093,76 @@ mod tests {
         assert!(parse_controller_quorum("-1@a:9093").is_err());
         assert!(parse_controller_quorum("1@a").is_err());
         assert!(parse_controller_quorum("").is_err());
+    }
+
+    #[test]
+    fn client_certificate_settings_follow_kafka() {
+        use crate::tls::ClientAuth;
+        let tls = |pairs: &[&str], sasl: bool| {
+            BrokerConfig::new(1, "/tmp/x", "127.0.0.1:0")
+                .with_settings(
+                    [
+                        "ssl.keystore.location=/k.pem",
+                        "ssl.truststore.location=/ca.pem",
+                    ]
+                    .into_iter()
+                    .chain(pairs.iter().copied()),
+                )
+                .and_then(|c| c.listener_tls("SSL", sasl))
+        };
+        let plain = tls(&[], false).unwrap();
+        assert_eq!(plain.client_auth, ClientAuth::None);
+        assert_eq!(
+            plain.principal_mapper.map("CN=a,O=b").as_deref(),
+            Some("CN=a,O=b")
+        );
+        let required = tls(&["ssl.client.auth=required"], false).unwrap();
+        assert_eq!(required.client_auth, ClientAuth::Required);
+        assert_eq!(required.truststore, Some(PathBuf::from("/ca.pem")));
+        // On SASL_SSL the broker-wide value does not count; the listener's does.
+        assert_eq!(
+            tls(&["ssl.client.auth=required"], true)
+                .unwrap()
+                .client_auth,
+            ClientAuth::None
+        );
+        assert_eq!(
+            tls(&["listener.name.ssl.ssl.client.auth=requested"], true)
+                .unwrap()
+                .client_auth,
+            ClientAuth::Requested
+        );
+        // The listener's own rules and truststore win over the broker's.
+        let own = tls(
+            &[
+                "ssl.principal.mapping.rules=RULE:^CN=([^,]*).*$/$1/",
+                "listener.name.ssl.ssl.principal.mapping.rules=RULE:^.*O=(.*)$/$1/U",
+                "listener.name.ssl.ssl.truststore.location=/own.pem",
+            ],
+            false,
+        )
+        .unwrap();
+        assert_eq!(own.principal_mapper.map("CN=a,O=b").as_deref(), Some("B"));
+        assert_eq!(own.truststore, Some(PathBuf::from("/own.pem")));
+
+        let refused = |pairs: &[&str]| tls(pairs, false).unwrap_err().to_string();
+        assert!(refused(&["ssl.client.auth=sometimes"]).contains("ssl.client.auth"));
+        let bad_rule = refused(&["listener.name.ssl.ssl.principal.mapping.rules=RULE:x"]);
+        assert!(
+            bad_rule.contains("listener.name.ssl.ssl.principal.mapping.rules"),
+            "{bad_rule}"
+        );
+        assert!(refused(&["ssl.truststore.type=JKS"]).contains("only PEM truststores"));
+        let untrusted = BrokerConfig::new(1, "/tmp/x", "127.0.0.1:0")
+            .with_settings(["ssl.keystore.location=/k.pem", "ssl.client.auth=requested"])
+            .unwrap()
+            .listener_tls("SSL", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            untrusted.contains("ssl.client.auth") && untrusted.contains("ssl.truststore.location"),
+            "{untrusted}"
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod lifecycle;
 pub mod listeners;
 pub mod metadata;
 pub mod partitions;
+pub mod principal_mapping;
 pub mod quotas;
 pub mod replica;
 pub mod sasl;
@@ -34,6 +35,7 @@ mod task_groups;
 pub mod tls;
 pub mod topic_config;
 mod txn;
+pub mod x500;
 
 pub use broker::{Broker, BrokerError, BrokerState};
 pub use config::{BrokerConfig, BrokerConfigError, ProcessRoles};

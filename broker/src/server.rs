@@ -23,7 +23,6 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
 
 use crate::broker::BrokerState;
@@ -31,6 +30,7 @@ use crate::codec::{DecodeError, Decoded, check_frame_size, decode_request, encod
 use crate::handlers::{self, Handled, RequestContext};
 use crate::quotas::{self, SenderQuotas};
 use crate::sasl::{ANONYMOUS, After, ListenerSasl, Session};
+use crate::tls::ListenerTls;
 
 /// Why a connection was closed by the broker.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +50,7 @@ pub enum ConnectionError {
 /// SASL (`SASL_PLAINTEXT`, `SASL_SSL`).
 #[derive(Clone, Default)]
 pub struct ListenerSecurity {
-    pub tls: Option<TlsAcceptor>,
+    pub tls: Option<Arc<ListenerTls>>,
     pub sasl: Option<Arc<ListenerSasl>>,
 }
 
@@ -124,32 +124,13 @@ async fn handle_connection(
     stream.set_nodelay(true)?;
     let session = security.sasl.map(Session::new);
     if let Some(tls) = security.tls {
-        // A client that connects and says nothing must not hold a task for
-        // ever.
-        // rustls pulls at most a TLS record (~16 KiB) per read: a buffer
-        // under it turns a large produce into a few big socket reads.
-        let buffered = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, stream);
-        let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(buffered));
-        let stream = tokio::select! {
-            done = handshake => match done {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    debug!(%peer, error = %e, "TLS handshake failed");
-                    return Ok(());
-                }
-                Err(_) => {
-                    debug!(%peer, "TLS handshake timed out");
-                    return Ok(());
-                }
-            },
-            _ = shutdown.changed() => return Ok(()),
-        };
-        return serve_kafka(stream, peer, listener, state, shutdown, session).await;
+        return serve_tls(stream, peer, listener, state, shutdown, &tls, session).await;
     }
     if session.is_some() {
         // The task-group service has no login of its own: it is not
         // offered where clients must log in.
-        return serve_kafka(stream, peer, listener, state, shutdown, session).await;
+        let conn = ConnectionState::new(peer, listener, session, ANONYMOUS.into());
+        return serve_kafka(stream, conn, state, shutdown).await;
     }
     let mut first = [0u8; 1];
     let peeked = tokio::select! {
@@ -165,7 +146,60 @@ async fn handle_connection(
             .await
             .map_err(|_| std::io::Error::other("the task-group service has stopped").into());
     }
-    serve_kafka(stream, peer, listener, state, shutdown, None).await
+    let conn = ConnectionState::new(peer, listener, None, ANONYMOUS.into());
+    serve_kafka(stream, conn, state, shutdown).await
+}
+
+/// The TLS handshake, then the Kafka protocol over it.
+async fn serve_tls(
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<str>,
+    state: Arc<BrokerState>,
+    mut shutdown: watch::Receiver<bool>,
+    tls: &ListenerTls,
+    session: Option<Session>,
+) -> Result<(), ConnectionError> {
+    // rustls pulls at most a TLS record (~16 KiB) per read: a buffer
+    // under it turns a large produce into a few big socket reads.
+    let buffered = tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, stream);
+    // A client that connects and says nothing must not hold a task for
+    // ever.
+    let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.acceptor().accept(buffered));
+    let stream = tokio::select! {
+        done = handshake => match done {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                debug!(%peer, error = %e, "TLS handshake failed");
+                return Ok(());
+            }
+            Err(_) => {
+                debug!(%peer, "TLS handshake timed out");
+                return Ok(());
+            }
+        },
+        _ = shutdown.changed() => return Ok(()),
+    };
+    // Where clients log in, the login decides the principal (Kafka's
+    // SASL_SSL); elsewhere the client certificate does.
+    let principal = if session.is_some() {
+        ANONYMOUS.to_owned()
+    } else {
+        match tls.principal(stream.get_ref().1.peer_certificates()) {
+            Ok(principal) => principal,
+            Err(refused) => {
+                let reason = refused.reason;
+                if refused.seen_before {
+                    debug!(%peer, %reason, "refusing the client certificate: closing the connection");
+                } else {
+                    warn!(%peer, %reason, "refusing the client certificate: closing the connection (said once per subject)");
+                }
+                return Ok(());
+            }
+        }
+    };
+    let conn = ConnectionState::new(peer, listener, session, principal.into());
+    serve_kafka(stream, conn, state, shutdown).await
 }
 
 /// Bytes read from a TLS connection's socket at a time.
@@ -177,23 +211,15 @@ const TLS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// The Kafka protocol over a connection, plain or TLS.
 async fn serve_kafka<S>(
     stream: S,
-    peer: SocketAddr,
-    listener: Arc<str>,
+    conn: ConnectionState,
     state: Arc<BrokerState>,
     shutdown: watch::Receiver<bool>,
-    session: Option<Session>,
 ) -> Result<(), ConnectionError>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (reader, writer) = tokio::io::split(stream);
     let (queue, queued) = mpsc::channel(MAX_QUEUED_RESPONSES);
-    let conn = ConnectionState {
-        peer,
-        listener,
-        session,
-        principal: ANONYMOUS.into(),
-    };
     let reading = read_requests(reader, conn, Arc::clone(&state), shutdown, queue);
     let writing = write_responses(writer, &state, queued);
     tokio::try_join!(reading, writing).map(|_| ())
@@ -205,8 +231,25 @@ struct ConnectionState {
     listener: Arc<str>,
     /// On SASL listeners.
     session: Option<Session>,
-    /// `User:<name>` once logged in, else `User:ANONYMOUS`.
+    /// `User:<name>` once logged in (SASL) or from the client
+    /// certificate (SSL), else `User:ANONYMOUS`.
     principal: Arc<str>,
+}
+
+impl ConnectionState {
+    fn new(
+        peer: SocketAddr,
+        listener: Arc<str>,
+        session: Option<Session>,
+        principal: Arc<str>,
+    ) -> Self {
+        ConnectionState {
+            peer,
+            listener,
+            session,
+            principal,
+        }
+    }
 }
 
 /// Reads, decodes and handles requests in order, queueing their responses.

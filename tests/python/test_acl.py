@@ -51,8 +51,13 @@ def as_user(bootstrap, user, **extra):
                  "sasl.password": PASSWORDS[user]}, **extra)
 
 
+def admin_client(admin):
+    """An AdminClient for a bootstrap address or a client config."""
+    return AdminClient(admin if isinstance(admin, dict) else {"bootstrap.servers": admin})
+
+
 def create_topics(admin_bootstrap, *topics):
-    admin = AdminClient({"bootstrap.servers": admin_bootstrap})
+    admin = admin_client(admin_bootstrap)
     for f in admin.create_topics([NewTopic(t, 1, 1) for t in topics]).values():
         f.result(timeout=30)
 
@@ -63,7 +68,7 @@ def allow(principal, operation, resource_type, name, pattern=ResourcePatternType
 
 
 def create_acls(admin_bootstrap, *bindings):
-    admin = AdminClient({"bootstrap.servers": admin_bootstrap})
+    admin = admin_client(admin_bootstrap)
     for f in admin.create_acls(list(bindings)).values():
         f.result(timeout=30)
 

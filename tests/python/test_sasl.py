@@ -21,7 +21,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 from conftest import DEFAULT_WEIR_BIN, free_port, unique
-from test_tls import make_ca, make_keystore, run_java_check
+from certs import make_ca, make_keystore
+from test_tls import run_java_check
 
 ALICE = "alice-Pa55word"
 CAROL = "carol-JaasSecret"

@@ -15,36 +15,8 @@ from confluent_kafka import Consumer, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from kafka import KafkaConsumer, KafkaProducer
 
+from certs import make_ca, make_keystore
 from conftest import free_port, unique, wait_until
-
-
-def _openssl(cwd, *args):
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_ca(directory, name):
-    _openssl(directory, "req", "-x509", "-newkey", "rsa:2048", "-nodes",
-             "-keyout", name + ".key", "-out", name + ".pem", "-days", "2",
-             "-subj", "/CN=" + name)
-    return os.path.join(directory, name + ".pem")
-
-
-def make_keystore(directory, ca, name="server", san="IP:127.0.0.1,DNS:localhost"):
-    """A PEM keystore (chain, then key) for the `san` names, signed by `ca`:
-    `keystore.pem` for the default name, else `<name>.keystore.pem`."""
-    _openssl(directory, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", name + ".key",
-             "-out", name + ".csr", "-subj", "/CN=" + san.split(":", 1)[1].split(",")[0])
-    with open(os.path.join(directory, name + ".ext"), "w") as f:
-        f.write("subjectAltName=%s\n" % san)
-    _openssl(directory, "x509", "-req", "-in", name + ".csr", "-CA", ca + ".pem",
-             "-CAkey", ca + ".key", "-CAcreateserial", "-out", name + ".crt", "-days", "2",
-             "-extfile", name + ".ext")
-    keystore = os.path.join(directory, "keystore.pem" if name == "server" else name + ".keystore.pem")
-    with open(keystore, "w") as out:
-        for part in (name + ".crt", name + ".key"):
-            with open(os.path.join(directory, part)) as f:
-                out.write(f.read())
-    return keystore
 
 
 @pytest.fixture
