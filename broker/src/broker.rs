@@ -61,6 +61,8 @@ pub struct BrokerState {
     pub endpoints: Vec<(String, String, u16)>,
     /// The listener brokers reach each other through.
     pub inter_broker_listener: String,
+    /// How this broker dials that listener on others (TLS, login).
+    pub peers: crate::peers::PeerClient,
     pub cluster: Arc<ClusterMetadata>,
     pub logs: Arc<LogManager>,
     pub groups: Groups,
@@ -274,6 +276,8 @@ impl Broker {
             }
             security.insert(l.name.clone(), secured);
         }
+        let peers = crate::peers::PeerClient::for_inter_broker(&config, &listeners)
+            .map_err(BrokerError::Invalid)?;
         let mut bound = Vec::with_capacity(listeners.bind.len());
         for l in &listeners.bind {
             let socket = bind(&l.bind_address()).await?;
@@ -349,6 +353,7 @@ impl Broker {
             advertised,
             endpoints,
             inter_broker_listener: listeners.inter_broker.clone(),
+            peers,
             cluster,
             logs,
             groups,
@@ -518,6 +523,10 @@ pub(crate) async fn start_member(
                 heartbeat_interval: config.heartbeat_interval(),
                 session_timeout: config.session_timeout(),
                 ..ControllerConfig::default()
+            },
+            tcp: weir_quorum::TcpConfig {
+                tls: crate::peers::quorum_tls(config).map_err(BrokerError::Invalid)?,
+                ..weir_quorum::TcpConfig::default()
             },
             ..MemberConfig::default()
         },

@@ -144,6 +144,15 @@ static BROKER_KEYS: &[(&str, &str)] = &[
         crate::listeners::DEFAULT_PROTOCOL_MAP,
     ),
     ("inter.broker.listener.name", ""),
+    // How a broker logs in to other brokers on a SASL inter-broker
+    // listener (Kafka's default, GSSAPI, is not served: set one we do),
+    // and whether a peer's certificate must name the host dialled
+    // (brokers' and controllers' connections to each other).
+    ("sasl.mechanism.inter.broker.protocol", "GSSAPI"),
+    ("ssl.endpoint.identification.algorithm", "https"),
+    // The quorum port's listener name: mutual TLS when the protocol map
+    // says SSL (listener.name.<name>.ssl.* give its keystore and CA).
+    ("controller.listener.names", ""),
 ];
 
 /// Everything a broker needs to start.
@@ -449,6 +458,129 @@ impl BrokerConfig {
             truststore,
             principal_mapper,
         })
+    }
+
+    /// How this broker connects to others through `listener` (the
+    /// inter-broker listener) or to the quorum port: TLS verifying peers
+    /// against the listener's truststore and presenting the listener's own
+    /// keystore, so a listener that asks for client certificates gets one.
+    pub fn peer_tls(
+        &self,
+        listener: &str,
+    ) -> Result<weir_client::tls::TlsSettings, BrokerConfigError> {
+        let own = |k: &str| format!("listener.name.{}.{k}", listener.to_ascii_lowercase());
+        let path = |k: &str| {
+            self.listener_setting(listener, k)
+                .or_else(|| Some(self.get(k)))
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from)
+        };
+        let truststore = path("ssl.truststore.location").ok_or_else(|| BrokerConfigError::Invalid {
+            key: own("ssl.truststore.location"),
+            value: String::new(),
+            reason: format!(
+                "brokers and controllers connect to each other over {listener} with TLS, so they need the CA to verify each other: set ssl.truststore.location or {}",
+                own("ssl.truststore.location")
+            ),
+        })?;
+        let keystore = path("ssl.keystore.location");
+        let check_host = !self.get("ssl.endpoint.identification.algorithm").is_empty();
+        weir_client::tls::TlsSettings::from_files(
+            &truststore,
+            keystore.as_deref(),
+            check_host,
+            &format!("listener {listener}"),
+        )
+        .map_err(|e| BrokerConfigError::Invalid {
+            key: own("ssl.truststore.location"),
+            value: truststore.display().to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// How this broker logs in to others on a SASL inter-broker listener:
+    /// `sasl.mechanism.inter.broker.protocol`, with the username and
+    /// password of that mechanism's JAAS entry on the listener (Kafka's
+    /// `listener.name.<name>.<mechanism>.sasl.jaas.config`).
+    pub fn inter_broker_sasl(
+        &self,
+        listener: &str,
+    ) -> Result<weir_client::sasl::Credentials, BrokerConfigError> {
+        let key = "sasl.mechanism.inter.broker.protocol";
+        let value = self.get(key);
+        let mechanism = weir_client::sasl::Mechanism::parse(value).map_err(|reason| {
+            BrokerConfigError::Invalid {
+                key: key.into(),
+                value: value.into(),
+                reason: format!("{reason}: the inter-broker listener {listener} uses SASL"),
+            }
+        })?;
+        let jaas_key = format!(
+            "listener.name.{}.{}.sasl.jaas.config",
+            listener.to_ascii_lowercase(),
+            mechanism.name().to_ascii_lowercase()
+        );
+        let missing = |reason: String| BrokerConfigError::Invalid {
+            key: jaas_key.clone(),
+            value: HIDDEN.into(),
+            reason,
+        };
+        let text = self
+            .settings
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&jaas_key))
+            .map(|(_, v)| v.as_str())
+            .ok_or_else(|| {
+                missing(format!(
+                    "brokers log in to each other over {listener} with {mechanism}: this JAAS entry needs username=\"…\" password=\"…\""
+                ))
+            })?;
+        let entry = weir_client::sasl::jaas::parse(text).map_err(&missing)?;
+        let (username, password) = entry
+            .options
+            .get("username")
+            .cloned()
+            .zip(entry.options.get("password").cloned())
+            .ok_or_else(|| {
+                missing("it has no username and password for brokers to log in with".into())
+            })?;
+        Ok(weir_client::sasl::Credentials {
+            mechanism,
+            username,
+            password,
+        })
+    }
+
+    /// The quorum port's listener (`controller.listener.names`, the first
+    /// name) when the protocol map makes it SSL; `None` for plain TCP.
+    pub fn quorum_tls_listener(&self) -> Result<Option<String>, BrokerConfigError> {
+        let key = "controller.listener.names";
+        let value = self.get(key);
+        let Some(name) = value
+            .split(',')
+            .map(|n| n.trim().to_ascii_uppercase())
+            .find(|n| !n.is_empty())
+        else {
+            return Ok(None);
+        };
+        let invalid = |reason: String| BrokerConfigError::Invalid {
+            key: key.into(),
+            value: value.into(),
+            reason,
+        };
+        let protocols =
+            crate::listeners::parse_protocol_map(self.get("listener.security.protocol.map"))
+                .map_err(&invalid)?;
+        match protocols.get(&name).map(String::as_str) {
+            Some("PLAINTEXT") => Ok(None),
+            Some("SSL") => Ok(Some(name)),
+            Some(other) => Err(invalid(format!(
+                "{name} is {other} in listener.security.protocol.map: the quorum port is secured with SSL (mutual TLS), not SASL"
+            ))),
+            None => Err(invalid(format!(
+                "{name} has no security protocol in listener.security.protocol.map"
+            ))),
+        }
     }
 
     /// A listener's own value of a per-listener key
@@ -930,7 +1062,21 @@ pub fn validate_broker_setting(key: &str, value: &str) -> Result<(), BrokerConfi
                 .map(|_| ())
                 .map_err(invalid);
         }
-        "inter.broker.listener.name" => return Ok(()),
+        "inter.broker.listener.name" | "controller.listener.names" => return Ok(()),
+        "sasl.mechanism.inter.broker.protocol" => {
+            // Checked where it is used: only a SASL inter-broker listener
+            // needs a mechanism Weir serves.
+            return Ok(());
+        }
+        "ssl.endpoint.identification.algorithm" => {
+            return if value.is_empty() || value.eq_ignore_ascii_case("https") {
+                Ok(())
+            } else {
+                Err(invalid(
+                    "expected https, or empty to skip the host name check".into(),
+                ))
+            };
+        }
         _ => {}
     }
     if key == "group.consumer.assignors" {

@@ -25,6 +25,7 @@ mod lifecycle;
 pub mod listeners;
 pub mod metadata;
 pub mod partitions;
+pub mod peers;
 pub mod principal_mapping;
 pub mod quotas;
 pub mod replica;

@@ -8,8 +8,8 @@
 //! Without `listeners`, `--listen`/`--advertise` make the one listener
 //! `PLAINTEXT`, as before. All four of Kafka's security protocols are
 //! served: TLS (`tls.rs`) on SSL and SASL_SSL, SASL (`sasl/`) on
-//! SASL_PLAINTEXT and SASL_SSL. The inter-broker listener must still be
-//! PLAINTEXT (brokers replicate without TLS or a login of their own yet).
+//! SASL_PLAINTEXT and SASL_SSL, the inter-broker listener included
+//! (`peers.rs` is how brokers dial it).
 
 use std::collections::BTreeMap;
 
@@ -172,11 +172,6 @@ pub fn resolve(s: &ListenerSettings<'_>) -> Result<Listeners, String> {
             "inter.broker.listener.name {inter_broker} is not an advertised listener"
         ));
     }
-    if protocols.get(&inter_broker).map(String::as_str) != Some("PLAINTEXT") {
-        return Err(format!(
-            "inter.broker.listener.name {inter_broker} must be a PLAINTEXT listener: brokers do not replicate over TLS or SASL yet"
-        ));
-    }
     let protocols = bind
         .iter()
         .map(|l| (l.name.clone(), protocols[&l.name].clone()))
@@ -258,13 +253,19 @@ mod tests {
         assert!(err(settings(Some("OTHER://:1"), None)).contains("no security protocol"));
         let tls = resolve(&settings(Some("PLAINTEXT://:1,SECURE://:2"), None)).unwrap();
         assert_eq!(tls.protocols["SECURE"], "SSL");
-        assert!(err(settings(Some("SECURE://:1"), None)).contains("must be a PLAINTEXT listener"));
+        // A secured listener may be the inter-broker one (the only one here).
+        assert_eq!(
+            resolve(&settings(Some("SECURE://:1"), None))
+                .unwrap()
+                .inter_broker,
+            "SECURE"
+        );
         let mut s = settings(Some("PLAINTEXT://:1,S://:2"), None);
         s.protocol_map = "PLAINTEXT:PLAINTEXT,S:SASL_SSL";
         assert_eq!(resolve(&s).unwrap().protocols["S"], "SASL_SSL");
         s.inter_broker = Some("S");
         s.advertised = Some("PLAINTEXT://h:1,S://h:2");
-        assert!(err(s).contains("must be a PLAINTEXT listener"));
+        assert_eq!(resolve(&s).unwrap().inter_broker, "S");
         assert!(
             err(settings(Some("PLAINTEXT://:1"), Some("EXTERNAL://h:2")))
                 .contains("not in listeners")

@@ -126,6 +126,32 @@ impl TlsSettings {
         Self::new(roots, identity, check_host).map(Some)
     }
 
+    /// From PEM files: the CA certificates to verify brokers with, and
+    /// optionally a keystore (chain, then key) to present; `what` names
+    /// the settings in errors.
+    pub fn from_files(
+        truststore: &Path,
+        keystore: Option<&Path>,
+        check_host: bool,
+        what: &str,
+    ) -> Result<TlsSettings> {
+        let mut roots = RootCertStore::empty();
+        add_roots(&mut roots, truststore, &format!("{what} truststore"))?;
+        let identity = match keystore {
+            Some(path) => {
+                let key = format!("{what} keystore");
+                Some((read_certs(path, &key)?, read_key(path, &key)?))
+            }
+            None => None,
+        };
+        Self::new(roots, identity, check_host)
+    }
+
+    /// The rustls config connections are made with.
+    pub fn rustls_config(&self) -> Arc<rustls::ClientConfig> {
+        Arc::clone(&self.config)
+    }
+
     /// From a CA set, an optional client chain and key, and whether the
     /// broker's certificate must name the host dialled.
     pub fn new(

@@ -141,6 +141,11 @@ impl BrokerProcess {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// The quorum port of a cluster member.
+    pub fn quorum_port(&self) -> Option<u16> {
+        self.quorum.as_ref().map(|(_, port)| *port)
+    }
+
     fn spawn(&mut self) {
         let listen = self.bootstrap();
         let admin = match self.admin_port {
@@ -169,7 +174,10 @@ impl BrokerProcess {
         )
         .stdin(Stdio::null());
         for setting in &self.extra {
-            cmd.args(["--config", setting]);
+            // `{port}` stands for this node's Kafka port, so settings shared
+            // by a cluster's nodes can name it (`listeners`).
+            let setting = setting.replace("{port}", &self.port.to_string());
+            cmd.args(["--config", &setting]);
         }
         if let Some((voters, port)) = &self.quorum {
             cmd.args(["--controller-quorum", voters])

@@ -12,6 +12,11 @@
 //! Vote to the same peer; a few idle connections per peer are kept for reuse.
 //! A connection that fails or times out is dropped, and the next call dials
 //! afresh, which is how a restarted peer is reconnected.
+//!
+//! With [`QuorumTls`] every connection is mutual TLS: the listener asks each
+//! peer for a certificate from the cluster's CA and closes connections
+//! that present none (a plaintext client gets nowhere), and callers
+//! present theirs and verify the listener's.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -24,6 +29,7 @@ use openraft::raft::{
     VoteRequest, VoteResponse,
 };
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -47,6 +53,8 @@ pub struct TcpConfig {
     pub max_frame: usize,
     /// Idle connections kept per peer.
     pub max_idle_per_peer: usize,
+    /// Mutual TLS on every connection; `None`: plain TCP.
+    pub tls: Option<QuorumTls>,
 }
 
 impl Default for TcpConfig {
@@ -56,8 +64,48 @@ impl Default for TcpConfig {
             request_timeout: Duration::from_secs(2),
             max_frame: DEFAULT_MAX_FRAME,
             max_idle_per_peer: 4,
+            tls: None,
         }
     }
+}
+
+/// Mutual TLS for the quorum port: how the listener accepts (asking for
+/// and verifying a client certificate) and how callers connect (with
+/// theirs). The acceptor is asked for per connection, so a certificate
+/// reloaded from disk is served to the next peer.
+#[derive(Clone)]
+pub struct QuorumTls {
+    pub acceptor: Arc<dyn Fn() -> tokio_rustls::TlsAcceptor + Send + Sync>,
+    pub connector: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for QuorumTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumTls").finish_non_exhaustive()
+    }
+}
+
+/// How long a peer has to finish the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to or from a peer, plain or TLS.
+trait PeerStream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<S: AsyncRead + AsyncWrite + Send + Unpin> PeerStream for S {}
+type Stream = Box<dyn PeerStream>;
+
+/// The name a peer's certificate is checked against: the host dialled.
+fn server_name(addr: &str) -> std::io::Result<rustls::pki_types::ServerName<'static>> {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{host:?} cannot be checked against a certificate: {e}"),
+        )
+    })
 }
 
 /// A message to a controller listener.
@@ -100,7 +148,7 @@ pub enum CallError {
 #[derive(Clone)]
 pub(crate) struct Connections {
     config: TcpConfig,
-    idle: Arc<Mutex<HashMap<String, Vec<TcpStream>>>>,
+    idle: Arc<Mutex<HashMap<String, Vec<Stream>>>>,
 }
 
 impl Connections {
@@ -164,26 +212,38 @@ impl Connections {
                 Err(e) => return Err(e),
             }
         }
-        let connect = TcpStream::connect(addr);
-        let mut stream = tokio::time::timeout(self.config.connect_timeout, connect)
+        let mut stream = tokio::time::timeout(self.config.connect_timeout, self.dial(addr))
             .await
             .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
-        stream.set_nodelay(true)?;
         let response = round_trip(&mut stream, frame, self.config.max_frame).await?;
         self.put_idle(addr, stream);
         Ok(response)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<TcpStream>>> {
+    /// A new connection to `addr`, through the TLS handshake when the
+    /// quorum port is secured.
+    async fn dial(&self, addr: &str) -> std::io::Result<Stream> {
+        let stream = TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        match &self.config.tls {
+            None => Ok(Box::new(stream)),
+            Some(tls) => {
+                let tls = tls.connector.connect(server_name(addr)?, stream).await?;
+                Ok(Box::new(tls))
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Stream>>> {
         // A pool of sockets stays usable even if a holder panicked.
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take_idle(&self, addr: &str) -> Option<TcpStream> {
+    fn take_idle(&self, addr: &str) -> Option<Stream> {
         self.lock().get_mut(addr).and_then(Vec::pop)
     }
 
-    fn put_idle(&self, addr: &str, stream: TcpStream) {
+    fn put_idle(&self, addr: &str, stream: Stream) {
         let mut idle = self.lock();
         let streams = idle.entry(addr.to_owned()).or_default();
         if streams.len() < self.config.max_idle_per_peer {
@@ -193,7 +253,7 @@ impl Connections {
 }
 
 async fn round_trip(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     frame: &[u8],
     limit: usize,
 ) -> Result<Response, FrameError> {
@@ -320,15 +380,16 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) {
     let dispatch = NodeDispatch { quorum, controller };
-    serve_with(listener, dispatch, config.max_frame, shutdown).await;
+    serve_with(listener, dispatch, config.clone(), shutdown).await;
 }
 
 pub(crate) async fn serve_with<D: Dispatch>(
     listener: TcpListener,
     dispatch: D,
-    max_frame: usize,
+    config: TcpConfig,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let max_frame = config.max_frame;
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
@@ -338,7 +399,8 @@ pub(crate) async fn serve_with<D: Dispatch>(
                     if let Err(e) = stream.set_nodelay(true) {
                         tracing::debug!(%peer, "set_nodelay: {e}");
                     }
-                    connections.spawn(serve_connection(stream, dispatch.clone(), max_frame));
+                    let tls = config.tls.as_ref().map(|t| (t.acceptor)());
+                    connections.spawn(accept(stream, tls, dispatch.clone(), max_frame));
                 }
                 Err(e) => {
                     // E.g. out of file descriptors: pause rather than spin.
@@ -352,8 +414,31 @@ pub(crate) async fn serve_with<D: Dispatch>(
     connections.shutdown().await;
 }
 
-async fn serve_connection<D: Dispatch>(mut stream: TcpStream, dispatch: D, max_frame: usize) {
+/// Serves one accepted connection, after the TLS handshake when the port
+/// is secured (a peer without a trusted certificate is closed unanswered).
+async fn accept<D: Dispatch>(
+    stream: TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    dispatch: D,
+    max_frame: usize,
+) {
     let peer = stream.peer_addr().ok();
+    let Some(tls) = tls else {
+        return serve_connection(Box::new(stream), peer, dispatch, max_frame).await;
+    };
+    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, tls.accept(stream)).await {
+        Ok(Ok(stream)) => serve_connection(Box::new(stream), peer, dispatch, max_frame).await,
+        Ok(Err(e)) => tracing::warn!(?peer, "refusing a quorum connection: TLS: {e}"),
+        Err(_) => tracing::debug!(?peer, "quorum TLS handshake timed out"),
+    }
+}
+
+async fn serve_connection<D: Dispatch>(
+    mut stream: Stream,
+    peer: Option<std::net::SocketAddr>,
+    dispatch: D,
+    max_frame: usize,
+) {
     loop {
         let req: Request = match frame::read_frame(&mut stream, max_frame).await {
             Ok(req) => req,
@@ -387,7 +472,7 @@ async fn serve_connection<D: Dispatch>(mut stream: TcpStream, dispatch: D, max_f
 }
 
 /// Tells the peer why its connection is being closed, if it still listens.
-async fn refuse(stream: &mut TcpStream, why: &FrameError, max_frame: usize) {
+async fn refuse(stream: &mut Stream, why: &FrameError, max_frame: usize) {
     let _ = frame::write_frame(stream, &Response::Refused(why.to_string()), max_frame).await;
 }
 
@@ -420,7 +505,11 @@ mod tests {
         let addr = listener.local_addr().unwrap().to_string();
         let dispatch = TestDispatch::default();
         let (stop, stopped) = watch::channel(false);
-        tokio::spawn(serve_with(listener, dispatch.clone(), max_frame, stopped));
+        let config = TcpConfig {
+            max_frame,
+            ..TcpConfig::default()
+        };
+        tokio::spawn(serve_with(listener, dispatch.clone(), config, stopped));
         (addr, dispatch, stop)
     }
 

@@ -235,7 +235,11 @@ async fn connect(state: &BrokerState, leader: NodeId) -> Option<Arc<Connection>>
     let image = state.cluster.image();
     let addr = state.inter_broker_address(&image.broker(leader)?.endpoints)?;
     let client_id = format!("weir-replica-fetcher-{}", state.config.node_id);
-    match Connection::connect(&addr, &client_id, Duration::from_secs(2)).await {
+    match state
+        .peers
+        .connect(&addr, &client_id, Duration::from_secs(2))
+        .await
+    {
         Ok(c) => Some(c),
         Err(e) => {
             debug!(leader, %addr, error = %e, "cannot reach the leader");

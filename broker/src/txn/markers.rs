@@ -22,7 +22,6 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::Encodable;
 use tracing::{debug, warn};
-use weir_client::conn::Connection;
 use weir_coordinator::txn::TxnPartition;
 use weir_log::{AppendOrigin, ControlType};
 
@@ -214,7 +213,11 @@ async fn send(
         return unreachable(partitions);
     };
     let client_id = format!("weir-txn-markers-{}", state.config.node_id);
-    let conn = match Connection::connect(&addr, &client_id, Duration::from_secs(2)).await {
+    let conn = match state
+        .peers
+        .connect(&addr, &client_id, Duration::from_secs(2))
+        .await
+    {
         Ok(c) => c,
         Err(e) => {
             debug!(leader, %addr, error = %e, "cannot reach a partition leader for markers");
