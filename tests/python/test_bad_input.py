@@ -182,9 +182,9 @@ def test_many_half_open_connections_do_not_block_others(module_broker, healthy):
     "settings, says",
     [
         (["listeners=SECURE://127.0.0.1:0", "listener.security.protocol.map=SECURE:SSL"],
-         "inter.broker.listener.name SECURE must be a PLAINTEXT listener"),
+         "listener SECURE uses TLS but has no keystore"),
         (["listeners=SECURE://127.0.0.1:0", "listener.security.protocol.map=SECURE:SASL_SSL"],
-         "inter.broker.listener.name SECURE must be a PLAINTEXT listener"),
+         "listener SECURE uses TLS but has no keystore"),
         (["sasl.enabled.mechanisms=PLAIN,GSSAPI"], "SASL mechanism GSSAPI is not supported by Weir"),
         (["listener.name.s.plain.sasl.jaas.config=PlainLoginModule required user_a=\"hush-hush"],
          "sasl.jaas.config: option user_a: the quoted value is not closed"),
@@ -214,4 +214,4 @@ def test_listener_flags_are_the_keys(weir_bin, tmp_path):
          "--listener-security-protocol-map", "SECURE:SASL_SSL"],
         capture_output=True, text=True, timeout=60)
     assert done.returncode != 0
-    assert "inter.broker.listener.name SECURE must be a PLAINTEXT listener" in done.stderr, done.stderr
+    assert "listener SECURE uses TLS but has no keystore" in done.stderr, done.stderr
