@@ -1,1 +1,8 @@
-//! Kafka Connect-compatible worker runtime. Not built yet: see docs/architecture.md for where the code stands.
+//! Kafka Connect-compatible worker runtime: the data model connectors,
+//! converters and transforms share, and (as they land) workers, the REST
+//! API and built-in connectors. See docs/architecture.md.
+
+pub mod config_def;
+pub mod data;
+pub mod plugin;
+pub mod record;
