@@ -48,6 +48,8 @@ enum Command {
     Cluster(cmd::cluster::ClusterArgs),
     /// Measure produce and consume throughput and latency.
     Bench(cmd::bench::BenchArgs),
+    /// Run a Kafka Connect-compatible worker (REST API on 8083).
+    Connect(cmd::connect::ConnectArgs),
     /// The Kubernetes operator: run it, print its CRDs, or render what it would create.
     Operator(cmd::operator::OperatorArgs),
 }
@@ -108,6 +110,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Acl(args) => cmd::acl::run(args).await,
             Command::Quota(args) => cmd::quota::run(args).await,
             Command::Cluster(args) => cmd::cluster::run(args).await,
+            Command::Connect(args) => cmd::connect::run(args).await,
             Command::Bench(args) => cmd::bench::run(args).await,
             Command::Operator(args) => cmd::operator::run(args).await,
         }

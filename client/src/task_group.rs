@@ -182,6 +182,7 @@ enum Command {
         ends: HashMap<TaskId, i64>,
     },
     Leave(oneshot::Sender<()>),
+    Topology(proto::Topology),
 }
 
 /// A member of a task group. Dropping it leaves the group: the heartbeat
@@ -254,6 +255,13 @@ impl TaskGroupMember {
     /// threads); it does not keep the member in the group.
     pub fn reporter(&self) -> OffsetReporter {
         OffsetReporter(self.commands.downgrade())
+    }
+
+    /// Replaces the member's topology (a Connect worker's connectors
+    /// changed); sent at once. A higher epoch than the group's replaces the
+    /// group's topology.
+    pub fn update_topology(&self, topology: proto::Topology) {
+        let _ = self.commands.send(Command::Topology(topology));
     }
 
     /// Stops heartbeating without leaving, as a crashed process would: the
@@ -371,6 +379,11 @@ impl Heartbeater {
                         }
                         Some(Command::Leave(done)) => {
                             leaving = Some(done);
+                            break;
+                        }
+                        Some(Command::Topology(t)) => {
+                            self.config.topology = t;
+                            self.full = true;
                             break;
                         }
                         None => {

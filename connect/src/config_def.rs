@@ -58,7 +58,10 @@ impl Importance {
 #[derive(Clone)]
 pub enum Validator {
     /// Numbers within these bounds (inclusive).
-    Range { min: Option<f64>, max: Option<f64> },
+    Range {
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     /// One of these strings (case-insensitively when `ignore_case`).
     OneOf {
         values: Vec<&'static str>,
@@ -423,13 +426,31 @@ mod tests {
 
     fn def() -> ConfigDef {
         ConfigDef::new()
-            .define("file", ConfigType::String, None, Importance::High, "the file")
-            .define("tasks.max", ConfigType::Int, Some("1"), Importance::High, "tasks")
+            .define(
+                "file",
+                ConfigType::String,
+                None,
+                Importance::High,
+                "the file",
+            )
+            .define(
+                "tasks.max",
+                ConfigType::Int,
+                Some("1"),
+                Importance::High,
+                "tasks",
+            )
             .validate_with(Validator::Range {
                 min: Some(1.0),
                 max: None,
             })
-            .define("mode", ConfigType::String, Some("bulk"), Importance::Medium, "mode")
+            .define(
+                "mode",
+                ConfigType::String,
+                Some("bulk"),
+                Importance::Medium,
+                "mode",
+            )
             .validate_with(Validator::OneOf {
                 values: vec!["bulk", "incrementing"],
                 ignore_case: false,

@@ -3,6 +3,14 @@
 //! API and built-in connectors. See docs/architecture.md.
 
 pub mod config_def;
+pub mod connector;
+pub mod connectors;
+pub mod converter;
 pub mod data;
 pub mod plugin;
 pub mod record;
+pub mod rest;
+pub mod store;
+pub mod transforms;
+pub mod validate;
+pub mod worker;

@@ -13,8 +13,11 @@ pub trait Converter: Send + Sync {
     /// The converter's own keys, without the `key.converter.` prefix.
     fn configure(&mut self, config: &BTreeMap<String, String>, is_key: bool) -> Result<(), String>;
     /// `None`: a null (tombstone) value.
-    fn from_connect(&self, topic: &str, data: &SchemaAndValue)
-    -> Result<Option<Vec<u8>>, DataError>;
+    fn from_connect(
+        &self,
+        topic: &str,
+        data: &SchemaAndValue,
+    ) -> Result<Option<Vec<u8>>, DataError>;
     fn to_connect(&self, topic: &str, bytes: Option<&[u8]>) -> Result<SchemaAndValue, DataError>;
 }
 

@@ -4,6 +4,7 @@ mod bench_tasks;
 pub mod broker;
 pub mod client_args;
 pub mod cluster;
+pub mod connect;
 pub mod consume;
 pub mod dev;
 pub mod group;
