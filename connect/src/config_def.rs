@@ -417,12 +417,7 @@ impl From<&ConfigKey> for ConfigKeyInfo {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn props(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::test_props as props;
 
     fn def() -> ConfigDef {
         ConfigDef::new()

@@ -14,3 +14,11 @@ pub mod store;
 pub mod transforms;
 pub mod validate;
 pub mod worker;
+
+/// `[(key, value)]` as a property map, for tests.
+#[cfg(test)]
+pub(crate) fn test_props(kv: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

@@ -12,7 +12,8 @@ use crate::record::ConnectRecord;
 pub trait Converter: Send + Sync {
     /// The converter's own keys, without the `key.converter.` prefix.
     fn configure(&mut self, config: &BTreeMap<String, String>, is_key: bool) -> Result<(), String>;
-    /// `None`: a null (tombstone) value.
+    /// `None`: a null (tombstone) value. Named as Kafka's `fromConnectData`.
+    #[allow(clippy::wrong_self_convention)]
     fn from_connect(
         &self,
         topic: &str,

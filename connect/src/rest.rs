@@ -53,37 +53,12 @@ fn internal(e: anyhow::Error) -> Response {
     error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}"))
 }
 
-/// `a=b&c` as pairs (values percent-decoded).
+/// The query's pairs, percent-decoded (`form_urlencoded`, already built
+/// for `url`, so a malformed escape cannot panic the server).
 fn query_pairs(q: &Option<String>) -> Vec<(String, String)> {
-    let Some(q) = q else { return Vec::new() };
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
-        })
-        .collect()
-}
-
-fn decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(b) => {
-                    out.push(b);
-                    i += 2;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    q.as_deref()
+        .map(|q| form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+        .unwrap_or_default()
 }
 
 fn flag(q: &[(String, String)], name: &str) -> bool {
@@ -248,15 +223,18 @@ fn check_config(name: &str, config: &mut Props) -> Result<(), Response> {
     let Some(class) = config.get("connector.class").cloned() else {
         return Err(error(
             StatusCode::BAD_REQUEST,
-            "Connector config {} contains no connector type"
-                .replace("{}", &serde_json::to_string(&config).unwrap_or_default()),
+            format!(
+                "Connector config {} contains no connector type",
+                serde_json::to_string(&config).unwrap_or_default()
+            ),
         ));
     };
     let Some(plugin) = connectors::find(&class) else {
         return Err(error(
             StatusCode::BAD_REQUEST,
             format!(
-                "Failed to find any class that implements Connector and which name matches {class}, available connectors are: {}",
+                "{}, available connectors are: {}",
+                connectors::unknown(&class),
                 connectors::all()
                     .iter()
                     .map(|p| p.class)
@@ -668,14 +646,7 @@ async fn plugins(RawQuery(q): RawQuery) -> Response {
 }
 
 fn find_plugin(name: &str) -> Result<ConnectorPlugin, Response> {
-    connectors::find(name).ok_or_else(|| {
-        error(
-            StatusCode::NOT_FOUND,
-            format!(
-                "Failed to find any class that implements Connector and which name matches {name}"
-            ),
-        )
-    })
+    connectors::find(name).ok_or_else(|| error(StatusCode::NOT_FOUND, connectors::unknown(name)))
 }
 
 async fn plugin_config(Path(plugin): Path<String>) -> Response {

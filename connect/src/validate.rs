@@ -274,12 +274,7 @@ pub fn validate(plugin: &ConnectorPlugin, config: &Props) -> ConfigInfos {
 mod tests {
     use super::*;
     use crate::connectors;
-
-    fn p(kv: &[(&str, &str)]) -> Props {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::test_props as p;
 
     #[test]
     fn per_field_errors_for_a_file_sink() {

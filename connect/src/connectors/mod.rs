@@ -11,3 +11,8 @@ pub fn all() -> Vec<ConnectorPlugin> {
 pub fn find(name: &str) -> Option<ConnectorPlugin> {
     all().into_iter().find(|p| p.answers_to(name))
 }
+
+/// Kafka's words for a connector class no plugin answers to.
+pub fn unknown(name: &str) -> String {
+    format!("Failed to find any class that implements Connector and which name matches {name}")
+}

@@ -276,12 +276,7 @@ pub mod records {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn p(kv: &[(&str, &str)]) -> Props {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::test_props as p;
 
     fn apply(s: &mut ConfigState, (k, v): (String, Option<Vec<u8>>)) -> Change {
         s.apply(s.applied, &k, v.as_deref())

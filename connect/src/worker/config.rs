@@ -187,12 +187,7 @@ impl WorkerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn props(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::test_props as props;
 
     #[test]
     fn kafkas_defaults_and_overrides() {

@@ -20,9 +20,7 @@ pub(super) fn plugin_of(config: &Props) -> Result<ConnectorPlugin, String> {
         .get("connector.class")
         .map(String::as_str)
         .unwrap_or("");
-    connectors::find(class).ok_or_else(|| {
-        format!("Failed to find any class that implements Connector and which name matches {class}")
-    })
+    connectors::find(class).ok_or_else(|| connectors::unknown(class))
 }
 
 /// Waits until told to stop.

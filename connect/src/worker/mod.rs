@@ -97,11 +97,14 @@ impl WorkerHandle {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
     }
+}
 
-    /// Waits for the runner to end (it does on shutdown only).
-    pub async fn join(self) {
-        let _ = self.task.await;
-    }
+/// A config or status record's key (both are text in Kafka's formats).
+fn key_text(r: &weir_client::consumer::ConsumerRecord) -> std::borrow::Cow<'_, str> {
+    r.key
+        .as_deref()
+        .map(String::from_utf8_lossy)
+        .unwrap_or_default()
 }
 
 fn read<T: Clone>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -143,11 +146,7 @@ impl Worker {
                 producer.clone(),
                 &config.config_topic,
                 move |r| {
-                    let key = r
-                        .key
-                        .as_deref()
-                        .map(String::from_utf8_lossy)
-                        .unwrap_or_default();
+                    let key = key_text(r);
                     let change = write(&state).apply(r.offset, &key, r.value.as_deref());
                     if live.load(Ordering::Acquire) {
                         let _ = changes_tx.send(change);
@@ -163,11 +162,7 @@ impl Worker {
                 producer.clone(),
                 &config.status_topic,
                 move |r| {
-                    let key = r
-                        .key
-                        .as_deref()
-                        .map(String::from_utf8_lossy)
-                        .unwrap_or_default();
+                    let key = key_text(r);
                     write(&state).apply(&key, r.value.as_deref());
                 },
             )

@@ -337,12 +337,7 @@ impl Runner {
 mod tests {
     use super::*;
     use crate::store::configs::records;
-
-    fn p(kv: &[(&str, &str)]) -> Props {
-        kv.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
+    use crate::test_props as p;
 
     fn state() -> ConfigState {
         let mut s = ConfigState::default();
