@@ -47,7 +47,7 @@ public class GroupMember {
         Thread main = Thread.currentThread();
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             consumer.wakeup();
-            try { main.join(30000); } catch (InterruptedException e) { }
+            try { main.join(45000); } catch (InterruptedException e) { }
         }));
         consumer.subscribe(List.of(args[2]), new ConsumerRebalanceListener() {
             public void onPartitionsAssigned(Collection<TopicPartition> ps) { emit("assigned", partitions(ps)); }

@@ -43,8 +43,10 @@ class Member:
         self.lock = threading.Lock()
         self.ended_at = None
         self.stderr = []
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
+        self.readers = [threading.Thread(target=self._read, daemon=True),
+                        threading.Thread(target=self._read_err, daemon=True)]
+        for r in self.readers:
+            r.start()
 
     def _read(self):
         for line in self.proc.stdout:
@@ -76,6 +78,10 @@ class Member:
     def leave(self):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
+        # The process has exited, but its last lines ("closed") may still be
+        # in the pipe: read them to the end before looking.
+        for r in self.readers:
+            r.join(10)
         self.ended_at = self._closed_at()
 
     def _closed_at(self):
