@@ -4,9 +4,29 @@
 mod cmd;
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Registry, reload};
+
+/// The filter the process started with and a handle to replace it, for
+/// roles that change log levels at run time (`weir connect`'s
+/// `/admin/loggers`).
+pub struct LogFilter {
+    pub initial: String,
+    handle: reload::Handle<EnvFilter, Registry>,
+}
+
+impl LogFilter {
+    pub fn replace(&self, directives: &str) -> Result<(), String> {
+        let filter = EnvFilter::try_new(directives).map_err(|e| format!("{directives:?}: {e}"))?;
+        self.handle.reload(filter).map_err(|e| e.to_string())
+    }
+}
+
+pub static LOG_FILTER: OnceLock<LogFilter> = OnceLock::new();
 
 #[derive(Parser)]
 #[command(
@@ -89,11 +109,19 @@ fn error_line(e: &anyhow::Error) -> String {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&cli.log)?)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+    let (filter, handle) = reload::Layer::new(EnvFilter::try_new(&cli.log)?);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal()),
+        )
         .init();
+    let _ = LOG_FILTER.set(LogFilter {
+        initial: cli.log.clone(),
+        handle,
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -180,6 +180,28 @@ impl Value {
         matches!(self, Value::Null)
     }
 
+    /// Schemaless data from JSON, as Kafka's JsonConverter reads it
+    /// without schemas: integers as Int64, other numbers as Float64,
+    /// objects as maps with string keys.
+    pub fn from_json(j: &serde_json::Value) -> Value {
+        use serde_json::Value as J;
+        match j {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Boolean(*b),
+            J::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int64(i),
+                None => Value::Float64(n.as_f64().unwrap_or(f64::NAN)),
+            },
+            J::String(s) => Value::String(s.clone()),
+            J::Array(items) => Value::Array(items.iter().map(Value::from_json).collect()),
+            J::Object(m) => Value::Map(
+                m.iter()
+                    .map(|(k, v)| (Value::String(k.clone()), Value::from_json(v)))
+                    .collect(),
+            ),
+        }
+    }
+
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::String(s) => Some(s),

@@ -152,6 +152,14 @@ pub fn common_def(kind: ConnectorType) -> ConfigDef {
             )
             .in_group("Error Handling")
             .define(
+                "errors.deadletterqueue.topic.replication.factor",
+                ConfigType::Short,
+                Some("-1"),
+                Importance::Medium,
+                "Replication factor of the dead letter queue topic when it is created; -1 for the broker's default.",
+            )
+            .in_group("Error Handling")
+            .define(
                 "errors.deadletterqueue.context.headers.enable",
                 ConfigType::Boolean,
                 Some("false"),

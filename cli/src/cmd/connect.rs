@@ -4,9 +4,20 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
+use weir_connect::loggers::{LogLevels, Loggers};
 use weir_connect::worker::{Worker, WorkerConfig};
+
+/// `/admin/loggers` changes this process's log filter.
+struct ProcessFilter(&'static crate::LogFilter);
+
+impl LogLevels for ProcessFilter {
+    fn apply(&self, directives: &str) -> Result<(), String> {
+        self.0.replace(directives)
+    }
+}
 
 use super::broker::wait_for_shutdown_signal;
 use super::client_args::ClientArgs;
@@ -82,7 +93,11 @@ pub async fn run(args: ConnectArgs) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {} for the REST API", args.rest_listen))?;
     let id = worker_id(&props, listener.local_addr()?);
     let client = args.client.config(&format!("connect-{id}"))?;
-    let handle = Worker::start(client, config, id.clone())
+    let loggers = match crate::LOG_FILTER.get() {
+        Some(f) => Loggers::new(&f.initial, Some(Box::new(ProcessFilter(f)))),
+        None => Loggers::new("info", None),
+    };
+    let handle = Worker::start(client, config, id.clone(), Arc::new(loggers))
         .await
         .context("starting the worker")?;
     let app = weir_connect::rest::router(handle.worker.clone());

@@ -7,9 +7,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::consumer_group_describe_response::Assignment;
+use kafka_protocol::messages::offset_delete_request::{
+    OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+};
 use kafka_protocol::messages::{
     ConsumerGroupDescribeRequest, DeleteGroupsRequest, DescribeGroupsRequest, GroupId,
-    ListGroupsRequest,
+    ListGroupsRequest, OffsetDeleteRequest, TopicName,
 };
 
 use super::{Admin, OffsetSpec, decode_assignment, decode_subscription, list_offsets};
@@ -281,6 +284,55 @@ impl Admin {
                 }
             })
             .collect())
+    }
+
+    /// Forgets the group's committed offsets of these partitions
+    /// (OffsetDelete; refused for partitions a member is subscribed to).
+    pub async fn delete_committed_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, i32)],
+    ) -> Result<()> {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in partitions {
+            by_topic.entry(t).or_default().push(*p);
+        }
+        let req = OffsetDeleteRequest::default()
+            .with_group_id(GroupId(sb(group)))
+            .with_topics(
+                by_topic
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        OffsetDeleteRequestTopic::default()
+                            .with_name(TopicName(sb(t)))
+                            .with_partitions(
+                                ps.into_iter()
+                                    .map(|p| {
+                                        OffsetDeleteRequestPartition::default()
+                                            .with_partition_index(p)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect(),
+            );
+        let (_, conn) = self.cluster.coordinator(group, 0).await?;
+        let resp = conn.send(&req).await?;
+        check(resp.error_code, None, || {
+            format!("delete offsets of group {group:?}")
+        })?;
+        for t in &resp.topics {
+            for p in &t.partitions {
+                check(p.error_code, None, || {
+                    format!(
+                        "delete offset of {}-{} for group {group:?}",
+                        t.name.as_str(),
+                        p.partition_index
+                    )
+                })?;
+            }
+        }
+        Ok(())
     }
 
     pub async fn delete_group(&self, group: &str) -> Result<()> {

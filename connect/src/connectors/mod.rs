@@ -1,11 +1,12 @@
 //! The built-in connectors, found by Kafka's class name or an alias.
 
+pub mod datagen;
 pub mod file;
 
 use crate::connector::ConnectorPlugin;
 
 pub fn all() -> Vec<ConnectorPlugin> {
-    vec![file::SOURCE, file::SINK]
+    vec![file::SOURCE, file::SINK, datagen::SOURCE]
 }
 
 pub fn find(name: &str) -> Option<ConnectorPlugin> {

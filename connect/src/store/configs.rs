@@ -86,6 +86,8 @@ pub struct ConfigState {
 pub enum Change {
     Connector(String),
     Restart(RestartRequest),
+    /// KIP-976: a log level for every worker (logger, level).
+    Logger(String, String),
     None,
 }
 
@@ -94,6 +96,12 @@ impl ConfigState {
     pub fn apply(&mut self, offset: i64, key: &str, value: Option<&[u8]>) -> Change {
         self.applied = offset + 1;
         let json: Option<Json> = value.and_then(|v| serde_json::from_slice(v).ok());
+        if let Some(logger) = key.strip_prefix("logger-cluster-") {
+            return match json.as_ref().and_then(|j| j.get("level")?.as_str()) {
+                Some(level) => Change::Logger(logger.to_string(), level.to_string()),
+                None => Change::None,
+            };
+        }
         if let Some(name) = key.strip_prefix("connector-") {
             return match json.as_ref().and_then(|j| props(j.get("properties"))) {
                 Some(config) => {
@@ -221,6 +229,13 @@ pub mod records {
         )
     }
 
+    pub fn logger_level(logger: &str, level: &str) -> (String, Option<Vec<u8>>) {
+        (
+            format!("logger-cluster-{logger}"),
+            Some(json!({ "level": level }).to_string().into_bytes()),
+        )
+    }
+
     pub fn connector_deleted(name: &str) -> (String, Option<Vec<u8>>) {
         (format!("connector-{name}"), None)
     }
@@ -280,6 +295,16 @@ mod tests {
 
     fn apply(s: &mut ConfigState, (k, v): (String, Option<Vec<u8>>)) -> Change {
         s.apply(s.applied, &k, v.as_deref())
+    }
+
+    #[test]
+    fn cluster_log_levels_are_changes_not_state() {
+        let mut s = ConfigState::default();
+        assert_eq!(
+            apply(&mut s, records::logger_level("weir_connect", "DEBUG")),
+            Change::Logger("weir_connect".into(), "DEBUG".into())
+        );
+        assert!(s.connectors.is_empty());
     }
 
     #[test]

@@ -43,6 +43,8 @@ const KNOWN: &[&str] = &[
     "connector.client.config.override.policy",
     "exactly.once.source.support",
     "topic.creation.enable",
+    "topic.tracking.enable",
+    "topic.tracking.allow.reset",
 ];
 const PREFIXES: &[&str] = &[
     "key.converter.",
@@ -68,6 +70,18 @@ pub struct WorkerConfig {
     pub offset_flush_interval: Duration,
     pub graceful_shutdown: Duration,
     pub session_timeout: Duration,
+    /// KIP-558: record the topics each connector uses.
+    pub topic_tracking: bool,
+    pub topic_tracking_reset: bool,
+}
+
+fn boolean(props: &BTreeMap<String, String>, key: &str, default: bool) -> Result<bool> {
+    match props.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" => Ok(false),
+        Some(v) => bail!("invalid value {v:?} for worker config {key}: expected true or false"),
+    }
 }
 
 fn number<T: std::str::FromStr>(
@@ -167,6 +181,8 @@ impl WorkerConfig {
             offset_flush_interval: ms("offset.flush.interval.ms", 60_000)?,
             graceful_shutdown: ms("task.shutdown.graceful.timeout.ms", 5_000)?,
             session_timeout: ms("session.timeout.ms", 10_000).context("session.timeout.ms")?,
+            topic_tracking: boolean(&props, "topic.tracking.enable", true)?,
+            topic_tracking_reset: boolean(&props, "topic.tracking.allow.reset", true)?,
             config_topic,
             offset_topic,
             status_topic,
@@ -224,5 +240,7 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("three different topics"), "{err}");
         assert!(WorkerConfig::new(" ", props(&[])).is_err());
+        let err = WorkerConfig::new("g", props(&[("topic.tracking.enable", "yes")])).unwrap_err();
+        assert!(err.to_string().contains("topic.tracking.enable"), "{err}");
     }
 }

@@ -33,16 +33,20 @@ pub(super) async fn stopped(mut stop: watch::Receiver<bool>) {
 pub(super) struct Pipeline {
     pub key: Box<dyn Converter>,
     pub value: Box<dyn Converter>,
+    pub key_class: String,
+    pub value_class: String,
     pub transforms: TransformChain,
+    /// The connector's `transforms` aliases, naming the stage in errors.
+    transform_aliases: String,
 }
 
 impl Pipeline {
     pub fn new(worker: &WorkerConfig, connector: &Props) -> Result<Pipeline, String> {
         let build = |role: &str, default: &str, is_key: bool| {
             let own = connector.get(role).filter(|c| !c.trim().is_empty());
-            let (class, settings) = match own {
+            let (class, settings) = match own.map(|c| c.trim()) {
                 Some(class) => (
-                    class.clone(),
+                    class.to_string(),
                     WorkerConfig::prefixed(connector, &format!("{role}.")),
                 ),
                 None => (
@@ -51,6 +55,7 @@ impl Pipeline {
                 ),
             };
             crate::converter::build(&class, &settings, is_key)
+                .map(|c| (c, class.clone()))
                 .map_err(|e| format!("Invalid {role} {class}: {e}"))
         };
         let transforms = TransformChain::from_config(connector).map_err(|errors| {
@@ -60,11 +65,20 @@ impl Pipeline {
                 .collect::<Vec<_>>()
                 .join("; ")
         })?;
+        let (key, key_class) = build("key.converter", &worker.key_converter, true)?;
+        let (value, value_class) = build("value.converter", &worker.value_converter, false)?;
         Ok(Pipeline {
-            key: build("key.converter", &worker.key_converter, true)?,
-            value: build("value.converter", &worker.value_converter, false)?,
+            key,
+            value,
+            key_class,
+            value_class,
             transforms,
+            transform_aliases: connector.get("transforms").cloned().unwrap_or_default(),
         })
+    }
+
+    pub fn transforms_class(&self) -> String {
+        format!("transforms {}", self.transform_aliases)
     }
 }
 
@@ -165,6 +179,7 @@ pub(super) async fn run_task(
                     &name,
                     &subject,
                     make(),
+                    &snap.connector_config,
                     &task_config,
                     pipeline,
                     stop,

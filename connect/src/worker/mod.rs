@@ -11,6 +11,7 @@
 
 pub mod config;
 mod instance;
+mod offsets;
 mod runner;
 mod sink;
 mod source;
@@ -27,7 +28,8 @@ use weir_client::cluster::Cluster;
 use weir_client::producer::{Producer, ProducerConfig};
 use weir_client::task_group::proto;
 
-use crate::store::configs::{ConfigState, RestartRequest, TargetState, records};
+use crate::loggers::Loggers;
+use crate::store::configs::{Change, ConfigState, RestartRequest, TargetState, records};
 use crate::store::log::TopicLog;
 use crate::store::offsets::OffsetState;
 use crate::store::statuses::{self, State, Status, StatusState, Subject};
@@ -79,6 +81,7 @@ pub struct Worker {
     pub configs: Arc<RwLock<ConfigState>>,
     pub statuses: Arc<RwLock<StatusState>>,
     pub offsets: Arc<RwLock<OffsetState>>,
+    pub loggers: Arc<Loggers>,
     config_log: TopicLog,
     status_log: TopicLog,
     offset_log: TopicLog,
@@ -122,6 +125,7 @@ impl Worker {
         client: ClientConfig,
         config: WorkerConfig,
         id: String,
+        loggers: Arc<Loggers>,
     ) -> Result<WorkerHandle> {
         let cluster = Cluster::connect(client)
             .await
@@ -141,6 +145,7 @@ impl Worker {
         let config_log = {
             let state = configs.clone();
             let live = live.clone();
+            let loggers = loggers.clone();
             TopicLog::start(
                 cluster.clone(),
                 producer.clone(),
@@ -148,9 +153,18 @@ impl Worker {
                 move |r| {
                     let key = key_text(r);
                     let change = write(&state).apply(r.offset, &key, r.value.as_deref());
-                    if live.load(Ordering::Acquire) {
-                        let _ = changes_tx.send(change);
+                    if !live.load(Ordering::Acquire) {
+                        return;
                     }
+                    // As in Kafka, cluster-wide levels reach running workers
+                    // only: a restarted worker starts from its own flags.
+                    if let Change::Logger(logger, level) = &change {
+                        if let Err(e) = loggers.set(logger, level, r.timestamp) {
+                            tracing::warn!(logger, error = %e, "a cluster log level");
+                        }
+                        return;
+                    }
+                    let _ = changes_tx.send(change);
                 },
             )
             .await?
@@ -191,6 +205,7 @@ impl Worker {
             configs,
             statuses,
             offsets,
+            loggers,
             config_log,
             status_log,
             offset_log,
@@ -291,6 +306,55 @@ impl Worker {
         }
     }
 
+    /// Records (KIP-558) that a connector's task used a topic, the first
+    /// time it does.
+    pub async fn note_topic(&self, connector: &str, task: i32, topic: &str) {
+        if !self.config.topic_tracking
+            || read(&self.statuses)
+                .topics
+                .get(connector)
+                .is_some_and(|t| t.contains_key(topic))
+        {
+            return;
+        }
+        let status = statuses::TopicStatus {
+            name: topic.to_string(),
+            connector: connector.to_string(),
+            task,
+            discover_timestamp: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+        };
+        if let Err(e) = self
+            .status_log
+            .send(
+                statuses::topic_key(topic, connector),
+                Some(statuses::encode_topic(&status)),
+                true,
+            )
+            .await
+        {
+            tracing::warn!(error = %e, connector, topic, "recording an active topic");
+        }
+    }
+
+    pub fn active_topics(&self, connector: &str) -> Vec<String> {
+        read(&self.statuses).topics_of(connector)
+    }
+
+    /// Forgets the topics a connector used.
+    pub async fn reset_topics(&self, connector: &str) -> Result<()> {
+        let topics = self.active_topics(connector);
+        let n = topics.len();
+        for (i, t) in topics.iter().enumerate() {
+            self.status_log
+                .send(statuses::topic_key(t, connector), None, i + 1 == n)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Stores source offsets (after the records they cover were acknowledged).
     pub async fn put_offsets(
         &self,
@@ -300,15 +364,10 @@ impl Worker {
             crate::store::offsets::JsonMap,
         )],
     ) -> Result<()> {
-        for (partition, offset) in offsets {
-            self.offset_log
-                .send(
-                    crate::store::offsets::key(connector, partition),
-                    Some(crate::store::offsets::value(offset)),
-                    false,
-                )
-                .await?;
-        }
-        Ok(())
+        let pairs: Vec<_> = offsets
+            .iter()
+            .map(|(p, o)| (p.clone(), Some(o.clone())))
+            .collect();
+        self.write_source_offsets(connector, &pairs, false).await
     }
 }

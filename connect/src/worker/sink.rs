@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use tokio::time::Instant;
+use kafka_protocol::error::ResponseError;
 use weir_client::consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
+use weir_client::producer::ProducerRecord;
 
 use super::instance::Pipeline;
 use super::{Props, Worker};
-use crate::connector::SinkTask;
-use crate::data::{DataError, Value};
+use crate::connector::{ConnectorType, SinkTask};
+use crate::data::Value;
+use crate::errors::{self, ErrorPolicy, Failure, Origin, Stage};
 use crate::record::{ConnectRecord, Header, SinkRecord};
 use crate::store::statuses::{State, Subject};
 
@@ -21,11 +24,8 @@ pub fn group_of(connector: &str) -> String {
     format!("connect-{connector}")
 }
 
-fn to_sink_record(pipeline: &Pipeline, r: &ConsumerRecord) -> Result<SinkRecord, DataError> {
-    let key = pipeline.key.to_connect(&r.topic, r.key.as_deref())?;
-    let value = pipeline.value.to_connect(&r.topic, r.value.as_deref())?;
-    let headers = r
-        .headers
+fn headers_of(r: &ConsumerRecord) -> Vec<Header> {
+    r.headers
         .iter()
         .map(|(k, v)| Header {
             key: k.clone(),
@@ -38,20 +38,122 @@ fn to_sink_record(pipeline: &Pipeline, r: &ConsumerRecord) -> Result<SinkRecord,
                 },
             },
         })
-        .collect();
-    Ok(SinkRecord {
-        record: ConnectRecord {
-            topic: r.topic.clone(),
-            kafka_partition: Some(r.partition),
-            key_schema: key.schema,
-            key: key.value,
-            value_schema: value.schema,
-            value: value.value,
-            timestamp: Some(r.timestamp),
-            headers,
-        },
+        .collect()
+}
+
+/// A consumed record through the converters and transforms: `Ok(None)`
+/// when a transform dropped it.
+fn process(pipeline: &Pipeline, r: &ConsumerRecord) -> Result<Option<SinkRecord>, Failure> {
+    let key = pipeline
+        .key
+        .to_connect(&r.topic, r.key.as_deref())
+        .map_err(|e| Failure::new(Stage::KeyConverter, &pipeline.key_class, e.to_string()))?;
+    let value = pipeline
+        .value
+        .to_connect(&r.topic, r.value.as_deref())
+        .map_err(|e| Failure::new(Stage::ValueConverter, &pipeline.value_class, e.to_string()))?;
+    let record = ConnectRecord {
+        topic: r.topic.clone(),
+        kafka_partition: Some(r.partition),
+        key_schema: key.schema,
+        key: key.value,
+        value_schema: value.schema,
+        value: value.value,
+        timestamp: Some(r.timestamp),
+        headers: headers_of(r),
+    };
+    let transformed = pipeline
+        .transforms
+        .apply(record)
+        .map_err(|e| Failure::new(Stage::Transformation, pipeline.transforms_class(), e.to_string()))?;
+    Ok(transformed.map(|record| SinkRecord {
+        record,
         kafka_offset: r.offset,
-    })
+    }))
+}
+
+/// Where records that failed go, when tolerated.
+struct ErrorHandler<'a> {
+    worker: &'a Worker,
+    connector: &'a str,
+    task: i32,
+    policy: ErrorPolicy,
+}
+
+impl ErrorHandler<'_> {
+    /// Creates the dead letter queue topic when missing, as Kafka does
+    /// when the task starts.
+    async fn prepare(&self) -> Result<(), String> {
+        let Some(dlq) = &self.policy.dlq else {
+            return Ok(());
+        };
+        let admin = weir_client::admin::Admin::from_cluster(self.worker.cluster.clone());
+        match admin
+            .create_topic(weir_client::admin::NewTopic::new(
+                dlq.topic.clone(),
+                1,
+                dlq.replication_factor,
+            ))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if e.kafka_error() == Some(ResponseError::TopicAlreadyExists) => Ok(()),
+            Err(e) => Err(format!(
+                "creating the dead letter queue topic {}: {e}",
+                dlq.topic
+            )),
+        }
+    }
+
+    /// Ok: the record is skipped (and reported); Err: the task's trace.
+    async fn handle(&self, failure: Failure, r: &ConsumerRecord) -> Result<(), String> {
+        let origin = Origin {
+            topic: r.topic.clone(),
+            partition: r.partition,
+            offset: r.offset,
+        };
+        if self.policy.log {
+            let mut line = errors::log_line(&failure, self.connector, self.task, Some(&origin));
+            if self.policy.log_messages {
+                line.push_str(&format!(
+                    " (key: {:?}, value: {:?})",
+                    r.key.as_deref().map(String::from_utf8_lossy),
+                    r.value.as_deref().map(String::from_utf8_lossy)
+                ));
+            }
+            tracing::error!("{line}");
+        }
+        if !self.policy.tolerate_all {
+            return Err(failure.trace());
+        }
+        let Some(dlq) = &self.policy.dlq else {
+            return Ok(());
+        };
+        let mut headers = r.headers.clone();
+        if dlq.context_headers {
+            headers.extend(errors::context_headers(
+                &failure,
+                &origin,
+                self.connector,
+                self.task,
+            ));
+        }
+        // Written before the record's offset can be committed: the send
+        // is awaited here, and failures are rare.
+        self.worker
+            .producer
+            .send(ProducerRecord {
+                topic: dlq.topic.clone(),
+                partition: None,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                headers,
+                timestamp: Some(r.timestamp),
+            })
+            .await
+            .map(|_| ())
+            .map_err(|e| format!("writing to the dead letter queue {}: {e}", dlq.topic))
+    }
 }
 
 /// The topics a sink reads: `topics`, or those `topics.regex` matches now.
@@ -98,6 +200,13 @@ pub(super) async fn run(
     stop: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let topics = topics_of(worker, connector_config).await?;
+    let errors = ErrorHandler {
+        worker,
+        connector,
+        task: subject.task_index(),
+        policy: ErrorPolicy::from_config(ConnectorType::Sink, connector_config)?,
+    };
+    errors.prepare().await?;
     task.start(config)?;
     let mut consumer = Consumer::with_cluster(
         worker.cluster.clone(),
@@ -117,6 +226,7 @@ pub(super) async fn run(
     worker.put_status(subject, State::Running, None).await;
     let mut last_flush = Instant::now();
     let mut unflushed = false;
+    let mut seen = std::collections::HashSet::new();
     let result = loop {
         if *stop.borrow() {
             break Ok(());
@@ -135,30 +245,18 @@ pub(super) async fn run(
         let mut batch = Vec::with_capacity(records.len());
         let mut failed = None;
         for r in &records {
-            let converted = to_sink_record(&pipeline, r)
-                .map_err(|e| format!("Conversion error: {e}"))
-                .and_then(|s| {
-                    let SinkRecord {
-                        record,
-                        kafka_offset,
-                    } = s;
-                    pipeline
-                        .transforms
-                        .apply(record)
-                        .map(|t| {
-                            t.map(|record| SinkRecord {
-                                record,
-                                kafka_offset,
-                            })
-                        })
-                        .map_err(|e| format!("Error in a transformation: {e}"))
-                });
-            match converted {
+            if !seen.contains(&r.topic) {
+                seen.insert(r.topic.clone());
+                worker.note_topic(connector, errors.task, &r.topic).await;
+            }
+            match process(&pipeline, r) {
                 Ok(Some(s)) => batch.push(s),
                 Ok(None) => {}
-                Err(e) => {
-                    failed = Some(e);
-                    break;
+                Err(f) => {
+                    if let Err(trace) = errors.handle(f, r).await {
+                        failed = Some(trace);
+                        break;
+                    }
                 }
             }
         }
@@ -167,7 +265,7 @@ pub(super) async fn run(
         }
         if !records.is_empty() {
             unflushed = true;
-            if let Err(e) = task.put(batch).await {
+            if let Err(e) = put(&mut task, batch, &errors.policy, &stop).await {
                 break Err(e);
             }
         }
@@ -187,6 +285,32 @@ pub(super) async fn run(
     task.stop();
     let _ = consumer.close().await;
     result.and(flushed)
+}
+
+/// Hands a batch to the task, trying again with growing delays for
+/// `errors.retry.timeout` while it fails.
+async fn put(
+    task: &mut Box<dyn SinkTask>,
+    batch: Vec<SinkRecord>,
+    policy: &ErrorPolicy,
+    stop: &watch::Receiver<bool>,
+) -> Result<(), String> {
+    if policy.retry_timeout == Some(Duration::ZERO) {
+        return task.put(batch).await;
+    }
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        match task.put(batch.clone()).await {
+            Ok(()) => return Ok(()),
+            Err(e) if policy.may_retry(started.elapsed()) && !*stop.borrow() => {
+                tracing::warn!(error = %e, attempt, "sink task put failed; retrying");
+                tokio::time::sleep(policy.retry_delay(attempt)).await;
+                attempt += 1;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 async fn flush(task: &mut Box<dyn SinkTask>, consumer: &mut Consumer) -> Result<(), String> {

@@ -13,7 +13,8 @@ use weir_client::producer::{DeliveryFuture, ProducerRecord};
 
 use super::instance::Pipeline;
 use super::{Props, Worker, read};
-use crate::connector::{OffsetReader, SourceTask};
+use crate::connector::{ConnectorType, OffsetReader, SourceTask};
+use crate::errors::{self, ErrorPolicy, Failure, Stage};
 use crate::data::{SchemaAndValue, Value};
 use crate::record::{ConnectRecord, Header};
 use crate::store::offsets::{JsonMap, OffsetState};
@@ -41,11 +42,10 @@ pub(super) fn header_bytes(h: &Header) -> Option<Bytes> {
     }
 }
 
-pub(super) fn to_producer_record(
+fn to_producer_record(
     pipeline: &Pipeline,
     r: &ConnectRecord,
-) -> Result<ProducerRecord, String> {
-    let conversion = |e: crate::data::DataError| format!("Conversion error: {e}");
+) -> Result<ProducerRecord, Failure> {
     let key = pipeline
         .key
         .from_connect(
@@ -55,7 +55,7 @@ pub(super) fn to_producer_record(
                 value: r.key.clone(),
             },
         )
-        .map_err(conversion)?;
+        .map_err(|e| Failure::new(Stage::KeyConverter, &pipeline.key_class, e.to_string()))?;
     let value = pipeline
         .value
         .from_connect(
@@ -65,7 +65,7 @@ pub(super) fn to_producer_record(
                 value: r.value.clone(),
             },
         )
-        .map_err(conversion)?;
+        .map_err(|e| Failure::new(Stage::ValueConverter, &pipeline.value_class, e.to_string()))?;
     Ok(ProducerRecord {
         topic: r.topic.clone(),
         partition: r.kafka_partition,
@@ -80,11 +80,27 @@ pub(super) fn to_producer_record(
     })
 }
 
+/// A polled record through the transforms and converters: `Ok(None)` when
+/// a transform dropped it.
+fn process(pipeline: &Pipeline, r: ConnectRecord) -> Result<Option<ProducerRecord>, Failure> {
+    match pipeline.transforms.apply(r) {
+        Ok(Some(t)) => to_producer_record(pipeline, &t).map(Some),
+        Ok(None) => Ok(None),
+        Err(e) => Err(Failure::new(
+            Stage::Transformation,
+            pipeline.transforms_class(),
+            e.to_string(),
+        )),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn run(
     worker: &Arc<Worker>,
     connector: &str,
     subject: &Subject,
     mut task: Box<dyn SourceTask>,
+    connector_config: &Props,
     config: &Props,
     pipeline: Pipeline,
     stop: watch::Receiver<bool>,
@@ -96,6 +112,9 @@ pub(super) async fn run(
             connector,
         },
     )?;
+    let policy = ErrorPolicy::from_config(ConnectorType::Source, connector_config)?;
+    let task_index = subject.task_index();
+    let mut seen = std::collections::HashSet::new();
     worker.put_status(subject, State::Running, None).await;
     let mut in_flight: Vec<DeliveryFuture> = Vec::new();
     // Latest offset per source partition (canonical JSON → pair).
@@ -112,20 +131,26 @@ pub(super) async fn run(
         let mut failed = None;
         for r in batch {
             let id = serde_json::Value::Object(r.source_partition.clone()).to_string();
+            // A skipped record's offset is committed too, as Kafka does:
+            // it is not produced again after a restart.
             pending.insert(id, (r.source_partition, r.source_offset));
-            let transformed = match pipeline.transforms.apply(r.record) {
-                Ok(Some(t)) => t,
-                Ok(None) => continue,
-                Err(e) => {
-                    failed = Some(format!("Error in a transformation: {e}"));
-                    break;
+            match process(&pipeline, r.record) {
+                Ok(Some(pr)) => {
+                    if !seen.contains(&pr.topic) {
+                        seen.insert(pr.topic.clone());
+                        worker.note_topic(connector, task_index, &pr.topic).await;
+                    }
+                    in_flight.push(worker.producer.send(pr));
                 }
-            };
-            match to_producer_record(&pipeline, &transformed) {
-                Ok(pr) => in_flight.push(worker.producer.send(pr)),
-                Err(e) => {
-                    failed = Some(e);
-                    break;
+                Ok(None) => {}
+                Err(f) => {
+                    if policy.log {
+                        tracing::error!("{}", errors::log_line(&f, connector, task_index, None));
+                    }
+                    if !policy.tolerate_all {
+                        failed = Some(f.trace());
+                        break;
+                    }
                 }
             }
         }

@@ -22,6 +22,10 @@ use crate::store::statuses::{State, Status, Subject};
 use crate::validate;
 use crate::worker::{Props, Worker};
 
+mod loggers;
+mod offsets;
+mod topics;
+
 /// The Kafka Connect version whose REST API this one follows.
 pub const COMPATIBLE_VERSION: &str = "4.0.0";
 
@@ -458,10 +462,14 @@ async fn delete_connector(AxState(w): AxState<Shared>, Path(name): Path<String>)
     if let Err(e) = lookup(&w.config_state(), &name) {
         return e;
     }
-    match w.delete_connector(&name).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => internal(e),
+    if let Err(e) = w.delete_connector(&name).await {
+        return internal(e);
     }
+    // A deleted connector's active topics go with it (KIP-558).
+    if let Err(e) = w.reset_topics(&name).await {
+        tracing::warn!(connector = %name, error = %e, "forgetting a deleted connector's topics");
+    }
+    StatusCode::NO_CONTENT.into_response()
 }
 
 async fn status(AxState(w): AxState<Shared>, Path(name): Path<String>) -> Response {
@@ -598,25 +606,6 @@ async fn stop(AxState(w): AxState<Shared>, Path(name): Path<String>) -> Response
     set_target(&w, &name, TargetState::Stopped, StatusCode::NO_CONTENT).await
 }
 
-async fn offsets(AxState(w): AxState<Shared>, Path(name): Path<String>) -> Response {
-    let c = match lookup(&w.config_state(), &name) {
-        Ok(c) => c,
-        Err(e) => return e,
-    };
-    if connector_type(&c.config) == "sink" {
-        return error(
-            StatusCode::NOT_IMPLEMENTED,
-            "Listing a sink connector's offsets is not supported yet; see its consumer group connect-".to_string() + &name,
-        );
-    }
-    let list: Vec<Json> = w
-        .source_offsets(&name)
-        .into_iter()
-        .map(|(p, o)| json!({"partition": p, "offset": o}))
-        .collect();
-    reply(StatusCode::OK, json!({ "offsets": list }))
-}
-
 fn plugin_json(class: &str, kind: &str, version: &str) -> Json {
     json!({"class": class, "type": kind, "version": version})
 }
@@ -738,7 +727,23 @@ pub fn router(worker: Arc<Worker>) -> Router {
         .route("/connectors/{name}/pause", put(pause).fallback(n))
         .route("/connectors/{name}/resume", put(resume).fallback(n))
         .route("/connectors/{name}/stop", put(stop).fallback(n))
-        .route("/connectors/{name}/offsets", get(offsets).fallback(n))
+        .route(
+            "/connectors/{name}/offsets",
+            get(offsets::list)
+                .patch(offsets::alter)
+                .delete(offsets::reset)
+                .fallback(n),
+        )
+        .route("/connectors/{name}/topics", get(topics::list).fallback(n))
+        .route(
+            "/connectors/{name}/topics/reset",
+            put(topics::reset).fallback(n),
+        )
+        .route("/admin/loggers", get(loggers::list).fallback(n))
+        .route(
+            "/admin/loggers/{logger}",
+            get(loggers::get).put(loggers::set).fallback(n),
+        )
         .route("/connector-plugins", get(plugins).fallback(n))
         .route(
             "/connector-plugins/{plugin}/config",
