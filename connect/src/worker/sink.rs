@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use kafka_protocol::error::ResponseError;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use kafka_protocol::error::ResponseError;
 use weir_client::consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset};
 use weir_client::producer::ProducerRecord;
 
@@ -61,11 +61,15 @@ fn process(pipeline: &Pipeline, r: &ConsumerRecord) -> Result<Option<SinkRecord>
         value: value.value,
         timestamp: Some(r.timestamp),
         headers: headers_of(r),
+        kafka_offset: Some(r.offset),
     };
-    let transformed = pipeline
-        .transforms
-        .apply(record)
-        .map_err(|e| Failure::new(Stage::Transformation, pipeline.transforms_class(), e.to_string()))?;
+    let transformed = pipeline.transforms.apply(record).map_err(|e| {
+        Failure::new(
+            Stage::Transformation,
+            pipeline.transforms_class(),
+            e.to_string(),
+        )
+    })?;
     Ok(transformed.map(|record| SinkRecord {
         record,
         kafka_offset: r.offset,
