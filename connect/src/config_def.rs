@@ -88,8 +88,10 @@ impl fmt::Debug for Validator {
 pub struct ConfigKey {
     pub name: String,
     pub ty: ConfigType,
-    /// `None`: required.
+    /// `None`: required, unless `nullable`.
     pub default: Option<String>,
+    /// A null default (Kafka's `define(…, null, …)`): optional with no value.
+    pub nullable: bool,
     pub importance: Importance,
     pub documentation: String,
     pub group: Option<String>,
@@ -132,6 +134,7 @@ impl ConfigDef {
             name: name.to_string(),
             ty,
             default: default.map(str::to_string),
+            nullable: false,
             importance,
             documentation: documentation.to_string(),
             group: None,
@@ -145,6 +148,14 @@ impl ConfigDef {
     pub fn validate_with(mut self, validator: Validator) -> Self {
         if let Some(k) = self.keys.last_mut() {
             k.validator = Some(validator);
+        }
+        self
+    }
+
+    /// Gives the key defined last a null default: optional, no value.
+    pub fn nullable(mut self) -> Self {
+        if let Some(k) = self.keys.last_mut() {
+            k.nullable = true;
         }
         self
     }
@@ -207,6 +218,7 @@ fn parse_key(key: &ConfigKey, given: Option<&String>) -> Result<Option<ParsedVal
     let raw = match (given, &key.default) {
         (Some(v), _) => v.clone(),
         (None, Some(d)) => d.clone(),
+        (None, None) if key.nullable => return Ok(None),
         (None, None) => {
             return Err(format!(
                 "Missing required configuration \"{}\" which has no default value.",
@@ -401,7 +413,7 @@ impl From<&ConfigKey> for ConfigKeyInfo {
         ConfigKeyInfo {
             name: k.name.clone(),
             ty: k.ty.name(),
-            required: k.default.is_none(),
+            required: k.default.is_none() && !k.nullable,
             default_value: k.default.clone(),
             importance: k.importance.name(),
             documentation: k.documentation.clone(),

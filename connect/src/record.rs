@@ -26,6 +26,10 @@ pub struct ConnectRecord {
     /// Milliseconds since the epoch.
     pub timestamp: Option<i64>,
     pub headers: Vec<Header>,
+    /// The record's offset in its topic partition: set on records a sink
+    /// task receives (Kafka's `SinkRecord.kafkaOffset()`), `None` on
+    /// source records.
+    pub kafka_offset: Option<i64>,
 }
 
 impl ConnectRecord {
@@ -40,6 +44,7 @@ impl ConnectRecord {
             value: value.value,
             timestamp: None,
             headers: Vec::new(),
+            kafka_offset: None,
         }
     }
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::config_def::{ConfigDef, ConfigKeyInfo, ConfigType, Importance, Validator};
 use crate::connector::{ConnectorPlugin, ConnectorType, Props};
-use crate::transforms::TransformChain;
+use crate::transforms::{TransformChain, enriched_def};
 
 pub fn common_def(kind: ConnectorType) -> ConfigDef {
     let def = ConfigDef::new()
@@ -205,7 +205,11 @@ impl ConfigInfos {
 
 pub fn validate(plugin: &ConnectorPlugin, config: &Props) -> ConfigInfos {
     let connector = (plugin.connector)();
-    let def = common_def(plugin.kind).merged(&connector.config_def());
+    // Kafka's `ConnectorConfig.enrich`: each transform's and predicate's
+    // keys under its alias, in groups of their own.
+    let def = common_def(plugin.kind)
+        .merged(&connector.config_def())
+        .merged(&enriched_def(config));
     let mut outcomes = def.validate(config);
     if plugin.kind == ConnectorType::Sink {
         let has = |k: &str| config.get(k).is_some_and(|v| !v.trim().is_empty());
@@ -226,9 +230,13 @@ pub fn validate(plugin: &ConnectorPlugin, config: &Props) -> ConfigInfos {
         }
     }
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // The chain checks what no single key's definition can (duplicate
+    // aliases, predicates nothing defines, keys that must agree); the
+    // per-key errors it repeats are already in `outcomes`.
     if let Err(errors) = TransformChain::from_config(config) {
         for (key, message) in errors {
             match outcomes.iter_mut().find(|o| o.name == key) {
+                Some(o) if o.errors.contains(&message) => {}
                 Some(o) => o.errors.push(message),
                 None => extra.entry(key).or_default().push(message),
             }
@@ -333,5 +341,65 @@ mod tests {
             ]),
         );
         assert_eq!(ok.error_count, 0, "{:?}", ok.errors());
+    }
+
+    #[test]
+    fn transforms_and_predicates_are_reported_per_alias() {
+        let plugin = connectors::find("FileStreamSink").unwrap();
+        let out = validate(
+            &plugin,
+            &p(&[
+                ("name", "s"),
+                ("connector.class", "FileStreamSink"),
+                ("file", "/tmp/x"),
+                ("topics", "a"),
+                ("transforms", "ins,bad,hf"),
+                ("transforms.ins.type", "InsertField$Value"),
+                ("transforms.ins.topic.field", "topic"),
+                ("transforms.ins.predicate", "isA"),
+                ("transforms.bad.type", "com.example.Missing"),
+                ("transforms.hf.type", "HoistField$Value"),
+                ("predicates", "isA"),
+                ("predicates.isA.type", "TopicNameMatches"),
+                ("predicates.isA.pattern", "a"),
+            ]),
+        );
+        let find = |name: &str| {
+            out.configs
+                .iter()
+                .find(|c| c.value.name == name)
+                .unwrap_or_else(|| panic!("{name} not reported"))
+        };
+        assert_eq!(
+            find("transforms.ins.topic.field")
+                .definition
+                .group
+                .as_deref(),
+            Some("Transforms: ins")
+        );
+        assert_eq!(
+            find("transforms.ins.topic.field").value.value.as_deref(),
+            Some("topic")
+        );
+        assert!(find("transforms.ins.negate").value.errors.is_empty());
+        assert!(find("transforms.ins.predicate").value.errors.is_empty());
+        assert_eq!(
+            find("predicates.isA.pattern").definition.group.as_deref(),
+            Some("Predicates: isA")
+        );
+        assert_eq!(
+            find("transforms.bad.type").value.errors,
+            [
+                "Invalid value com.example.Missing for configuration transforms.bad.type: \
+              Class com.example.Missing could not be found."
+            ]
+        );
+        assert_eq!(
+            find("transforms.hf.field").value.errors,
+            ["Missing required configuration \"transforms.hf.field\" which has no default value."]
+        );
+        assert_eq!(out.error_count, 2, "{:?}", out.errors());
+        assert!(out.groups.contains(&"Transforms: hf".to_string()));
+        assert!(out.groups.contains(&"Predicates: isA".to_string()));
     }
 }

@@ -61,6 +61,7 @@ fn process(pipeline: &Pipeline, r: &ConsumerRecord) -> Result<Option<SinkRecord>
         value: value.value,
         timestamp: Some(r.timestamp),
         headers: headers_of(r),
+        kafka_offset: Some(r.offset),
     };
     let transformed = pipeline.transforms.apply(record).map_err(|e| {
         Failure::new(
