@@ -226,6 +226,13 @@ pub fn validate(plugin: &ConnectorPlugin, config: &Props) -> ConfigInfos {
         }
     }
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // The connector's own checks, beside the keys they name.
+    for (key, message) in connector.validate_config(config) {
+        match outcomes.iter_mut().find(|o| o.name == key) {
+            Some(o) => o.errors.push(message),
+            None => extra.entry(key).or_default().push(message),
+        }
+    }
     if let Err(errors) = TransformChain::from_config(config) {
         for (key, message) in errors {
             match outcomes.iter_mut().find(|o| o.name == key) {
