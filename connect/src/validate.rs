@@ -341,4 +341,33 @@ mod tests {
         );
         assert_eq!(ok.error_count, 0, "{:?}", ok.errors());
     }
+
+    #[test]
+    fn a_connectors_own_checks_show_beside_their_key() {
+        let plugin = connectors::find("weir.postgres.source").unwrap();
+        let out = validate(
+            &plugin,
+            &p(&[
+                ("name", "s"),
+                ("connector.class", "weir.postgres.source"),
+                ("connection.url", "postgresql://u@localhost/db"),
+                ("table.whitelist", "t"),
+                ("mode", "timestamp"),
+                ("topic.prefix", "p-"),
+            ]),
+        );
+        let with_errors: Vec<_> = out
+            .configs
+            .iter()
+            .filter(|c| !c.value.errors.is_empty())
+            .map(|c| (c.value.name.as_str(), c.value.errors[0].as_str()))
+            .collect();
+        assert_eq!(
+            with_errors,
+            [(
+                "timestamp.column.name",
+                "mode=timestamp requires timestamp.column.name: the column to read new rows by"
+            )]
+        );
+    }
 }
