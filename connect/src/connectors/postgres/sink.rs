@@ -99,7 +99,7 @@ pub fn def() -> ConfigDef {
         .in_group("Writes")
 }
 
-fn get<'a>(config: &'a Props, key: &str) -> String {
+fn get(config: &Props, key: &str) -> String {
     config
         .get(key)
         .map(|v| v.trim().to_ascii_lowercase())
@@ -138,9 +138,9 @@ pub fn check(config: &Props) -> Vec<(String, String)> {
             format!("delete.enabled=true requires pk.mode=record_key (it is {pk}): a tombstone has only its key"),
         ));
     }
-    if !config
+    if config
         .get("table.name.format")
-        .is_none_or(|f| !f.trim().is_empty())
+        .is_some_and(|f| f.trim().is_empty())
     {
         errors.push((
             "table.name.format".into(),
