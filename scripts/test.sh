@@ -36,6 +36,19 @@ if ! command -v kcat >/dev/null; then
   fi
 fi
 
+# PostgreSQL's server binaries, for the PostgreSQL connectors' tests (each
+# test runs a private server of its own with initdb; none is started here).
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "== installing postgresql"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "PostgreSQL is missing: install it (Debian/Ubuntu: sudo apt-get install postgresql) and run again"
+    exit 1
+  fi
+fi
+
 # The Apache Kafka Java client, as ../shared/design/TESTING.md gets it: the
 # kafka-clients jar bundled in a PyPI wheel, slf4j from Debian.
 java_dir="$cache/java"

@@ -37,6 +37,13 @@ pub trait Connector: Send {
     /// Checks the configuration beyond its keys' types (the keys were
     /// validated against [`Connector::config_def`] already).
     fn start(&mut self, config: &Props) -> Result<(), TaskError>;
+    /// Errors beyond the keys' types, as (key, message), for
+    /// `config/validate` to show beside each key (a required key that is
+    /// missing only depends on another, say). `start` should refuse the
+    /// same configurations.
+    fn validate_config(&self, _config: &Props) -> Vec<(String, String)> {
+        Vec::new()
+    }
     /// At most `max_tasks` task configurations.
     fn task_configs(&self, max_tasks: usize) -> Vec<Props>;
     fn stop(&mut self) {}

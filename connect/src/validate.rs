@@ -230,6 +230,13 @@ pub fn validate(plugin: &ConnectorPlugin, config: &Props) -> ConfigInfos {
         }
     }
     let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // The connector's own checks, beside the keys they name.
+    for (key, message) in connector.validate_config(config) {
+        match outcomes.iter_mut().find(|o| o.name == key) {
+            Some(o) => o.errors.push(message),
+            None => extra.entry(key).or_default().push(message),
+        }
+    }
     // The chain checks what no single key's definition can (duplicate
     // aliases, predicates nothing defines, keys that must agree); the
     // per-key errors it repeats are already in `outcomes`.
@@ -401,5 +408,34 @@ mod tests {
         assert_eq!(out.error_count, 2, "{:?}", out.errors());
         assert!(out.groups.contains(&"Transforms: hf".to_string()));
         assert!(out.groups.contains(&"Predicates: isA".to_string()));
+    }
+
+    #[test]
+    fn a_connectors_own_checks_show_beside_their_key() {
+        let plugin = connectors::find("weir.postgres.source").unwrap();
+        let out = validate(
+            &plugin,
+            &p(&[
+                ("name", "s"),
+                ("connector.class", "weir.postgres.source"),
+                ("connection.url", "postgresql://u@localhost/db"),
+                ("table.whitelist", "t"),
+                ("mode", "timestamp"),
+                ("topic.prefix", "p-"),
+            ]),
+        );
+        let with_errors: Vec<_> = out
+            .configs
+            .iter()
+            .filter(|c| !c.value.errors.is_empty())
+            .map(|c| (c.value.name.as_str(), c.value.errors[0].as_str()))
+            .collect();
+        assert_eq!(
+            with_errors,
+            [(
+                "timestamp.column.name",
+                "mode=timestamp requires timestamp.column.name: the column to read new rows by"
+            )]
+        );
     }
 }

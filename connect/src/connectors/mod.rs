@@ -2,11 +2,18 @@
 
 pub mod datagen;
 pub mod file;
+pub mod postgres;
 
 use crate::connector::ConnectorPlugin;
 
 pub fn all() -> Vec<ConnectorPlugin> {
-    vec![file::SOURCE, file::SINK, datagen::SOURCE]
+    vec![
+        file::SOURCE,
+        file::SINK,
+        datagen::SOURCE,
+        postgres::SOURCE,
+        postgres::SINK,
+    ]
 }
 
 pub fn find(name: &str) -> Option<ConnectorPlugin> {
