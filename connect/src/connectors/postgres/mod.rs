@@ -108,6 +108,21 @@ pub(crate) fn pg_config(config: &Props) -> Result<tokio_postgres::Config, String
 }
 
 /// The URL as errors show it: without the password.
+/// What both connectors' `start` refuses: keys of the wrong type, then the
+/// connector's own checks (the ones `config/validate` shows per key).
+fn start_checked(
+    def: &ConfigDef,
+    own_errors: Vec<(String, String)>,
+    config: &Props,
+) -> Result<(), crate::connector::TaskError> {
+    def.parse(config)?;
+    if own_errors.is_empty() {
+        return Ok(());
+    }
+    let messages: Vec<_> = own_errors.into_iter().map(|(_, m)| m).collect();
+    Err(messages.join("; "))
+}
+
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(s), Some(at)) if at > s => {

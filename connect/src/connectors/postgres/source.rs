@@ -17,7 +17,7 @@ use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
 
 use super::values::{self, Read};
-use super::{connect, connection_def, db_error, pg_config, quote, quote_table};
+use super::{connect, connection_def, db_error, pg_config, quote, quote_table, start_checked};
 use crate::config_def::{ConfigDef, ConfigType, Importance, Validator};
 use crate::connector::{BoxFuture, Connector, OffsetReader, Props, SourceTask, TaskError};
 use crate::data::{Schema, SchemaAndValue, Struct, Value};
@@ -218,15 +218,7 @@ impl Connector for PostgresSource {
     }
 
     fn start(&mut self, config: &Props) -> Result<(), TaskError> {
-        def().parse(config)?;
-        let errors = check(config);
-        if !errors.is_empty() {
-            return Err(errors
-                .into_iter()
-                .map(|(_, m)| m)
-                .collect::<Vec<_>>()
-                .join("; "));
-        }
+        start_checked(&def(), check(config), config)?;
         self.config = config.clone();
         Ok(())
     }
